@@ -1,0 +1,108 @@
+//! The command tree. Names are fixed by `DESIGN.md`: scripts rely on them.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use gf_schemas::Provider;
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(
+    name = "gf",
+    version,
+    about = "Operate the gf analytics ingestion pipeline"
+)]
+pub struct Cli {
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Apply pending PostgreSQL migrations (safe to run concurrently and repeatedly).
+    Migrate,
+    /// Manage Kafka topics.
+    #[command(subcommand)]
+    Topics(TopicsCommand),
+    /// Manage products.
+    #[command(subcommand)]
+    Product(ProductCommand),
+    /// Manage connections (one ingest URL each).
+    #[command(subcommand)]
+    Connection(ConnectionCommand),
+}
+
+#[derive(Subcommand)]
+pub enum TopicsCommand {
+    /// Create the pipeline's topics that do not exist yet.
+    Ensure,
+}
+
+#[derive(Subcommand)]
+pub enum ProductCommand {
+    /// Create a product.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    /// List products.
+    List,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ProviderArg {
+    Amplitude,
+    Segment,
+}
+
+impl From<ProviderArg> for Provider {
+    fn from(p: ProviderArg) -> Self {
+        match p {
+            ProviderArg::Amplitude => Provider::Amplitude,
+            ProviderArg::Segment => Provider::Segment,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum ConnectionCommand {
+    /// Create a connection and print its ingest URL (shown only this once).
+    Create {
+        #[arg(long)]
+        product: Uuid,
+        #[arg(long, value_enum)]
+        provider: ProviderArg,
+        /// Also require this shared secret in the x-greenflash-secret header (8+ characters).
+        #[arg(long)]
+        secret: Option<String>,
+    },
+    /// List connections.
+    List {
+        #[arg(long)]
+        product: Option<Uuid>,
+    },
+    /// Show one connection.
+    Show { id: Uuid },
+    /// Issue a new ingest URL; the old one is refused at once.
+    Rotate { id: Uuid },
+    /// Answer 204 and drop events until resumed.
+    Pause { id: Uuid },
+    /// Accept events again after a pause.
+    Resume { id: Uuid },
+    /// Turn the connection off for good.
+    Disconnect { id: Uuid },
+    /// Set or clear the shared secret.
+    SetSecret(SetSecretArgs),
+}
+
+#[derive(Args)]
+pub struct SetSecretArgs {
+    pub id: Uuid,
+    /// The new shared secret (8+ printable ASCII characters).
+    #[arg(long, conflicts_with = "clear", required_unless_present = "clear")]
+    pub secret: Option<String>,
+    /// Remove the shared secret requirement.
+    #[arg(long)]
+    pub clear: bool,
+}

@@ -1,0 +1,140 @@
+use gf_runtime::Config;
+use gf_runtime::control::{Connection, IssuedConnection};
+use gf_runtime::token::ingest_url;
+use gf_schemas::time;
+use serde::Serialize;
+
+use crate::cli::{ConnectionCommand, SetSecretArgs};
+use crate::commands::control_plane;
+use crate::output::{Output, table};
+
+/// A connection with its ingest URL: printed only at create and rotate.
+#[derive(Serialize)]
+struct WithUrl<'a> {
+    #[serde(flatten)]
+    connection: &'a Connection,
+    url: String,
+}
+
+pub async fn run(cmd: ConnectionCommand, config: &Config, out: &Output) -> anyhow::Result<()> {
+    let control = control_plane(config)?;
+    match cmd {
+        ConnectionCommand::Create {
+            product,
+            provider,
+            secret,
+        } => {
+            let issued = control
+                .create_connection(product, provider.into(), secret.as_deref())
+                .await?;
+            print_issued(config, out, &issued, "Created")
+        }
+        ConnectionCommand::Rotate { id } => {
+            let issued = control.rotate(id).await?;
+            print_issued(config, out, &issued, "Rotated")
+        }
+        ConnectionCommand::List { product } => {
+            let connections = control.list_connections(product).await?;
+            out.print(&connections, || {
+                table(
+                    &[
+                        "ID",
+                        "PRODUCT",
+                        "PROVIDER",
+                        "STATUS",
+                        "SECRET",
+                        "LAST EVENT",
+                    ],
+                    connections
+                        .iter()
+                        .map(|c| {
+                            vec![
+                                c.id.to_string(),
+                                c.product_id.to_string(),
+                                c.provider.to_string(),
+                                c.status.to_string(),
+                                if c.has_shared_secret { "yes" } else { "no" }.into(),
+                                c.last_event_at
+                                    .as_ref()
+                                    .map(time::format)
+                                    .unwrap_or("-".into()),
+                            ]
+                        })
+                        .collect(),
+                )
+            })
+        }
+        ConnectionCommand::Show { id } => {
+            let c = control.connection(id).await?;
+            out.print(&c, || describe(&c))
+        }
+        ConnectionCommand::Pause { id } => {
+            let c = control.pause(id).await?;
+            out.print(&c, || {
+                format!("Paused connection {id}: requests are answered 204 and dropped.")
+            })
+        }
+        ConnectionCommand::Resume { id } => {
+            let c = control.resume(id).await?;
+            out.print(&c, || {
+                format!("Resumed connection {id} (now {}).", c.status)
+            })
+        }
+        ConnectionCommand::Disconnect { id } => {
+            let c = control.disconnect(id).await?;
+            out.print(&c, || format!("Disconnected connection {id}."))
+        }
+        ConnectionCommand::SetSecret(SetSecretArgs { id, secret, clear }) => {
+            let secret = if clear { None } else { secret };
+            let c = control.set_secret(id, secret.as_deref()).await?;
+            out.print(&c, || match c.has_shared_secret {
+                true => format!("Connection {id} now requires the x-greenflash-secret header."),
+                false => format!("Connection {id} no longer requires a shared secret."),
+            })
+        }
+    }
+}
+
+fn print_issued(
+    config: &Config,
+    out: &Output,
+    issued: &IssuedConnection,
+    verb: &str,
+) -> anyhow::Result<()> {
+    let c = &issued.connection;
+    let url = ingest_url(&config.public_url, c.provider, &issued.token);
+    out.print(
+        &WithUrl {
+            connection: c,
+            url: url.clone(),
+        },
+        || {
+            format!(
+                "{verb} {} connection {} for product {}.\n\
+             Ingest URL (shown only now; store it in {} and your secrets manager):\n\n  {url}\n",
+                c.provider, c.id, c.product_id, c.provider
+            )
+        },
+    )
+}
+
+fn describe(c: &Connection) -> String {
+    let opt = |t: &Option<_>| t.as_ref().map(time::format).unwrap_or("-".into());
+    format!(
+        "id:             {}\nproduct:        {}\nprovider:       {}\nstatus:         {}\n\
+         shared secret:  {}\ncreated:        {}\nrotated:        {}\nfirst event:    {}\nlast event:     {}",
+        c.id,
+        c.product_id,
+        c.provider,
+        c.status,
+        if c.has_shared_secret {
+            "required"
+        } else {
+            "none"
+        },
+        time::format(&c.created_at),
+        opt(&c.rotated_at),
+        opt(&c.first_event_at),
+        opt(&c.last_event_at),
+    )
+}

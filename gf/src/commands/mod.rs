@@ -1,0 +1,18 @@
+//! One module per command group; each turns arguments into control-plane calls and output.
+
+pub mod connection;
+pub mod migrate;
+pub mod product;
+pub mod topics;
+
+use anyhow::Context;
+use gf_runtime::Config;
+use gf_runtime::control::ControlPlane;
+use gf_runtime::token::SecretHasher;
+
+/// A small pool: a CLI command needs one or two connections.
+pub fn control_plane(config: &Config) -> anyhow::Result<ControlPlane> {
+    let pool = gf_runtime::db::pool(config.database_url()?, 2)?;
+    let hasher = SecretHasher::new(config.scrypt_log_n).context("GF_SCRYPT_LOG_N")?;
+    Ok(ControlPlane::new(pool, hasher))
+}

@@ -1,0 +1,39 @@
+//! `gf`: the operator interface of `DESIGN.md`. Every command takes `--json` and then prints one
+//! JSON document on stdout (an `{"error": ...}` document on failure); logs go to stderr.
+
+mod cli;
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::output::Output;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    gf_runtime::telemetry::init("warn");
+    let out = Output::new(cli.json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return out.fail(&anyhow::anyhow!("cannot start the async runtime: {e}")),
+    };
+    let result = runtime.block_on(async {
+        let config = gf_runtime::Config::from_env()?;
+        match cli.command {
+            Command::Migrate => commands::migrate::run(&config, &out).await,
+            Command::Topics(cmd) => commands::topics::run(cmd, &config, &out).await,
+            Command::Product(cmd) => commands::product::run(cmd, &config, &out).await,
+            Command::Connection(cmd) => commands::connection::run(cmd, &config, &out).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => out.fail(&e),
+    }
+}

@@ -1,0 +1,491 @@
+//! The control plane through the real `gf` binary, against the real PostgreSQL and broker.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use gf_runtime::token::{IngestToken, verify_hash};
+use gf_tests::{TestDb, infra, unique_topic_prefix};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use serde_json::Value;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+const PUBLIC_URL: &str = "https://ingest.example.test";
+
+struct Gf {
+    database_url: String,
+    topic_prefix: String,
+}
+
+impl Gf {
+    fn new(db: &TestDb) -> Gf {
+        Gf {
+            database_url: db.url.clone(),
+            topic_prefix: unique_topic_prefix(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let infra = infra();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gf"));
+        cmd.args(args)
+            .env_clear()
+            .env("DATABASE_URL", &self.database_url)
+            .env("KAFKA_BROKERS", &infra.kafka_brokers)
+            .env("GF_PUBLIC_URL", PUBLIC_URL)
+            .env("GF_TOPIC_PREFIX", &self.topic_prefix)
+            // Cheaper hashing keeps the suite quick; the format is the same.
+            .env("GF_SCRYPT_LOG_N", "12");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run gf")
+    }
+
+    /// Runs with `--json`, expects success and one JSON document.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        assert!(
+            out.status.success(),
+            "gf {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "gf {args:?} printed no JSON document ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// Runs with `--json`, expects failure; returns the error message of the JSON document.
+    fn json_error(&self, args: &[&str]) -> String {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        assert!(!out.status.success(), "gf {args:?} should fail");
+        let doc: Value = serde_json::from_slice(&out.stdout).expect("an error document");
+        doc["error"]["message"]
+            .as_str()
+            .expect("error.message")
+            .to_owned()
+    }
+
+    fn product(&self) -> String {
+        self.json(&["product", "create", "--name", "Checkout"])["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+fn token_of(url: &str, provider: &str) -> IngestToken {
+    let prefix = format!("{PUBLIC_URL}/ingest/{provider}/");
+    let token = url
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("{url} does not start with {prefix}"));
+    IngestToken::parse(token).expect("the URL ends in a valid token")
+}
+
+#[tokio::test]
+async fn migrate_applies_once() {
+    let db = TestDb::empty().await;
+    let gf = Gf::new(&db);
+    let first = gf.json(&["migrate"]);
+    assert_eq!(first["applied"][0], "V1__control_plane");
+    let second = gf.json(&["migrate"]);
+    assert_eq!(second["applied"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn products_are_created_and_listed() {
+    let db = TestDb::migrated().await;
+    let gf = Gf::new(&db);
+    let product = gf.json(&["product", "create", "--name", "  Acme Support Bot "]);
+    assert_eq!(product["name"], "Acme Support Bot");
+    let list = gf.json(&["product", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], product["id"]);
+    assert!(
+        gf.json_error(&["product", "create", "--name", "   "])
+            .contains("product name")
+    );
+    let text = String::from_utf8(gf.run(&["product", "list"]).stdout).unwrap();
+    assert!(text.contains("Acme Support Bot"), "{text}");
+}
+
+#[tokio::test]
+async fn connection_create_prints_a_url_and_stores_no_plaintext() {
+    let db = TestDb::migrated().await;
+    let gf = Gf::new(&db);
+    let product = gf.product();
+    let shared = "correct-horse-battery";
+    let created = gf.json(&[
+        "connection",
+        "create",
+        "--product",
+        &product,
+        "--provider",
+        "amplitude",
+        "--secret",
+        shared,
+    ]);
+    assert_eq!(created["provider"], "amplitude");
+    assert_eq!(created["status"], "pending");
+    assert_eq!(created["hasSharedSecret"], true);
+    let token = token_of(created["url"].as_str().unwrap(), "amplitude");
+
+    let client = db.client().await;
+    // Every column of the row, as text: neither the token, its secret, nor the shared secret.
+    let rows = client
+        .query("SELECT row_to_json(c)::text FROM connections c", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let stored: String = rows[0].get(0);
+    for secret in [token.reveal().as_str(), token.secret(), shared] {
+        assert!(
+            !stored.contains(secret),
+            "plaintext secret stored: {stored}"
+        );
+    }
+    let row = client
+        .query_one(
+            "SELECT token_lookup, token_hash, secret_hash FROM connections",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (lookup, token_hash, secret_hash): (String, String, String) =
+        (row.get(0), row.get(1), row.get(2));
+    assert_eq!(lookup, token.lookup());
+    assert!(
+        token_hash.starts_with("$scrypt$ln=12,r=8,p=1$"),
+        "{token_hash}"
+    );
+    assert_eq!(verify_hash(&token_hash, token.secret()), Ok(true));
+    assert_eq!(verify_hash(&secret_hash, shared), Ok(true));
+    assert_eq!(
+        verify_hash(&secret_hash, "correct-horse-batterz"),
+        Ok(false)
+    );
+
+    // The URL is shown once: show and list never print it (nor any hash).
+    let id = created["id"].as_str().unwrap();
+    let shown = gf.run(&["--json", "connection", "show", id]);
+    let listed = gf.run(&["--json", "connection", "list", "--product", &product]);
+    for out in [shown.stdout, listed.stdout] {
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains(id));
+        assert!(
+            !text.contains(token.secret()) && !text.contains("$scrypt$") && !text.contains("url"),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn rotate_replaces_the_token() {
+    let db = TestDb::migrated().await;
+    let gf = Gf::new(&db);
+    let product = gf.product();
+    let created = gf.json(&[
+        "connection",
+        "create",
+        "--product",
+        &product,
+        "--provider",
+        "segment",
+    ]);
+    let id = created["id"].as_str().unwrap();
+    let old = token_of(created["url"].as_str().unwrap(), "segment");
+
+    let rotated = gf.json(&["connection", "rotate", id]);
+    assert_eq!(rotated["id"], created["id"]);
+    assert!(rotated["rotatedAt"].is_string());
+    let new = token_of(rotated["url"].as_str().unwrap(), "segment");
+    assert_ne!(new.lookup(), old.lookup());
+
+    let client = db.client().await;
+    let gone = client
+        .query_opt(
+            "SELECT 1 FROM connections WHERE token_lookup = $1",
+            &[&old.lookup()],
+        )
+        .await
+        .unwrap();
+    assert!(gone.is_none(), "the old token still finds the connection");
+    let hash: String = client
+        .query_one(
+            "SELECT token_hash FROM connections WHERE token_lookup = $1",
+            &[&new.lookup()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(verify_hash(&hash, new.secret()), Ok(true));
+    assert_eq!(verify_hash(&hash, old.secret()), Ok(false));
+}
+
+#[tokio::test]
+async fn status_changes_follow_the_rules() {
+    let db = TestDb::migrated().await;
+    let gf = Gf::new(&db);
+    let product = gf.product();
+    let created = gf.json(&[
+        "connection",
+        "create",
+        "--product",
+        &product,
+        "--provider",
+        "amplitude",
+    ]);
+    let id = created["id"].as_str().unwrap();
+
+    assert_eq!(gf.json(&["connection", "pause", id])["status"], "paused");
+    // Never received an event: resume goes back to pending, not active.
+    assert_eq!(gf.json(&["connection", "resume", id])["status"], "pending");
+
+    // After a first event it resumes to active.
+    let client = db.client().await;
+    client
+        .execute("UPDATE connections SET status = 'active', first_event_at = now() WHERE id = $1::text::uuid", &[&id])
+        .await
+        .unwrap();
+    gf.json(&["connection", "pause", id]);
+    assert_eq!(gf.json(&["connection", "resume", id])["status"], "active");
+
+    assert_eq!(
+        gf.json(&["connection", "disconnect", id])["status"],
+        "disconnected"
+    );
+    for action in ["resume", "rotate", "pause"] {
+        let message = gf.json_error(&["connection", action, id]);
+        assert!(message.contains("is disconnected"), "{action}: {message}");
+    }
+    let missing = "00000000-0000-0000-0000-000000000000";
+    assert!(
+        gf.json_error(&["connection", "pause", missing])
+            .contains("no connection with id")
+    );
+    assert!(
+        gf.json_error(&["connection", "show", missing])
+            .contains("no connection with id")
+    );
+}
+
+#[tokio::test]
+async fn shared_secrets_are_checked_set_and_cleared() {
+    let db = TestDb::migrated().await;
+    let gf = Gf::new(&db);
+    let product = gf.product();
+    let message = gf.json_error(&[
+        "connection",
+        "create",
+        "--product",
+        &product,
+        "--provider",
+        "segment",
+        "--secret",
+        "short",
+    ]);
+    assert!(
+        message.contains("at least") || message.contains("8 to 256"),
+        "{message}"
+    );
+    // Nothing was created for the refused request.
+    assert_eq!(
+        gf.json(&["connection", "list"]).as_array().unwrap().len(),
+        0
+    );
+
+    let created = gf.json(&[
+        "connection",
+        "create",
+        "--product",
+        &product,
+        "--provider",
+        "segment",
+    ]);
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(created["hasSharedSecret"], false);
+    assert!(
+        gf.json_error(&["connection", "set-secret", id, "--secret", "1234567"])
+            .contains("8 to 256")
+    );
+    assert_eq!(
+        gf.json(&["connection", "set-secret", id, "--secret", "12345678"])["hasSharedSecret"],
+        true
+    );
+    assert_eq!(
+        gf.json(&["connection", "set-secret", id, "--clear"])["hasSharedSecret"],
+        false
+    );
+    // Exactly one of --secret and --clear.
+    assert!(!gf.run(&["connection", "set-secret", id]).status.success());
+}
+
+#[tokio::test]
+async fn every_connection_change_notifies_listeners() {
+    let db = TestDb::migrated().await;
+    let gf = Gf::new(&db);
+    let product = gf.product();
+
+    let (client, mut connection) = tokio_postgres::connect(&db.url, NoTls).await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let AsyncMessage::Notification(n) = message {
+                let _ = tx.send(serde_json::from_str::<Value>(n.payload()).unwrap());
+            }
+        }
+    });
+    client
+        .batch_execute("LISTEN gf_connection_changes")
+        .await
+        .unwrap();
+
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(1), rx.recv())
+            .await
+            .expect("a notification within 1 s")
+            .unwrap()
+    };
+    let created = gf.json(&[
+        "connection",
+        "create",
+        "--product",
+        &product,
+        "--provider",
+        "amplitude",
+    ]);
+    let id = created["id"].clone();
+    let lookup = token_of(created["url"].as_str().unwrap(), "amplitude")
+        .lookup()
+        .to_owned();
+    let n = next().await;
+    assert_eq!((n["op"].as_str(), &n["id"]), (Some("insert"), &id));
+
+    let id_text = id.as_str().unwrap();
+    for args in [
+        vec!["connection", "pause", id_text],
+        vec!["connection", "resume", id_text],
+        vec![
+            "connection",
+            "set-secret",
+            id_text,
+            "--secret",
+            "a-long-secret",
+        ],
+        vec!["connection", "set-secret", id_text, "--clear"],
+    ] {
+        gf.json(&args);
+        let n = next().await;
+        assert_eq!(
+            (n["op"].as_str(), &n["id"]),
+            (Some("update"), &id),
+            "{args:?}"
+        );
+        assert_eq!(n["tokenLookup"], lookup.as_str());
+    }
+    let rotated = gf.json(&["connection", "rotate", id_text]);
+    let n = next().await;
+    assert_eq!(n["previousTokenLookup"], lookup.as_str());
+    let new_lookup = token_of(rotated["url"].as_str().unwrap(), "amplitude")
+        .lookup()
+        .to_owned();
+    assert_eq!(n["tokenLookup"], new_lookup.as_str());
+    // No secret ever travels in a notification.
+    assert!(!n.to_string().contains("scrypt"));
+
+    gf.json(&["connection", "disconnect", id_text]);
+    assert_eq!(next().await["op"], "update");
+}
+
+#[tokio::test]
+async fn topics_ensure_creates_every_topic_once() {
+    let db = TestDb::migrated().await;
+    let gf = Gf::new(&db);
+    let first = gf.json(&["topics", "ensure"]);
+    let names: Vec<&str> = first
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["topic"].as_str().unwrap())
+        .collect();
+    let p = &gf.topic_prefix;
+    let expected: Vec<String> = [
+        "raw.v1",
+        "events.v1",
+        "events.attributed.v1",
+        "conversations.v1",
+        "signals.v1",
+        "deadletter.v1",
+    ]
+    .iter()
+    .map(|s| format!("{p}.{s}"))
+    .collect();
+    assert_eq!(names, expected);
+    assert!(
+        first
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["created"] == true && t["partitions"] == 3)
+    );
+
+    let second = gf.json(&["topics", "ensure"]);
+    assert!(
+        second
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["created"] == false)
+    );
+
+    // The broker itself knows them.
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", infra().kafka_brokers)
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .unwrap();
+    for name in &expected {
+        let topic = metadata.topics().iter().find(|t| t.name() == name);
+        assert_eq!(topic.map(|t| t.partitions().len()), Some(3), "{name}");
+    }
+}
+
+#[test]
+fn missing_configuration_says_what_to_do() {
+    let out = Command::new(env!("CARGO_BIN_EXE_gf"))
+        .args(["product", "list"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("DATABASE_URL is not set") && stderr.contains("cargo xtask infra up"),
+        "{stderr}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_gf"))
+        .args(["topics", "ensure"])
+        .env_clear()
+        .env("KAFKA_BROKERS", "127.0.0.1:1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot reach the Kafka brokers"),
+        "{stderr}"
+    );
+}

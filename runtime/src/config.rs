@@ -1,0 +1,194 @@
+//! Configuration from the environment. Every variable is read here and nowhere else.
+
+use std::net::SocketAddr;
+
+use crate::kafka::Compression;
+
+/// Body limit of an ingest request, compressed or decoded.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub database_url: Option<String>,
+    pub kafka_brokers: Option<String>,
+    /// Base of printed ingest URLs, without a trailing slash.
+    pub public_url: String,
+    pub receiver_addr: SocketAddr,
+    pub topic_prefix: String,
+    pub topic_partitions: i32,
+    pub topic_replication: i32,
+    pub kafka_compression: Compression,
+    pub max_body_bytes: usize,
+    /// scrypt cost (log2 N) for new token and secret hashes; existing hashes keep theirs.
+    pub scrypt_log_n: u8,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "{0} is not set. Run `cargo xtask infra up` and `set -a; . target/infra/env; set +a`, or point it at your own {1}"
+    )]
+    Missing(&'static str, &'static str),
+    #[error("{name} has an invalid value {value:?}: {expected}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let receiver_addr = parse(
+            "GF_RECEIVER_ADDR",
+            get("GF_RECEIVER_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into()),
+            "an address like 127.0.0.1:8080",
+        )?;
+        let public_url = get("GF_PUBLIC_URL")
+            .unwrap_or_else(|| format!("http://{receiver_addr}"))
+            .trim_end_matches('/')
+            .to_owned();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                name: "GF_PUBLIC_URL",
+                value: public_url,
+                expected: "an http:// or https:// URL",
+            });
+        }
+        let topic_prefix = get("GF_TOPIC_PREFIX").unwrap_or_else(|| "gf".into());
+        if topic_prefix.len() > 200
+            || !topic_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(ConfigError::Invalid {
+                name: "GF_TOPIC_PREFIX",
+                value: topic_prefix,
+                expected: "letters, digits, '.', '_' or '-' (a Kafka topic name part)",
+            });
+        }
+        let number = |name: &'static str, default: i64, min: i64, max: i64, expected| {
+            let value: i64 = parse(
+                name,
+                get(name).unwrap_or_else(|| default.to_string()),
+                expected,
+            )?;
+            if (min..=max).contains(&value) {
+                Ok(value)
+            } else {
+                Err(ConfigError::Invalid {
+                    name,
+                    value: value.to_string(),
+                    expected,
+                })
+            }
+        };
+        Ok(Config {
+            database_url: get("DATABASE_URL"),
+            kafka_brokers: get("KAFKA_BROKERS"),
+            public_url,
+            receiver_addr,
+            topic_prefix,
+            topic_partitions: number("GF_TOPIC_PARTITIONS", 3, 1, 1024, "1 to 1024")? as i32,
+            topic_replication: number("GF_TOPIC_REPLICATION", 1, 1, 16, "1 to 16")? as i32,
+            kafka_compression: parse(
+                "GF_KAFKA_COMPRESSION",
+                get("GF_KAFKA_COMPRESSION").unwrap_or_else(|| "lz4".into()),
+                "none, gzip, snappy, lz4 or zstd",
+            )?,
+            max_body_bytes: number(
+                "GF_MAX_BODY_BYTES",
+                DEFAULT_MAX_BODY_BYTES as i64,
+                1024,
+                512 * 1024 * 1024,
+                "bytes, 1024 to 536870912",
+            )? as usize,
+            scrypt_log_n: number("GF_SCRYPT_LOG_N", 15, 10, 22, "10 to 22")? as u8,
+        })
+    }
+
+    pub fn database_url(&self) -> Result<&str, ConfigError> {
+        self.database_url
+            .as_deref()
+            .ok_or(ConfigError::Missing("DATABASE_URL", "PostgreSQL"))
+    }
+
+    pub fn kafka_brokers(&self) -> Result<&str, ConfigError> {
+        self.kafka_brokers
+            .as_deref()
+            .ok_or(ConfigError::Missing("KAFKA_BROKERS", "Kafka brokers"))
+    }
+}
+
+fn parse<T: std::str::FromStr>(
+    name: &'static str,
+    value: String,
+    expected: &'static str,
+) -> Result<T, ConfigError> {
+    value.trim().parse().map_err(|_| ConfigError::Invalid {
+        name,
+        value,
+        expected,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.receiver_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.public_url, "http://127.0.0.1:8080");
+        assert_eq!(c.topic_prefix, "gf");
+        assert_eq!(c.max_body_bytes, 10 * 1024 * 1024);
+        assert_eq!(c.kafka_compression, Compression::Lz4);
+        assert!(c.database_url().is_err());
+    }
+
+    #[test]
+    fn public_url_loses_its_trailing_slash() {
+        let c = config(&[("GF_PUBLIC_URL", "https://in.example.com/")]).unwrap();
+        assert_eq!(c.public_url, "https://in.example.com");
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (name, value) in [
+            ("GF_RECEIVER_ADDR", "nowhere"),
+            ("GF_PUBLIC_URL", "ftp://x"),
+            ("GF_TOPIC_PREFIX", "a b"),
+            ("GF_TOPIC_PARTITIONS", "0"),
+            ("GF_KAFKA_COMPRESSION", "brotli"),
+            ("GF_SCRYPT_LOG_N", "40"),
+        ] {
+            let err = config(&[(name, value)]).unwrap_err().to_string();
+            assert!(err.contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn missing_database_says_what_to_do() {
+        let err = config(&[]).unwrap().database_url().unwrap_err().to_string();
+        assert!(
+            err.contains("DATABASE_URL") && err.contains("cargo xtask infra up"),
+            "{err}"
+        );
+    }
+}

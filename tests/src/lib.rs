@@ -1,0 +1,145 @@
+//! Test support shared by every integration test.
+//!
+//! Integration tests run against a real PostgreSQL and a real Kafka-compatible broker. They are
+//! found through `DATABASE_URL` and `KAFKA_BROKERS`, or, when those are unset, through the
+//! `target/infra/env` file that `cargo xtask infra up` writes. Without either, tests fail with a
+//! message saying how to start them: a test that silently skips proves nothing.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+/// Where the local infrastructure is.
+#[derive(Clone, Debug)]
+pub struct Infra {
+    pub database_url: String,
+    pub kafka_brokers: String,
+    /// Extra variables from `target/infra/env` (e.g. `GF_KAFKA_COMPRESSION`).
+    pub env: HashMap<String, String>,
+}
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lives in the workspace root")
+        .to_path_buf()
+}
+
+fn env_file() -> HashMap<String, String> {
+    let path = workspace_root().join("target/infra/env");
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+/// The infrastructure to test against; panics with instructions when there is none.
+pub fn infra() -> Infra {
+    let file = env_file();
+    let pick = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .or_else(|| file.get(name).cloned())
+            .unwrap_or_else(|| {
+                panic!(
+                    "{name} is not set and target/infra/env does not exist. \
+                     Run the tests with `cargo xtask test`, or start the local infrastructure \
+                     with `cargo xtask infra up` first."
+                )
+            })
+    };
+    Infra {
+        database_url: pick("DATABASE_URL"),
+        kafka_brokers: pick("KAFKA_BROKERS"),
+        env: file,
+    }
+}
+
+/// A database of its own for one test, migrated, named `gf_test_…`.
+pub struct TestDb {
+    pub url: String,
+    pub name: String,
+}
+
+impl TestDb {
+    /// Creates an empty database (not migrated).
+    pub async fn empty() -> TestDb {
+        let base = infra().database_url;
+        let name = format!("gf_test_{}", Uuid::new_v4().simple());
+        let (client, connection) = tokio_postgres::connect(&base, NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to DATABASE_URL: {e}"));
+        let driver = tokio::spawn(connection);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        drop(client);
+        let _ = driver.await;
+        TestDb {
+            url: with_dbname(&base, &name),
+            name,
+        }
+    }
+
+    /// Creates a database and applies the migrations.
+    pub async fn migrated() -> TestDb {
+        let db = TestDb::empty().await;
+        let pool = gf_runtime::db::pool(&db.url, 1).expect("pool");
+        gf_runtime::db::migrate(&pool).await.expect("migrate");
+        db
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
+            .await
+            .expect("connect to test database");
+        tokio::spawn(connection);
+        client
+    }
+}
+
+/// Replaces the database name of a `postgres://` URL.
+fn with_dbname(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let without_db = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{without_db}/{name}?{q}"),
+        None => format!("{without_db}/{name}"),
+    }
+}
+
+/// A topic prefix no other test uses, so tests share one broker without seeing each other.
+pub fn unique_topic_prefix() -> String {
+    format!("t{}", &Uuid::new_v4().simple().to_string()[..12])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names_are_replaced() {
+        assert_eq!(
+            with_dbname("postgres://postgres@127.0.0.1:5432/gf", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_dbname("postgres://u:p@h:1/gf?sslmode=disable", "x"),
+            "postgres://u:p@h:1/x?sslmode=disable"
+        );
+        assert_eq!(with_dbname("postgres://h:1", "x"), "postgres://h:1/x");
+    }
+}

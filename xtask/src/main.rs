@@ -1,0 +1,75 @@
+//! `cargo xtask`: what a developer runs. `infra` starts and stops the local PostgreSQL and broker,
+//! `test` is the whole check the CI runs.
+
+mod infra;
+mod process;
+mod test;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Project automation for the gf pipeline")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Local PostgreSQL and Kafka-compatible broker.
+    #[command(subcommand)]
+    Infra(InfraCommand),
+    /// Infrastructure up, formatting, lints, migrations, every test, infrastructure down.
+    Test {
+        /// Arguments passed to `cargo test` after `--` (e.g. a test name filter).
+        #[arg(last = true)]
+        cargo_test_args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum InfraCommand {
+    /// Start what is missing and write target/infra/env.
+    Up {
+        /// Broker keeps its data across restarts (sqlite storage; producer compression off).
+        #[arg(long)]
+        durable: bool,
+    },
+    /// Stop exactly the processes `up` started.
+    Down,
+    /// Show what runs and whether it answers.
+    Status,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    let result = match cli.command {
+        Command::Infra(InfraCommand::Up { durable }) => {
+            infra::up(&root, durable, &infra::External::from_env()).map(|env| {
+                println!("{}", env.describe());
+                println!("Use it with: set -a; . target/infra/env; set +a");
+            })
+        }
+        Command::Infra(InfraCommand::Down) => infra::down(&root),
+        Command::Infra(InfraCommand::Status) => infra::status(&root),
+        Command::Test { cargo_test_args } => test::run(&root, &cargo_test_args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace root")
+        .to_path_buf()
+}
