@@ -31,6 +31,15 @@ pub enum Command {
     /// Manage connections (one ingest URL each).
     #[command(subcommand)]
     Connection(ConnectionCommand),
+    /// Run a pipeline stage in the foreground until SIGINT/SIGTERM.
+    #[command(subcommand)]
+    Run(RunCommand),
+}
+
+#[derive(Subcommand)]
+pub enum RunCommand {
+    /// The HTTP receiver on GF_RECEIVER_ADDR.
+    Receiver,
 }
 
 #[derive(Subcommand)]

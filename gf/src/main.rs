@@ -14,7 +14,12 @@ use crate::output::Output;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    gf_runtime::telemetry::init("warn");
+    let default_log = if matches!(cli.command, Command::Run(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    gf_runtime::telemetry::init(default_log);
     let out = Output::new(cli.json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -30,6 +35,7 @@ fn main() -> ExitCode {
             Command::Topics(cmd) => commands::topics::run(cmd, &config, &out).await,
             Command::Product(cmd) => commands::product::run(cmd, &config, &out).await,
             Command::Connection(cmd) => commands::connection::run(cmd, &config, &out).await,
+            Command::Run(cmd) => commands::run::run(cmd, &config).await,
         }
     });
     match result {

@@ -1,4 +1,38 @@
-//! The receiver stage: authenticates ingest requests, checks the batch shape and appends the raw body to gf.raw.v1.
+//! The receiver stage: authenticates ingest requests, checks the batch shape, appends the raw
+//! body to `gf.raw.v1` and answers. Nothing else happens on the request path: no mapping, no
+//! database writes (connection activity is written in the background).
 //!
-//! Not built yet: see the project's issues. This crate exists so the workspace layout of
-//! `DESIGN.md` is in place; it exports nothing and nothing depends on it.
+//! - [`payload`]: pure body checks (gzip decoding with a bound, counting events per provider);
+//! - [`auth`]: token and shared-secret verification with a cache kept fresh by `NOTIFY`;
+//! - [`sink`]: the Kafka producer, waiting for every acknowledgement;
+//! - [`api`]: every status code and body, in one place;
+//! - [`handler`]: the HTTP handlers; [`server`]: wiring and graceful shutdown;
+//! - [`activity`], [`metrics`], [`trace`]: first/last-event times, Prometheus, W3C trace context.
+
+pub mod activity;
+pub mod api;
+pub mod auth;
+pub mod handler;
+pub mod metrics;
+pub mod payload;
+pub mod server;
+pub mod sink;
+pub mod trace;
+
+pub use server::{Receiver, ReceiverError, ReceiverOptions};
+
+/// Runs a receiver on `GF_RECEIVER_ADDR` until `stop` is cancelled.
+pub async fn run(
+    config: &gf_runtime::Config,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<(), ReceiverError> {
+    let listener = std::net::TcpListener::bind(config.receiver_addr)?;
+    tracing::info!(addr = %config.receiver_addr, "receiver listening");
+    let receiver = Receiver::new(
+        config,
+        ReceiverOptions::from_config(config),
+        prometheus::Registry::new(),
+        stop,
+    )?;
+    receiver.serve(listener)?.await
+}

@@ -21,6 +21,12 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// scrypt cost (log2 N) for new token and secret hashes; existing hashes keep theirs.
     pub scrypt_log_n: u8,
+    /// Most events (Amplitude) or messages (Segment) in one request.
+    pub max_batch_events: usize,
+    /// How long the receiver waits for the broker's acknowledgement before answering 503.
+    pub produce_timeout_ms: u64,
+    /// Last-resort expiry of cached connection credentials (NOTIFY evicts at once).
+    pub auth_cache_ttl_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +116,17 @@ impl Config {
                 "bytes, 1024 to 536870912",
             )? as usize,
             scrypt_log_n: number("GF_SCRYPT_LOG_N", 15, 10, 22, "10 to 22")? as u8,
+            max_batch_events: number("GF_MAX_BATCH_EVENTS", 1000, 1, 100_000, "1 to 100000")?
+                as usize,
+            produce_timeout_ms: number(
+                "GF_PRODUCE_TIMEOUT_MS",
+                5000,
+                100,
+                300_000,
+                "100 to 300000",
+            )? as u64,
+            auth_cache_ttl_secs: number("GF_AUTH_CACHE_TTL_SECS", 300, 1, 86_400, "1 to 86400")?
+                as u64,
         })
     }
 

@@ -5,6 +5,8 @@
 //! `target/infra/env` file that `cargo xtask infra up` writes. Without either, tests fail with a
 //! message saying how to start them: a test that silently skips proves nothing.
 
+pub mod net;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 

@@ -1,0 +1,11 @@
+use gf_runtime::Config;
+
+use crate::cli::RunCommand;
+
+pub async fn run(cmd: RunCommand, config: &Config) -> anyhow::Result<()> {
+    let stop = gf_runtime::shutdown::on_signal();
+    match cmd {
+        RunCommand::Receiver => gf_receiver::run(config, stop).await?,
+    }
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! Every answer the receiver gives, in one place: status codes, error codes and bodies.
+//!
+//! Bodies carry our `{"received","accepted","dropped"}` and also Amplitude's own response fields
+//! (`code` always, `events_ingested` on success, `error` on failure), so Amplitude's SDKs can post
+//! straight to an ingest URL and their retry logic works (a 413 makes them split the batch).
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+use crate::auth::AuthError;
+use crate::payload::{BatchSummary, PayloadError};
+use crate::sink::SinkError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(
+        "no such endpoint; ingest URLs look like /ingest/amplitude/<token> or /ingest/segment/<token>"
+    )]
+    NotFound,
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("the request body could not be read: {0}")]
+    BodyRead(String),
+}
+
+impl IngestError {
+    /// Short machine-readable reason.
+    pub fn code(&self) -> &'static str {
+        match self {
+            IngestError::NotFound => "not_found",
+            IngestError::Auth(e) => match e {
+                AuthError::InvalidToken => "invalid_token",
+                AuthError::WrongProvider => "wrong_provider",
+                AuthError::SecretMissing => "missing_secret",
+                AuthError::SecretWrong => "invalid_secret",
+                AuthError::LookupFailed(_) => "lookup_failed",
+                AuthError::Busy => "auth_busy",
+            },
+            IngestError::Payload(e) => match e {
+                PayloadError::InvalidJson(_) => "invalid_json",
+                PayloadError::WrongShape { .. } => "invalid_shape",
+                PayloadError::TooManyEvents { .. } => "too_many_events",
+                PayloadError::TooLarge { .. } => "body_too_large",
+                PayloadError::UnsupportedEncoding(_) => "unsupported_encoding",
+                PayloadError::BadGzip(_) => "invalid_gzip",
+            },
+            IngestError::Sink(SinkError::TooLarge) => "body_too_large",
+            IngestError::Sink(_) => "broker_unavailable",
+            IngestError::BodyRead(_) => "body_unreadable",
+        }
+    }
+
+    /// Seconds a client should wait before retrying, for the retryable answers.
+    fn retry_after(&self) -> Option<u32> {
+        match self {
+            IngestError::Auth(AuthError::Busy) => Some(1),
+            IngestError::Sink(SinkError::Unavailable(_) | SinkError::Setup(_)) => Some(5),
+            _ => None,
+        }
+    }
+}
+
+impl ResponseError for IngestError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            IngestError::NotFound | IngestError::Auth(AuthError::WrongProvider) => {
+                StatusCode::NOT_FOUND
+            }
+            IngestError::Auth(AuthError::LookupFailed(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            IngestError::Auth(AuthError::Busy) => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Auth(_) => StatusCode::UNAUTHORIZED,
+            IngestError::Payload(
+                PayloadError::TooManyEvents { .. } | PayloadError::TooLarge { .. },
+            ) => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::Payload(_) | IngestError::BodyRead(_) => StatusCode::BAD_REQUEST,
+            IngestError::Sink(SinkError::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::Sink(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        // Messages never hold the token: no error variant carries request text.
+        let message = match self {
+            IngestError::Auth(AuthError::LookupFailed(_)) => {
+                "the connection could not be looked up; safe to retry".to_owned()
+            }
+            IngestError::Sink(SinkError::Unavailable(_) | SinkError::Setup(_)) => {
+                "the event store did not acknowledge the batch in time; nothing was stored, retry later".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut response = HttpResponse::build(status).json(json!({
+            "code": status.as_u16(),
+            "error": self.code(),
+            "message": message,
+        }));
+        if let Some(seconds) = self.retry_after() {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// 200 with the counts.
+pub fn accepted(summary: BatchSummary) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "code": 200,
+        "received": summary.received,
+        "accepted": summary.accepted,
+        "dropped": summary.dropped,
+        "events_ingested": summary.accepted,
+    }))
+}
+
+/// 204: the connection is paused or disconnected; nothing was written.
+pub fn not_taking_events() -> HttpResponse {
+    HttpResponse::NoContent().finish()
+}
+
+pub fn json_response(status: StatusCode, body: serde_json::Value) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((CONTENT_TYPE, "application/json"))
+        .body(body.to_string())
+}

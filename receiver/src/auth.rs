@@ -1,0 +1,608 @@
+//! Who is calling: the token (and optional shared secret) to a connection, fast.
+//!
+//! scrypt is slow by design, so it runs only on a cache miss, off the async threads, a few at a
+//! time. A verified secret is remembered as its SHA-256 digest and later requests are compared
+//! against that digest in constant time (microseconds). A request whose lookup is cached but
+//! whose secret does not match the digest is refused without scrypt: the right secret is known.
+//!
+//! Cached state is dropped at once on `NOTIFY gf_connection_changes` (see [`listen_for_changes`]),
+//! entirely whenever the listener (re)connects, and after a TTL as a last resort. While
+//! PostgreSQL is unreachable, cached connections keep working and uncached ones get 500.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use gf_runtime::control::{
+    CONNECTION_CHANGES_CHANNEL, ConnectionAuth, ConnectionStatus, ControlPlane,
+};
+use gf_runtime::token::{IngestToken, verify_hash};
+use gf_schemas::Provider;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// How long an unknown lookup is remembered as unknown (a rotation or a new connection notifies).
+const UNKNOWN_TTL: Duration = Duration::from_secs(60);
+/// After a failed verification, further uncached attempts on the same lookup wait this long.
+const FAILURE_BACKOFF: Duration = Duration::from_secs(1);
+/// Bound on remembered unknown lookups and failures; cleared wholesale when reached.
+const MAX_NEGATIVE: usize = 100_000;
+/// Requests waiting for a verification slot beyond this are told to retry.
+const MAX_WAITING: usize = 64;
+
+/// The connection a request is for, once authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub connection_id: Uuid,
+    pub product_id: Uuid,
+    pub provider: Provider,
+    pub status: ConnectionStatus,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("the URL token is not valid (unknown, rotated or malformed)")]
+    InvalidToken,
+    #[error("this URL belongs to a connection of another provider")]
+    WrongProvider,
+    #[error("the x-greenflash-secret header is missing")]
+    SecretMissing,
+    #[error("the x-greenflash-secret header does not match")]
+    SecretWrong,
+    #[error("the connection could not be looked up; retry later")]
+    LookupFailed(#[source] gf_runtime::control::ControlError),
+    #[error("too many credential checks in flight; retry shortly")]
+    Busy,
+}
+
+type Digest32 = [u8; 32];
+
+fn digest(secret: &str) -> Digest32 {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+fn same(a: &Digest32, b: &Digest32) -> bool {
+    a.ct_eq(b).into()
+}
+
+#[derive(Clone)]
+struct Entry {
+    caller: Caller,
+    token_digest: Digest32,
+    token_hash: String,
+    secret_hash: Option<String>,
+    /// Digest of the shared secret once verified with scrypt.
+    secret_digest: Option<Digest32>,
+    fetched: Instant,
+}
+
+pub struct Authenticator {
+    control: ControlPlane,
+    ttl: Duration,
+    cache: RwLock<HashMap<String, Entry>>,
+    unknown: Mutex<HashMap<String, Instant>>,
+    failures: Mutex<HashMap<String, Instant>>,
+    slots: Semaphore,
+    waiting: AtomicUsize,
+    /// Bumped by every invalidation; a lookup that raced an invalidation of its own lookup is
+    /// answered but not cached (it may have read the row just before the change).
+    epoch: AtomicU64,
+    /// Recent invalidations as (epoch, lookup); `None` stands for "everything".
+    invalidations: Mutex<VecDeque<(u64, Option<String>)>>,
+}
+
+/// Invalidations remembered for the race check; older races are treated as conflicting.
+const REMEMBERED_INVALIDATIONS: usize = 1024;
+
+impl Authenticator {
+    pub fn new(control: ControlPlane, ttl: Duration, verify_concurrency: usize) -> Self {
+        Authenticator {
+            control,
+            ttl,
+            cache: RwLock::default(),
+            unknown: Mutex::default(),
+            failures: Mutex::default(),
+            slots: Semaphore::new(verify_concurrency.max(1)),
+            waiting: AtomicUsize::new(0),
+            epoch: AtomicU64::new(0),
+            invalidations: Mutex::default(),
+        }
+    }
+
+    /// Runs `change` on the cache unless `lookup` was invalidated since `epoch` (the check that
+    /// started then may have read the row just before the change). Holds the invalidation log
+    /// throughout, so no invalidation slips between the check and the change.
+    fn update_if_unchanged(
+        &self,
+        epoch: u64,
+        lookup: &str,
+        change: impl FnOnce(&mut HashMap<String, Entry>),
+    ) {
+        let log = self.invalidations.lock().unwrap_or_else(|e| e.into_inner());
+        let now = self.epoch.load(Ordering::SeqCst);
+        let unchanged = now == epoch
+            || (log.front().is_some_and(|(first, _)| *first <= epoch + 1)
+                && !log
+                    .iter()
+                    .filter(|(e, _)| *e > epoch)
+                    .any(|(_, l)| l.as_deref().is_none_or(|l| l == lookup)));
+        if unchanged {
+            change(&mut self.cache.write().unwrap_or_else(|e| e.into_inner()));
+        }
+    }
+
+    /// Records an invalidation of `lookup` (`None`: everything) and applies it to the cache.
+    fn invalidate(&self, lookups: &[Option<&str>]) {
+        let mut log = self.invalidations.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        let mut unknown = self.unknown.lock().unwrap_or_else(|e| e.into_inner());
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        for lookup in lookups {
+            let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+            if log.len() == REMEMBERED_INVALIDATIONS {
+                log.pop_front();
+            }
+            log.push_back((epoch, lookup.map(str::to_owned)));
+            match lookup {
+                Some(l) => {
+                    cache.remove(*l);
+                    unknown.remove(*l);
+                    failures.remove(*l);
+                }
+                None => {
+                    cache.clear();
+                    unknown.clear();
+                    failures.clear();
+                }
+            }
+        }
+    }
+
+    pub async fn authenticate(
+        &self,
+        provider: Provider,
+        token: &str,
+        shared_secret: Option<&str>,
+    ) -> Result<Caller, AuthError> {
+        let token = IngestToken::parse(token).map_err(|_| AuthError::InvalidToken)?;
+        let token_digest = digest(token.secret());
+
+        if let Some(caller) = self.decide_from_cache(provider, &token, &token_digest, shared_secret)? {
+            return Ok(caller);
+        }
+        // A fresh cached entry that could not decide needs only its shared secret verified.
+        if let Some(caller) = self.cached_caller(token.lookup(), &token_digest) {
+            self.verify_shared_secret(token.lookup(), shared_secret)
+                .await?;
+            return Ok(caller);
+        }
+        self.verify_uncached(provider, &token, token_digest, shared_secret)
+            .await
+    }
+
+    /// Fast path. `Ok(None)` means: not decidable from the cache alone.
+    fn decide_from_cache(
+        &self,
+        provider: Provider,
+        token: &IngestToken,
+        token_digest: &Digest32,
+        shared_secret: Option<&str>,
+    ) -> Result<Option<Caller>, AuthError> {
+        let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
+        let Some(entry) = cache.get(token.lookup()) else {
+            drop(cache);
+            return self.check_negative(token.lookup()).map(|()| None);
+        };
+        if entry.fetched.elapsed() > self.ttl {
+            return Ok(None);
+        }
+        if !same(&entry.token_digest, token_digest) {
+            return Err(AuthError::InvalidToken);
+        }
+        check_provider(entry.caller, provider)?;
+        match (&entry.secret_hash, shared_secret, &entry.secret_digest) {
+            (None, _, _) => Ok(Some(entry.caller)),
+            (Some(_), None, _) => Err(AuthError::SecretMissing),
+            (Some(_), Some(given), Some(known)) => {
+                if same(known, &digest(given)) {
+                    Ok(Some(entry.caller))
+                } else {
+                    Err(AuthError::SecretWrong)
+                }
+            }
+            (Some(_), Some(_), None) => Ok(None),
+        }
+    }
+
+    /// The caller of a fresh cached entry whose token matches (its shared secret is unverified).
+    fn cached_caller(&self, lookup: &str, token_digest: &Digest32) -> Option<Caller> {
+        let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
+        cache
+            .get(lookup)
+            .filter(|e| e.fetched.elapsed() <= self.ttl && same(&e.token_digest, token_digest))
+            .map(|e| e.caller)
+    }
+
+    fn check_negative(&self, lookup: &str) -> Result<(), AuthError> {
+        let unknown = self.unknown.lock().unwrap_or_else(|e| e.into_inner());
+        if unknown
+            .get(lookup)
+            .is_some_and(|t| t.elapsed() < UNKNOWN_TTL)
+        {
+            return Err(AuthError::InvalidToken);
+        }
+        drop(unknown);
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if failures
+            .get(lookup)
+            .is_some_and(|t| t.elapsed() < FAILURE_BACKOFF)
+        {
+            return Err(AuthError::Busy);
+        }
+        Ok(())
+    }
+
+    async fn verify_uncached(
+        &self,
+        provider: Provider,
+        token: &IngestToken,
+        token_digest: Digest32,
+        shared_secret: Option<&str>,
+    ) -> Result<Caller, AuthError> {
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let stale = self.expired(token.lookup());
+        let row = match self.control.auth_by_lookup(token.lookup()).await {
+            Ok(row) => row,
+            // PostgreSQL is down: an expired entry still beats refusing a known sender.
+            Err(e) => match stale {
+                Some(mut entry) if same(&entry.token_digest, &token_digest) => {
+                    tracing::warn!(error = %e, connection = %entry.caller.connection_id,
+                        "connection lookup failed; serving from expired cache");
+                    let caller = check_provider(entry.caller, provider)?;
+                    if entry.secret_hash.is_some() {
+                        let known = entry.secret_digest;
+                        let given = shared_secret.map(digest);
+                        match (known, given) {
+                            (_, None) => return Err(AuthError::SecretMissing),
+                            (Some(k), Some(g)) if same(&k, &g) => {}
+                            // Verifying a new secret needs the stored hash: refuse while PostgreSQL is away.
+                            (None, Some(_)) => return Err(AuthError::LookupFailed(e)),
+                            (Some(_), Some(_)) => return Err(AuthError::SecretWrong),
+                        }
+                    }
+                    // Serve from it for another TTL rather than wait on PostgreSQL per request.
+                    entry.fetched = Instant::now();
+                    self.cache
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(token.lookup().to_owned(), entry);
+                    return Ok(caller);
+                }
+                _ => return Err(AuthError::LookupFailed(e)),
+            },
+        };
+        let Some(row) = row else {
+            remember(&self.unknown, token.lookup());
+            return Err(AuthError::InvalidToken);
+        };
+        // Unchanged hash: the expired entry's digest is still proof, no scrypt needed.
+        let reusable = stale
+            .filter(|s| s.token_hash == row.token_hash && same(&s.token_digest, &token_digest));
+        if reusable.is_none()
+            && !self
+                .verify(token.lookup(), &row.token_hash, token.secret())
+                .await?
+        {
+            return Err(AuthError::InvalidToken);
+        }
+        let secret_digest = match (&row.secret_hash, reusable.as_ref()) {
+            (Some(hash), Some(old)) if old.secret_hash.as_ref() == Some(hash) => old.secret_digest,
+            _ => None,
+        };
+        let caller = caller_of(&row);
+        let entry = Entry {
+            caller,
+            token_digest,
+            token_hash: row.token_hash.clone(),
+            secret_hash: row.secret_hash.clone(),
+            secret_digest,
+            fetched: Instant::now(),
+        };
+        self.update_if_unchanged(epoch, token.lookup(), |cache| {
+            cache.insert(token.lookup().to_owned(), entry);
+        });
+        check_provider(caller, provider)?;
+        if secret_digest
+            .is_some_and(|known| shared_secret.is_some_and(|g| same(&known, &digest(g))))
+        {
+            return Ok(caller);
+        }
+        match (&row.secret_hash, shared_secret) {
+            (None, _) => Ok(caller),
+            (Some(_), None) => Err(AuthError::SecretMissing),
+            (Some(_), Some(_)) => {
+                self.verify_shared_secret_against(token.lookup(), &row, shared_secret, epoch)
+                    .await?;
+                Ok(caller)
+            }
+        }
+    }
+
+    async fn verify_shared_secret(
+        &self,
+        lookup: &str,
+        shared_secret: Option<&str>,
+    ) -> Result<(), AuthError> {
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let hash = {
+            let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
+            cache.get(lookup).and_then(|e| e.secret_hash.clone())
+        };
+        let Some(hash) = hash else { return Ok(()) };
+        let Some(given) = shared_secret else {
+            return Err(AuthError::SecretMissing);
+        };
+        self.check_secret(lookup, &hash, given, epoch).await
+    }
+
+    async fn verify_shared_secret_against(
+        &self,
+        lookup: &str,
+        row: &ConnectionAuth,
+        shared_secret: Option<&str>,
+        epoch: u64,
+    ) -> Result<(), AuthError> {
+        match (&row.secret_hash, shared_secret) {
+            (Some(hash), Some(given)) => self.check_secret(lookup, hash, given, epoch).await,
+            (Some(_), None) => Err(AuthError::SecretMissing),
+            (None, _) => Ok(()),
+        }
+    }
+
+    async fn check_secret(
+        &self,
+        lookup: &str,
+        hash: &str,
+        given: &str,
+        epoch: u64,
+    ) -> Result<(), AuthError> {
+        {
+            let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            if failures
+                .get(lookup)
+                .is_some_and(|t| t.elapsed() < FAILURE_BACKOFF)
+            {
+                return Err(AuthError::Busy);
+            }
+        }
+        if !self.verify(lookup, hash, given).await? {
+            return Err(AuthError::SecretWrong);
+        }
+        self.update_if_unchanged(epoch, lookup, |cache| {
+            if let Some(entry) = cache
+                .get_mut(lookup)
+                .filter(|e| e.secret_hash.as_deref() == Some(hash))
+            {
+                entry.secret_digest = Some(digest(given));
+            }
+        });
+        Ok(())
+    }
+
+    /// One scrypt verification on the blocking pool, bounded in concurrency and queue length.
+    async fn verify(&self, lookup: &str, hash: &str, secret: &str) -> Result<bool, AuthError> {
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(AuthError::Busy);
+        }
+        let permit = self.slots.acquire().await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let _permit = permit.map_err(|_| AuthError::Busy)?;
+        let (hash, secret) = (hash.to_owned(), secret.to_owned());
+        let ok = tokio::task::spawn_blocking(move || verify_hash(&hash, &secret).unwrap_or(false))
+            .await
+            .map_err(|_| AuthError::Busy)?;
+        if !ok {
+            remember(&self.failures, lookup);
+        }
+        Ok(ok)
+    }
+
+    /// A copy of the expired entry for `lookup`, if there is one.
+    fn expired(&self, lookup: &str) -> Option<Entry> {
+        let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
+        cache
+            .get(lookup)
+            .filter(|e| e.fetched.elapsed() > self.ttl)
+            .cloned()
+    }
+
+    /// Forgets everything known about these lookups.
+    pub fn evict(&self, lookups: &[&str]) {
+        let lookups: Vec<Option<&str>> = lookups.iter().map(|l| Some(*l)).collect();
+        self.invalidate(&lookups);
+    }
+
+    /// Forgets everything (the listener reconnected and may have missed notifications).
+    pub fn clear(&self) {
+        self.invalidate(&[None]);
+    }
+
+    pub fn cached_connections(&self) -> usize {
+        self.cache.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+fn caller_of(row: &ConnectionAuth) -> Caller {
+    Caller {
+        connection_id: row.id,
+        product_id: row.product_id,
+        provider: row.provider,
+        status: row.status,
+    }
+}
+
+fn check_provider(caller: Caller, provider: Provider) -> Result<Caller, AuthError> {
+    if caller.provider == provider {
+        Ok(caller)
+    } else {
+        Err(AuthError::WrongProvider)
+    }
+}
+
+fn remember(map: &Mutex<HashMap<String, Instant>>, lookup: &str) {
+    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    if map.len() >= MAX_NEGATIVE {
+        map.clear();
+    }
+    map.insert(lookup.to_owned(), Instant::now());
+}
+
+/// Keeps a `LISTEN gf_connection_changes` session open and evicts what each notification names.
+/// Every (re)connection clears the whole cache: notifications may have been missed meanwhile.
+pub async fn listen_for_changes(
+    database_url: String,
+    auth: Arc<Authenticator>,
+    stop: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(200);
+    while !stop.is_cancelled() {
+        match listen_once(&database_url, &auth, &stop).await {
+            Ok(()) => backoff = Duration::from_millis(200),
+            // Keep serving what is cached while PostgreSQL is away (nothing can change there
+            // meanwhile); the cache is cleared once the listener is back (see `listen_once`).
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "connection-change listener lost")
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn listen_once(
+    database_url: &str,
+    auth: &Authenticator,
+    stop: &CancellationToken,
+) -> Result<(), tokio_postgres::Error> {
+    let (client, mut connection) =
+        tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                    let _ = tx.send(Ok(n.payload().to_owned()));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {CONNECTION_CHANGES_CHANNEL}"))
+        .await?;
+    auth.clear();
+    tracing::debug!("listening for connection changes");
+    let result = loop {
+        tokio::select! {
+            _ = stop.cancelled() => break Ok(()),
+            message = rx.recv() => match message {
+                Some(Ok(payload)) => evict_from_payload(auth, &payload),
+                Some(Err(e)) => break Err(e),
+                None => break Ok(()),
+            },
+        }
+    };
+    driver.abort();
+    result
+}
+
+fn evict_from_payload(auth: &Authenticator, payload: &str) {
+    match serde_json::from_str::<serde_json::Value>(payload) {
+        Ok(v) => {
+            let lookups: Vec<&str> = ["tokenLookup", "previousTokenLookup"]
+                .iter()
+                .filter_map(|k| v[*k].as_str())
+                .collect();
+            auth.evict(&lookups);
+        }
+        Err(_) => auth.clear(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn authenticator() -> Authenticator {
+        // The pool connects lazily; these tests never reach PostgreSQL.
+        let pool = gf_runtime::db::pool("postgres://nobody@127.0.0.1:1/none", 1).unwrap();
+        let control = ControlPlane::new(pool, gf_runtime::token::SecretHasher::new(10).unwrap());
+        Authenticator::new(control, Duration::from_secs(60), 1)
+    }
+
+    fn entry() -> Entry {
+        Entry {
+            caller: Caller {
+                connection_id: Uuid::nil(),
+                product_id: Uuid::nil(),
+                provider: Provider::Amplitude,
+                status: ConnectionStatus::Active,
+            },
+            token_digest: digest("secret"),
+            token_hash: String::new(),
+            secret_hash: None,
+            secret_digest: None,
+            fetched: Instant::now(),
+        }
+    }
+
+    fn cache_after(auth: &Authenticator, epoch: u64, lookup: &str) -> bool {
+        auth.update_if_unchanged(epoch, lookup, |c| {
+            c.insert(lookup.to_owned(), entry());
+        });
+        auth.cache.read().unwrap().contains_key(lookup)
+    }
+
+    #[test]
+    fn a_check_that_raced_an_invalidation_of_its_lookup_is_not_cached() {
+        let auth = authenticator();
+        let epoch = auth.epoch.load(Ordering::SeqCst);
+        auth.evict(&["other"]);
+        assert!(
+            cache_after(&auth, epoch, "mine"),
+            "another lookup's change does not matter"
+        );
+
+        let epoch = auth.epoch.load(Ordering::SeqCst);
+        auth.evict(&["mine2"]);
+        assert!(!cache_after(&auth, epoch, "mine2"), "its own change does");
+
+        let epoch = auth.epoch.load(Ordering::SeqCst);
+        auth.clear();
+        assert!(!cache_after(&auth, epoch, "mine3"), "a full clear does");
+    }
+
+    #[test]
+    fn eviction_drops_cached_and_negative_state() {
+        let auth = authenticator();
+        auth.cache.write().unwrap().insert("a".into(), entry());
+        remember(&auth.unknown, "b");
+        auth.evict(&["a", "b"]);
+        assert_eq!(auth.cached_connections(), 0);
+        assert!(auth.unknown.lock().unwrap().is_empty());
+    }
+}

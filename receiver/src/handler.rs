@@ -1,0 +1,232 @@
+//! The HTTP handlers: ingest, health, readiness, metrics.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use gf_schemas::Provider;
+use gf_schemas::raw::RawRecordMeta;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::api::{self, IngestError};
+use crate::payload::{self, BatchSummary, PayloadError};
+use crate::server::AppState;
+use crate::trace::child_traceparent;
+
+pub const SHARED_SECRET_HEADER: &str = "x-greenflash-secret";
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Bodies above this are counted on the blocking pool, not on an HTTP worker.
+const INLINE_INSPECT_BYTES: usize = 512 * 1024;
+/// A client that trickles its body slower than this is cut off.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/ingest/{provider}/{token}")
+            .route(web::post().to(ingest))
+            .default_service(web::to(not_found)),
+    )
+    .route("/healthz", web::get().to(healthz))
+    .route("/readyz", web::get().to(readyz))
+    .route("/metrics", web::get().to(metrics))
+    .default_service(web::to(not_found));
+}
+
+async fn not_found() -> HttpResponse {
+    IngestError::NotFound.error_response()
+}
+
+async fn ingest(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let (provider, token) = path.into_inner();
+    let request_id = Uuid::now_v7().to_string();
+    let provider = provider.parse::<Provider>().ok();
+    let result = match provider {
+        Some(p) => handle(&req, p, &token, body, &state, &request_id).await,
+        None => Err(IngestError::NotFound),
+    };
+    let mut response = match result {
+        Ok(response) => response,
+        Err(e) => {
+            let status = e.status_code();
+            if status.is_server_error() {
+                tracing::warn!(request_id, error = %e, source = ?std::error::Error::source(&e).map(|s| s.to_string()), "ingest request failed");
+            } else {
+                tracing::debug!(request_id, code = e.code(), "ingest request refused");
+            }
+            e.error_response()
+        }
+    };
+    let label = provider.map_or("unknown", Provider::as_str);
+    state
+        .metrics
+        .requests
+        .with_label_values(&[label, response.status().as_str()])
+        .inc();
+    if let Ok(value) = request_id.parse() {
+        response.headers_mut().insert(
+            REQUEST_ID_HEADER.parse().expect("static header name"),
+            value,
+        );
+    }
+    response
+}
+
+async fn handle(
+    req: &HttpRequest,
+    provider: Provider,
+    token: &str,
+    body: web::Payload,
+    state: &AppState,
+    request_id: &str,
+) -> Result<HttpResponse, IngestError> {
+    let headers = req.headers();
+    // A header that is not text cannot match any secret.
+    let secret = headers
+        .get(SHARED_SECRET_HEADER)
+        .map(|v| v.to_str().unwrap_or(""));
+    let caller = state.auth.authenticate(provider, token, secret).await?;
+    if !caller.status.accepts_events() {
+        return Ok(api::not_taking_events());
+    }
+
+    let limit = state.options.max_body_bytes;
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(PayloadError::TooLarge { limit }.into());
+    }
+    let raw = read_body(body, limit, declared).await?;
+    let body = match headers
+        .get(CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
+    {
+        None => raw,
+        Some(e) if e.is_empty() || e == "identity" => raw,
+        Some(e) if e == "gzip" || e == "x-gzip" => web::block(move || payload::gunzip(&raw, limit))
+            .await
+            .map_err(|e| IngestError::BodyRead(e.to_string()))??
+            .into(),
+        Some(other) => return Err(PayloadError::UnsupportedEncoding(other).into()),
+    };
+
+    let max_events = state.options.max_batch_events;
+    let summary = if body.len() <= INLINE_INSPECT_BYTES {
+        payload::inspect(provider, &body, max_events)?
+    } else {
+        let shared = body.clone();
+        web::block(move || payload::inspect(provider, &shared, max_events))
+            .await
+            .map_err(|e| IngestError::BodyRead(e.to_string()))??
+    };
+    count_events(state, provider, summary);
+
+    if summary.accepted > 0 {
+        let received_at = chrono::Utc::now();
+        let meta = RawRecordMeta {
+            connection_id: caller.connection_id,
+            product_id: caller.product_id,
+            provider,
+            received_at_ms: received_at.timestamp_millis(),
+            request_id: request_id.to_owned(),
+            content_type: headers
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            traceparent: Some(child_traceparent(
+                headers.get("traceparent").and_then(|v| v.to_str().ok()),
+            )),
+        };
+        let took = state.sink.append(&meta, &body).await?;
+        state
+            .metrics
+            .produce_seconds
+            .with_label_values(&[provider.as_str()])
+            .observe(took.as_secs_f64());
+        state.activity.note(caller.connection_id, received_at);
+    }
+    Ok(api::accepted(summary))
+}
+
+/// Reads the body, refusing it as soon as it passes `limit`.
+async fn read_body(
+    mut body: web::Payload,
+    limit: usize,
+    declared: Option<usize>,
+) -> Result<Bytes, IngestError> {
+    let mut buffer = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
+    let read = async {
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| IngestError::BodyRead(e.to_string()))?;
+            if buffer.len() + chunk.len() > limit {
+                return Err(IngestError::from(PayloadError::TooLarge { limit }));
+            }
+            buffer.extend_from_slice(&chunk);
+        }
+        Ok::<(), IngestError>(())
+    };
+    tokio::time::timeout(BODY_TIMEOUT, read)
+        .await
+        .map_err(|_| IngestError::BodyRead("timed out".into()))??;
+    Ok(buffer.freeze())
+}
+
+fn count_events(state: &AppState, provider: Provider, summary: BatchSummary) {
+    for (outcome, n) in [
+        ("received", summary.received),
+        ("accepted", summary.accepted),
+        ("dropped", summary.dropped),
+    ] {
+        state
+            .metrics
+            .events
+            .with_label_values(&[provider.as_str(), outcome])
+            .inc_by(n as u64);
+    }
+}
+
+async fn healthz() -> HttpResponse {
+    api::json_response(StatusCode::OK, json!({ "status": "ok" }))
+}
+
+/// Ready when both the broker and PostgreSQL answer.
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let sink = state.sink.clone();
+    let broker = web::block(move || sink.broker_reachable(Duration::from_secs(2)))
+        .await
+        .unwrap_or(false);
+    let postgres = tokio::time::timeout(Duration::from_secs(2), async {
+        let client = state.pool.get().await.ok()?;
+        client.simple_query("SELECT 1").await.ok()
+    })
+    .await
+    .ok()
+    .flatten()
+    .is_some();
+    let ready = broker && postgres;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    api::json_response(
+        status,
+        json!({ "status": if ready { "ready" } else { "unavailable" }, "broker": broker, "postgres": postgres }),
+    )
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "text/plain; version=0.0.4"))
+        .body(state.metrics.render())
+}

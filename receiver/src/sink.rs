@@ -1,0 +1,96 @@
+//! Appending raw records to `gf.raw.v1` and waiting for the broker's acknowledgement.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gf_runtime::kafka::KafkaSettings;
+use gf_schemas::raw::RawRecordMeta;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("the broker did not acknowledge the record: {0}")]
+    Unavailable(String),
+    #[error("the broker refuses a record this large")]
+    TooLarge,
+    #[error("cannot create the Kafka producer: {0}")]
+    Setup(#[from] KafkaError),
+}
+
+pub struct KafkaSink {
+    producer: FutureProducer,
+    topic: String,
+    /// How long a full local queue may hold a request up before it is refused.
+    queue_wait: Duration,
+}
+
+impl KafkaSink {
+    /// `delivery_timeout` bounds the wait for an acknowledgement (librdkafka's
+    /// `message.timeout.ms`); past it the request is answered 503.
+    pub fn new(
+        settings: &KafkaSettings,
+        topic: &str,
+        delivery_timeout: Duration,
+    ) -> Result<Self, SinkError> {
+        let producer = settings
+            .producer_config("gf-receiver")
+            .set(
+                "message.timeout.ms",
+                delivery_timeout.as_millis().to_string(),
+            )
+            .create()?;
+        Ok(KafkaSink {
+            producer,
+            topic: topic.to_owned(),
+            queue_wait: Duration::from_millis(500),
+        })
+    }
+
+    /// Resolves once the broker acknowledged the record (acks=all) or definitely failed.
+    pub async fn append(&self, meta: &RawRecordMeta, body: &Bytes) -> Result<Duration, SinkError> {
+        let key = meta.connection_id.to_string();
+        let headers = meta
+            .to_headers()
+            .into_iter()
+            .fold(OwnedHeaders::new(), |h, (k, v)| {
+                h.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                })
+            });
+        let record = FutureRecord::to(&self.topic)
+            .key(&key)
+            .payload(body.as_ref())
+            .headers(headers);
+        let started = Instant::now();
+        match self
+            .producer
+            .send(record, Timeout::After(self.queue_wait))
+            .await
+        {
+            Ok(_) => Ok(started.elapsed()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
+                Err(SinkError::TooLarge)
+            }
+            Err((e, _)) => Err(SinkError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Whether a broker answers a metadata request within `timeout`.
+    pub fn broker_reachable(&self, timeout: Duration) -> bool {
+        self.producer
+            .client()
+            .fetch_metadata(Some(&self.topic), timeout)
+            .is_ok()
+    }
+
+    /// Waits for records still in flight (shutdown).
+    pub fn flush(&self, timeout: Duration) {
+        if let Err(e) = self.producer.flush(timeout) {
+            tracing::warn!(error = %e, "records still unacknowledged at shutdown");
+        }
+    }
+}

@@ -1,0 +1,907 @@
+//! The receiver over real HTTP, against the real PostgreSQL and broker. Every test reads the raw
+//! records back from the topic and checks body bytes and headers.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use gf_receiver::{Receiver, ReceiverOptions};
+use gf_runtime::Config;
+use gf_runtime::control::{ConnectionStatus, ControlPlane};
+use gf_runtime::kafka::{KafkaSettings, ensure_topics};
+use gf_runtime::token::SecretHasher;
+use gf_runtime::topics::Topics;
+use gf_schemas::Provider;
+use gf_schemas::raw::RawRecordMeta;
+use gf_tests::net::{PrivateBroker, TcpProxy};
+use gf_tests::{TestDb, infra, unique_topic_prefix};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// The Amplitude document's test request, byte for byte.
+const AMPLITUDE_EXAMPLE: &str = r#"{
+    "events": [
+      {
+        "user_id": "user_test_123",
+        "event_type": "purchase",
+        "time": 1747569600000,
+        "insert_id": "amp_test_001",
+        "event_properties": { "plan": "pro" },
+        "revenue": 49.0
+      }
+    ]
+  }"#;
+
+/// The Segment document's test request, byte for byte.
+const SEGMENT_EXAMPLE: &str = r#"{
+    "type": "track",
+    "event": "Order Completed",
+    "userId": "user_test_123",
+    "messageId": "msg_test_001",
+    "timestamp": "2026-05-18T12:00:00Z",
+    "properties": {
+      "revenue": 49.0,
+      "plan": "pro"
+    }
+  }"#;
+
+struct Raw {
+    key: String,
+    body: Vec<u8>,
+    headers: BTreeMap<String, String>,
+}
+
+struct Harness {
+    base: String,
+    control: ControlPlane,
+    product: Uuid,
+    raw_topic: String,
+    brokers: String,
+    http: reqwest::Client,
+    stop: CancellationToken,
+    db: TestDb,
+}
+
+struct Setup {
+    brokers: Option<String>,
+    database_url: Option<String>,
+    produce_timeout_ms: u64,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            brokers: None,
+            database_url: None,
+            produce_timeout_ms: 5000,
+        }
+    }
+}
+
+impl Harness {
+    async fn start() -> Harness {
+        Harness::with(Setup::default()).await
+    }
+
+    async fn with(setup: Setup) -> Harness {
+        gf_runtime::telemetry::init("warn");
+        let infra = infra();
+        let db = TestDb::migrated().await;
+        let brokers = setup.brokers.unwrap_or(infra.kafka_brokers.clone());
+        let mut vars = infra.env.clone();
+        vars.insert(
+            "DATABASE_URL".into(),
+            setup.database_url.unwrap_or(db.url.clone()),
+        );
+        vars.insert("KAFKA_BROKERS".into(), brokers.clone());
+        vars.insert("GF_TOPIC_PREFIX".into(), unique_topic_prefix());
+        vars.insert("GF_TOPIC_PARTITIONS".into(), "1".into());
+        vars.insert("GF_SCRYPT_LOG_N".into(), "10".into());
+        vars.insert(
+            "GF_PRODUCE_TIMEOUT_MS".into(),
+            setup.produce_timeout_ms.to_string(),
+        );
+        let config = Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
+
+        let kafka = KafkaSettings::from_config(&config).unwrap();
+        let topics = Topics::new(&config.topic_prefix);
+        let specs = topics.specs(1, 1, kafka.max_record_bytes);
+        ensure_topics(&kafka, &specs[..1])
+            .await
+            .expect("create the raw topic");
+
+        let pool = gf_runtime::db::pool(&db.url, 4).unwrap();
+        let control = ControlPlane::new(pool, SecretHasher::new(10).unwrap());
+        let product = control.create_product("Receiver test").await.unwrap().id;
+
+        let stop = CancellationToken::new();
+        let mut options = ReceiverOptions::from_config(&config);
+        options.workers = Some(2);
+        let receiver =
+            Receiver::new(&config, options, prometheus_registry(), stop.clone()).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(receiver.serve(listener).unwrap());
+        let harness = Harness {
+            base: format!("http://{addr}"),
+            control,
+            product,
+            raw_topic: topics.raw,
+            brokers,
+            http: reqwest::Client::new(),
+            stop,
+            db,
+        };
+        // The listener clears the cache when it connects; let it settle before tests warm it.
+        harness.wait_ready().await;
+        harness
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/healthz", self.base)).send().await
+                && r.status() == 200
+            {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                return;
+            }
+            assert!(Instant::now() < deadline, "receiver did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn connection(&self, provider: Provider, secret: Option<&str>) -> (Uuid, String) {
+        let issued = self
+            .control
+            .create_connection(self.product, provider, secret)
+            .await
+            .unwrap();
+        (issued.connection.id, issued.token.reveal())
+    }
+
+    fn url(&self, provider: &str, token: &str) -> String {
+        format!("{}/ingest/{provider}/{token}", self.base)
+    }
+
+    async fn post(
+        &self,
+        provider: &str,
+        token: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.http
+            .post(self.url(provider, token))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Every raw record in the test's topic.
+    fn raw_records(&self) -> Vec<Raw> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", format!("reader-{}", Uuid::new_v4()))
+            .set("enable.auto.commit", "false")
+            .set("fetch.max.bytes", "52428800")
+            .set("max.partition.fetch.bytes", "52428800")
+            .set("receive.message.max.bytes", "60000000")
+            .create()
+            .unwrap();
+        let (_, high) = consumer
+            .fetch_watermarks(&self.raw_topic, 0, Duration::from_secs(10))
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.raw_topic, 0, Offset::Beginning)
+            .unwrap();
+        consumer.assign(&tpl).unwrap();
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while (out.len() as i64) < high {
+            assert!(
+                Instant::now() < deadline,
+                "read {} of {high} raw records",
+                out.len()
+            );
+            let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let m = message.expect("consume");
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            (
+                                h.key.to_owned(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(Raw {
+                key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                body: m.payload().unwrap_or_default().to_vec(),
+                headers,
+            });
+        }
+        out
+    }
+
+    fn raw_for(&self, request_id: &str) -> Raw {
+        self.raw_records()
+            .into_iter()
+            .find(|r| r.headers.get("gf-request-id").map(String::as_str) == Some(request_id))
+            .unwrap_or_else(|| panic!("no raw record for request {request_id}"))
+    }
+
+    /// Polls until `check` holds, for at most `within`.
+    async fn eventually<F: AsyncFnMut() -> bool>(&self, within: Duration, mut check: F) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if check().await {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn prometheus_registry() -> prometheus::Registry {
+    prometheus::Registry::new()
+}
+
+fn request_id(r: &reqwest::Response) -> String {
+    r.headers()["x-request-id"].to_str().unwrap().to_owned()
+}
+
+async fn expect(r: reqwest::Response, status: u16, error: &str, token: &str) -> Value {
+    let got = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    assert_eq!(got, status, "{text}");
+    assert!(!text.contains(token), "the answer echoes the token: {text}");
+    let body: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+    assert_eq!(body["code"], status, "{text}");
+    assert_eq!(body["error"], error, "{text}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{text}"
+    );
+    body
+}
+
+async fn expect_counts(r: reqwest::Response, received: u64, accepted: u64, dropped: u64) -> String {
+    assert_eq!(r.status(), 200);
+    let id = request_id(&r);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"code": 200, "received": received, "accepted": accepted, "dropped": dropped, "events_ingested": accepted})
+    );
+    id
+}
+
+fn amplitude_batch(n: usize) -> String {
+    let events: Vec<Value> = (0..n)
+        .map(|i| json!({"event_type": "purchase", "user_id": format!("u{i}"), "insert_id": format!("i{i}")}))
+        .collect();
+    json!({ "events": events }).to_string()
+}
+
+#[tokio::test]
+async fn the_documents_examples_are_stored_byte_for_byte() {
+    let h = Harness::start().await;
+    for (provider, body) in [
+        (Provider::Amplitude, AMPLITUDE_EXAMPLE),
+        (Provider::Segment, SEGMENT_EXAMPLE),
+    ] {
+        let (connection, token) = h.connection(provider, None).await;
+        let before = chrono::Utc::now().timestamp_millis();
+        let response = h.post(provider.as_str(), &token, body).await;
+        let id = expect_counts(response, 1, 1, 0).await;
+        let raw = h.raw_for(&id);
+        assert_eq!(raw.body, body.as_bytes(), "{provider}: body changed");
+        assert_eq!(raw.key, connection.to_string());
+        let meta = RawRecordMeta::from_headers(
+            raw.headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), Some(v.as_bytes()))),
+        )
+        .expect("complete headers");
+        assert_eq!(meta.connection_id, connection);
+        assert_eq!(meta.product_id, h.product);
+        assert_eq!(meta.provider, provider);
+        assert_eq!(meta.request_id, id);
+        assert_eq!(meta.content_type.as_deref(), Some("application/json"));
+        let now = chrono::Utc::now().timestamp_millis();
+        assert!((before..=now).contains(&meta.received_at_ms));
+        let tp = meta.traceparent.expect("traceparent");
+        assert_eq!(tp.len(), 55, "{tp}");
+    }
+}
+
+#[tokio::test]
+async fn every_refusal_has_its_code_and_writes_nothing() {
+    let h = Harness::start().await;
+    let (_, amp) = h.connection(Provider::Amplitude, None).await;
+    let (_, seg) = h.connection(Provider::Segment, None).await;
+    let ok = amplitude_batch(1);
+
+    // 404: unknown provider, another provider's token, trailing slash, other paths and methods.
+    expect(
+        h.post("posthog", &amp, ok.clone()).await,
+        404,
+        "not_found",
+        &amp,
+    )
+    .await;
+    expect(
+        h.post("segment", &amp, SEGMENT_EXAMPLE).await,
+        404,
+        "wrong_provider",
+        &amp,
+    )
+    .await;
+    expect(
+        h.post("amplitude", &seg, ok.clone()).await,
+        404,
+        "wrong_provider",
+        &seg,
+    )
+    .await;
+    let slash = h
+        .http
+        .post(format!("{}/", h.url("amplitude", &amp)))
+        .body(ok.clone())
+        .send()
+        .await
+        .unwrap();
+    expect(slash, 404, "not_found", &amp).await;
+    let get = h.http.get(h.url("amplitude", &amp)).send().await.unwrap();
+    expect(get, 404, "not_found", &amp).await;
+    let other = h
+        .http
+        .post(format!("{}/ingest", h.base))
+        .body(ok.clone())
+        .send()
+        .await
+        .unwrap();
+    expect(other, 404, "not_found", &amp).await;
+
+    // 401: malformed, unknown and nearly-right tokens.
+    let unknown = gf_runtime::token::IngestToken::generate().unwrap().reveal();
+    let mut near = amp.clone();
+    let last = if near.ends_with('A') { "B" } else { "A" };
+    near.replace_range(near.len() - 2..near.len() - 1, last);
+    for bad in ["nope", unknown.as_str(), near.as_str()] {
+        expect(
+            h.post("amplitude", bad, ok.clone()).await,
+            401,
+            "invalid_token",
+            bad,
+        )
+        .await;
+    }
+
+    // 400: not JSON, not the provider's shape; the message says which.
+    let b = expect(
+        h.post("amplitude", &amp, "{\"events\": [").await,
+        400,
+        "invalid_json",
+        &amp,
+    )
+    .await;
+    assert!(b["message"].as_str().unwrap().contains("not valid JSON"));
+    let b = expect(
+        h.post("amplitude", &amp, SEGMENT_EXAMPLE).await,
+        400,
+        "invalid_shape",
+        &amp,
+    )
+    .await;
+    assert!(b["message"].as_str().unwrap().contains("events"), "{b}");
+    let b = expect(
+        h.post("segment", &seg, ok.clone()).await,
+        400,
+        "invalid_shape",
+        &seg,
+    )
+    .await;
+    assert!(b["message"].as_str().unwrap().contains("batch"), "{b}");
+    let b = expect(
+        h.post("amplitude", &amp, r#"{"events":[{"event_type":"a"},7]}"#)
+            .await,
+        400,
+        "invalid_shape",
+        &amp,
+    )
+    .await;
+    assert!(b["message"].as_str().unwrap().contains("events[1]"), "{b}");
+
+    // 413: 1001 events (1000 is fine), and a body over 10 MiB.
+    expect(
+        h.post("amplitude", &amp, amplitude_batch(1001)).await,
+        413,
+        "too_many_events",
+        &amp,
+    )
+    .await;
+    let thousand = h.post("amplitude", &amp, amplitude_batch(1000)).await;
+    let thousand_id = expect_counts(thousand, 1000, 1000, 0).await;
+    let huge = format!(
+        r#"{{"events":[{{"event_type":"x","p":"{}"}}]}}"#,
+        "a".repeat(10 * 1024 * 1024)
+    );
+    expect(
+        h.post("amplitude", &amp, huge).await,
+        413,
+        "body_too_large",
+        &amp,
+    )
+    .await;
+
+    // Received but dropped: no string event_type; identify / group / alias and unknown types.
+    let mixed = r#"{"events":[{"event_type":"purchase"},{"user_id":"u"},{"event_type":5}]}"#;
+    let mixed_id = expect_counts(h.post("amplitude", &amp, mixed).await, 3, 1, 2).await;
+    for kind in ["identify", "group", "alias", "something_new"] {
+        let body = format!(r#"{{"type":"{kind}","userId":"u"}}"#);
+        expect_counts(h.post("segment", &seg, body).await, 1, 0, 1).await;
+    }
+    let batch = r#"{"batch":[{"type":"track","event":"Signed Up"},{"type":"identify"},{"type":"page"},{"type":"screen","name":"Home"}]}"#;
+    let batch_id = expect_counts(h.post("segment", &seg, batch).await, 4, 3, 1).await;
+
+    // Only the three accepted requests reached the topic, unchanged.
+    let records = h.raw_records();
+    let ids: Vec<&str> = records
+        .iter()
+        .map(|r| r.headers["gf-request-id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [thousand_id.as_str(), mixed_id.as_str(), batch_id.as_str()]
+    );
+    assert_eq!(records[1].body, mixed.as_bytes());
+    assert_eq!(records[2].body, batch.as_bytes());
+}
+
+#[tokio::test]
+async fn rotation_refuses_the_old_token_within_a_second() {
+    let h = Harness::start().await;
+    let (id, old) = h.connection(Provider::Amplitude, None).await;
+    expect_counts(h.post("amplitude", &old, amplitude_batch(1)).await, 1, 1, 0).await;
+
+    let rotated = h.control.rotate(id).await.unwrap().token.reveal();
+    let refused = h
+        .eventually(Duration::from_secs(1), async || {
+            h.post("amplitude", &old, amplitude_batch(1)).await.status() == 401
+        })
+        .await;
+    assert!(refused, "the old token still works 1 s after rotation");
+    expect(
+        h.post("amplitude", &old, amplitude_batch(1)).await,
+        401,
+        "invalid_token",
+        &old,
+    )
+    .await;
+    expect_counts(
+        h.post("amplitude", &rotated, amplitude_batch(2)).await,
+        2,
+        2,
+        0,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn pause_resume_and_disconnect_take_effect_within_a_second() {
+    let h = Harness::start().await;
+    let (id, token) = h.connection(Provider::Segment, None).await;
+    let first = expect_counts(h.post("segment", &token, SEGMENT_EXAMPLE).await, 1, 1, 0).await;
+
+    h.control.pause(id).await.unwrap();
+    let paused = h
+        .eventually(Duration::from_secs(1), async || {
+            h.post("segment", &token, SEGMENT_EXAMPLE).await.status() == 204
+        })
+        .await;
+    assert!(paused, "still accepting 1 s after pause");
+    let r = h.post("segment", &token, SEGMENT_EXAMPLE).await;
+    assert_eq!(r.status(), 204);
+    assert!(r.bytes().await.unwrap().is_empty());
+
+    h.control.resume(id).await.unwrap();
+    let resumed = h
+        .eventually(Duration::from_secs(1), async || {
+            h.post("segment", &token, "{\"type\":\"identify\"}")
+                .await
+                .status()
+                == 200
+        })
+        .await;
+    assert!(resumed, "still refusing 1 s after resume");
+    let second = expect_counts(h.post("segment", &token, SEGMENT_EXAMPLE).await, 1, 1, 0).await;
+
+    h.control.disconnect(id).await.unwrap();
+    let off = h
+        .eventually(Duration::from_secs(1), async || {
+            h.post("segment", &token, SEGMENT_EXAMPLE).await.status() == 204
+        })
+        .await;
+    assert!(off, "still accepting 1 s after disconnect");
+
+    let ids: Vec<String> = h
+        .raw_records()
+        .into_iter()
+        .map(|r| r.headers["gf-request-id"].clone())
+        .collect();
+    assert_eq!(
+        ids,
+        [first, second],
+        "paused or disconnected requests were written"
+    );
+}
+
+#[tokio::test]
+async fn shared_secrets_are_required_and_follow_changes() {
+    let h = Harness::start().await;
+    let (id, token) = h
+        .connection(Provider::Amplitude, Some("first-secret"))
+        .await;
+    let post = |secret: Option<&'static str>| {
+        let mut r = h
+            .http
+            .post(h.url("amplitude", &token))
+            .body(amplitude_batch(1));
+        if let Some(s) = secret {
+            r = r.header("x-greenflash-secret", s);
+        }
+        async move { r.send().await.unwrap() }
+    };
+    expect(post(None).await, 401, "missing_secret", &token).await;
+    let wrong = post(Some("second-secret")).await;
+    assert!(!wrong.headers().contains_key("retry-after"));
+    expect(wrong, 401, "invalid_secret", &token).await;
+    // Right after a failure, an uncached check may be asked to retry shortly (503), never let in.
+    let ok = h
+        .eventually(Duration::from_secs(3), async || {
+            post(Some("first-secret")).await.status() == 200
+        })
+        .await;
+    assert!(ok);
+    // Cached now: a wrong secret is refused without any scrypt, a right one accepted.
+    expect(
+        post(Some("first-secreT")).await,
+        401,
+        "invalid_secret",
+        &token,
+    )
+    .await;
+    assert_eq!(post(Some("first-secret")).await.status(), 200);
+
+    h.control
+        .set_secret(id, Some("second-secret"))
+        .await
+        .unwrap();
+    let switched = h
+        .eventually(Duration::from_secs(1), async || {
+            post(Some("first-secret")).await.status() == 401
+        })
+        .await;
+    assert!(switched, "the old secret still works 1 s after the change");
+    let ok = h
+        .eventually(Duration::from_secs(3), async || {
+            post(Some("second-secret")).await.status() == 200
+        })
+        .await;
+    assert!(ok);
+
+    h.control.set_secret(id, None).await.unwrap();
+    let cleared = h
+        .eventually(Duration::from_secs(1), async || {
+            post(None).await.status() == 200
+        })
+        .await;
+    assert!(cleared, "a secret is still required 1 s after clearing it");
+}
+
+#[tokio::test]
+async fn gzip_bodies_are_stored_decoded_within_limits() {
+    use std::io::Write;
+    let gzip = |data: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    };
+    let h = Harness::start().await;
+    let (_, token) = h.connection(Provider::Amplitude, None).await;
+    let send = |body: Vec<u8>, encoding: &'static str| {
+        let r = h
+            .http
+            .post(h.url("amplitude", &token))
+            .header("content-encoding", encoding)
+            .body(body);
+        async move { r.send().await.unwrap() }
+    };
+    let plain = amplitude_batch(20);
+    let id = expect_counts(send(gzip(plain.as_bytes()), "gzip").await, 20, 20, 0).await;
+    assert_eq!(h.raw_for(&id).body, plain.as_bytes(), "stored decoded");
+
+    // A gzip bomb: 11 MiB of JSON-ish text in a small body is refused at the decoded limit.
+    let bomb = format!(
+        r#"{{"events":[{{"event_type":"x","p":"{}"}}]}}"#,
+        "a".repeat(11 * 1024 * 1024)
+    );
+    let bomb = gzip(bomb.as_bytes());
+    assert!(bomb.len() < 1024 * 1024);
+    expect(send(bomb, "gzip").await, 413, "body_too_large", &token).await;
+    expect(
+        send(b"not gzip at all".to_vec(), "gzip").await,
+        400,
+        "invalid_gzip",
+        &token,
+    )
+    .await;
+    expect(
+        send(plain.clone().into_bytes(), "br").await,
+        400,
+        "unsupported_encoding",
+        &token,
+    )
+    .await;
+    assert_eq!(h.raw_records().len(), 1);
+}
+
+#[tokio::test]
+async fn the_first_accepted_event_activates_the_connection() {
+    let h = Harness::start().await;
+    let (id, token) = h.connection(Provider::Segment, None).await;
+    // Dropped-only requests do not count as events.
+    expect_counts(
+        h.post("segment", &token, "{\"type\":\"identify\"}").await,
+        1,
+        0,
+        1,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        h.control.connection(id).await.unwrap().status,
+        ConnectionStatus::Pending
+    );
+
+    expect_counts(h.post("segment", &token, SEGMENT_EXAMPLE).await, 1, 1, 0).await;
+    let active = h
+        .eventually(Duration::from_secs(5), async || {
+            h.control.connection(id).await.unwrap().status == ConnectionStatus::Active
+        })
+        .await;
+    assert!(active, "the connection did not flip to active");
+    let c = h.control.connection(id).await.unwrap();
+    assert!(c.first_event_at.is_some() && c.last_event_at >= c.first_event_at);
+}
+
+#[tokio::test]
+async fn an_incoming_trace_is_continued() {
+    let h = Harness::start().await;
+    let (_, token) = h.connection(Provider::Amplitude, None).await;
+    let r = h
+        .http
+        .post(h.url("amplitude", &token))
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .body(amplitude_batch(1))
+        .send()
+        .await
+        .unwrap();
+    let id = expect_counts(r, 1, 1, 0).await;
+    let tp = &h.raw_for(&id).headers["traceparent"];
+    assert!(
+        tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{tp}"
+    );
+    assert!(
+        !tp.contains("00f067aa0ba902b7"),
+        "the receiver's span is a new child: {tp}"
+    );
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let h = Harness::start().await;
+    let (_, token) = h.connection(Provider::Amplitude, None).await;
+    expect_counts(
+        h.post("amplitude", &token, amplitude_batch(3)).await,
+        3,
+        3,
+        0,
+    )
+    .await;
+    expect(
+        h.post("amplitude", "bad", amplitude_batch(1)).await,
+        401,
+        "invalid_token",
+        "bad",
+    )
+    .await;
+
+    let health = h
+        .http
+        .get(format!("{}/healthz", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = h
+        .http
+        .get(format!("{}/readyz", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(
+        ready.json::<Value>().await.unwrap(),
+        json!({"status": "ready", "broker": true, "postgres": true})
+    );
+    let metrics = h
+        .http
+        .get(format!("{}/metrics", h.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"gf_receiver_requests_total{code="200",provider="amplitude"} 1"#,
+        r#"gf_receiver_requests_total{code="401",provider="amplitude"} 1"#,
+        r#"gf_receiver_events_total{outcome="accepted",provider="amplitude"} 3"#,
+        "gf_receiver_produce_seconds_count{provider=\"amplitude\"} 1",
+    ] {
+        assert!(metrics.contains(line), "missing {line}:\n{metrics}");
+    }
+    assert!(!metrics.contains(&token));
+}
+
+#[tokio::test]
+async fn a_stopped_broker_gets_503_never_200() {
+    let mut broker = PrivateBroker::start();
+    let h = Harness::with(Setup {
+        brokers: Some(broker.address.clone()),
+        produce_timeout_ms: 2000,
+        ..Setup::default()
+    })
+    .await;
+    let (_, token) = h.connection(Provider::Amplitude, None).await;
+    expect_counts(
+        h.post("amplitude", &token, amplitude_batch(1)).await,
+        1,
+        1,
+        0,
+    )
+    .await;
+
+    broker.stop();
+    for _ in 0..3 {
+        let r = h.post("amplitude", &token, amplitude_batch(1)).await;
+        assert_eq!(
+            r.headers().get("retry-after").map(|v| v.to_str().unwrap()),
+            Some("5")
+        );
+        expect(r, 503, "broker_unavailable", &token).await;
+    }
+    let ready = h
+        .http
+        .get(format!("{}/readyz", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+}
+
+#[tokio::test]
+async fn without_postgres_cached_connections_work_and_others_get_500() {
+    let db_url = infra().database_url;
+    let pg_addr: SocketAddr = {
+        let config: tokio_postgres::Config = db_url.parse().unwrap();
+        let host = match &config.get_hosts()[0] {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            other => panic!("tests need PostgreSQL over TCP, got {other:?}"),
+        };
+        format!("{host}:{}", config.get_ports()[0]).parse().unwrap()
+    };
+    let proxy = TcpProxy::start(pg_addr).await;
+    // Same database, reached through the proxy.
+    let db = TestDb::migrated().await;
+    let through_proxy = db
+        .url
+        .replacen(&pg_addr.to_string(), &proxy.addr.to_string(), 1);
+    assert_ne!(through_proxy, db.url);
+    let h = Harness::with(Setup {
+        database_url: Some(through_proxy),
+        ..Setup::default()
+    })
+    .await;
+    // The harness's control plane writes to its own database; use this one's for the receiver.
+    let control = ControlPlane::new(
+        gf_runtime::db::pool(&db.url, 2).unwrap(),
+        SecretHasher::new(10).unwrap(),
+    );
+    let product = control.create_product("through proxy").await.unwrap().id;
+    let cached = control
+        .create_connection(product, Provider::Amplitude, None)
+        .await
+        .unwrap()
+        .token
+        .reveal();
+    let uncached = control
+        .create_connection(product, Provider::Amplitude, None)
+        .await
+        .unwrap()
+        .token
+        .reveal();
+    expect_counts(
+        h.post("amplitude", &cached, amplitude_batch(1)).await,
+        1,
+        1,
+        0,
+    )
+    .await;
+
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    expect_counts(
+        h.post("amplitude", &cached, amplitude_batch(2)).await,
+        2,
+        2,
+        0,
+    )
+    .await;
+    expect(
+        h.post("amplitude", &uncached, amplitude_batch(1)).await,
+        500,
+        "lookup_failed",
+        &uncached,
+    )
+    .await;
+    let ready = h
+        .http
+        .get(format!("{}/readyz", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.json::<Value>().await.unwrap()["postgres"], false);
+
+    proxy.restore();
+    let back = h
+        .eventually(Duration::from_secs(15), async || {
+            h.post("amplitude", &uncached, amplitude_batch(1))
+                .await
+                .status()
+                == 200
+        })
+        .await;
+    assert!(
+        back,
+        "the uncached connection did not work after PostgreSQL came back"
+    );
+    drop(h.db.client().await);
+}
