@@ -172,7 +172,9 @@ impl Authenticator {
         let token = IngestToken::parse(token).map_err(|_| AuthError::InvalidToken)?;
         let token_digest = digest(token.secret());
 
-        if let Some(caller) = self.decide_from_cache(provider, &token, &token_digest, shared_secret)? {
+        if let Some(caller) =
+            self.decide_from_cache(provider, &token, &token_digest, shared_secret)?
+        {
             return Ok(caller);
         }
         // A fresh cached entry that could not decide needs only its shared secret verified.
