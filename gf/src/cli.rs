@@ -34,12 +34,42 @@ pub enum Command {
     /// Run a pipeline stage in the foreground until SIGINT/SIGTERM.
     #[command(subcommand)]
     Run(RunCommand),
+    /// Re-normalize a time range of the raw topic with the current mapper.
+    Replay(ReplayArgs),
+}
+
+#[derive(Args)]
+pub struct ReplayArgs {
+    /// Start of the range (RFC 3339, e.g. 2026-05-18T12:00:00Z, or milliseconds since the epoch).
+    #[arg(long, value_parser = parse_time)]
+    pub from: chrono::DateTime<chrono::Utc>,
+    /// End of the range, exclusive (default: everything received so far).
+    #[arg(long, value_parser = parse_time)]
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only this connection's records.
+    #[arg(long)]
+    pub connection: Option<Uuid>,
+    /// Count what would be replayed; produce nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(ms) = text.parse::<i64>() {
+        return chrono::DateTime::from_timestamp_millis(ms)
+            .ok_or_else(|| format!("{ms} is out of range"));
+    }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("expected RFC 3339 (2026-05-18T12:00:00Z) or epoch milliseconds: {e}"))
 }
 
 #[derive(Subcommand)]
 pub enum RunCommand {
     /// The HTTP receiver on GF_RECEIVER_ADDR.
     Receiver,
+    /// The normalizer: gf.raw.v1 to gf.events.v1 in group gf-normalizer.
+    Normalizer,
 }
 
 #[derive(Subcommand)]

@@ -36,6 +36,7 @@ fn main() -> ExitCode {
             Command::Product(cmd) => commands::product::run(cmd, &config, &out).await,
             Command::Connection(cmd) => commands::connection::run(cmd, &config, &out).await,
             Command::Run(cmd) => commands::run::run(cmd, &config).await,
+            Command::Replay(args) => commands::replay::run(args, &config, &out).await,
         }
     });
     match result {

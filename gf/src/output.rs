@@ -1,5 +1,6 @@
 //! Printing results: one JSON document with `--json`, readable text otherwise.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use serde::Serialize;
@@ -19,12 +20,17 @@ impl Output {
         value: &T,
         text: impl FnOnce() -> String,
     ) -> anyhow::Result<()> {
-        if self.json {
-            println!("{}", serde_json::to_string_pretty(value)?);
+        let document = if self.json {
+            serde_json::to_string_pretty(value)?
         } else {
-            println!("{}", text());
+            text()
+        };
+        let mut stdout = std::io::stdout().lock();
+        match writeln!(stdout, "{document}").and_then(|()| stdout.flush()) {
+            // A reader that stopped early (`| head`) is not an error of ours.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => Ok(other?),
         }
-        Ok(())
     }
 
     /// Reports an error (and its causes) and returns the exit code.

@@ -1,4 +1,13 @@
-//! The normalizer stage: maps raw payloads to canonical business events (gf.raw.v1 to gf.events.v1).
+//! The normalizer stage: raw payloads (`gf.raw.v1`) to canonical business events (`gf.events.v1`).
 //!
-//! Not built yet: see the project's issues. This crate exists so the workspace layout of
-//! `DESIGN.md` is in place; it exports nothing and nothing depends on it.
+//! - [`mapping`]: the pure mapping library, one module per provider plus the shared rules;
+//! - [`influence`]: positive / negative / neutral from an event's name;
+//! - [`overrides`]: the `gf_*` magic properties;
+//! - [`consumer`]: the consumer loop (`gf run normalizer`);
+//! - [`replay`]: re-normalizing a time range of the raw topic (`gf replay`).
+
+pub mod consumer;
+pub mod influence;
+pub mod mapping;
+pub mod overrides;
+pub mod replay;

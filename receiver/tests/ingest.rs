@@ -6,7 +6,6 @@ use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use gf_receiver::{Receiver, ReceiverOptions};
-use gf_runtime::Config;
 use gf_runtime::control::{ConnectionStatus, ControlPlane};
 use gf_runtime::kafka::{KafkaSettings, ensure_topics};
 use gf_runtime::token::SecretHasher;
@@ -14,7 +13,7 @@ use gf_runtime::topics::Topics;
 use gf_schemas::Provider;
 use gf_schemas::raw::RawRecordMeta;
 use gf_tests::net::{PrivateBroker, TcpProxy};
-use gf_tests::{TestDb, infra, unique_topic_prefix};
+use gf_tests::{TestDb, infra, test_config};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -92,20 +91,14 @@ impl Harness {
         let infra = infra();
         let db = TestDb::migrated().await;
         let brokers = setup.brokers.unwrap_or(infra.kafka_brokers.clone());
-        let mut vars = infra.env.clone();
-        vars.insert(
-            "DATABASE_URL".into(),
-            setup.database_url.unwrap_or(db.url.clone()),
-        );
-        vars.insert("KAFKA_BROKERS".into(), brokers.clone());
-        vars.insert("GF_TOPIC_PREFIX".into(), unique_topic_prefix());
-        vars.insert("GF_TOPIC_PARTITIONS".into(), "1".into());
-        vars.insert("GF_SCRYPT_LOG_N".into(), "10".into());
-        vars.insert(
-            "GF_PRODUCE_TIMEOUT_MS".into(),
-            setup.produce_timeout_ms.to_string(),
-        );
-        let config = Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
+        let produce_timeout = setup.produce_timeout_ms.to_string();
+        let database_url = setup.database_url.unwrap_or(db.url.clone());
+        let config = test_config(&[
+            ("DATABASE_URL", &database_url),
+            ("KAFKA_BROKERS", &brokers),
+            ("GF_TOPIC_PARTITIONS", "1"),
+            ("GF_PRODUCE_TIMEOUT_MS", &produce_timeout),
+        ]);
 
         let kafka = KafkaSettings::from_config(&config).unwrap();
         let topics = Topics::new(&config.topic_prefix);

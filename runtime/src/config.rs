@@ -27,6 +27,8 @@ pub struct Config {
     pub produce_timeout_ms: u64,
     /// Last-resort expiry of cached connection credentials (NOTIFY evicts at once).
     pub auth_cache_ttl_secs: u64,
+    /// Consumer-group session timeout; a dead member's partitions move after this long.
+    pub kafka_session_timeout_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +129,13 @@ impl Config {
             )? as u64,
             auth_cache_ttl_secs: number("GF_AUTH_CACHE_TTL_SECS", 300, 1, 86_400, "1 to 86400")?
                 as u64,
+            kafka_session_timeout_ms: number(
+                "GF_KAFKA_SESSION_TIMEOUT_MS",
+                10_000,
+                1_000,
+                300_000,
+                "1000 to 300000",
+            )? as u64,
         })
     }
 

@@ -83,6 +83,7 @@ pub struct KafkaSettings {
     pub compression: Compression,
     /// The largest record value we produce or accept (the receiver's body limit plus framing).
     pub max_record_bytes: usize,
+    pub session_timeout_ms: u64,
 }
 
 impl KafkaSettings {
@@ -91,6 +92,7 @@ impl KafkaSettings {
             brokers: config.kafka_brokers()?.to_owned(),
             compression: config.kafka_compression,
             max_record_bytes: config.max_body_bytes + RECORD_OVERHEAD_BYTES,
+            session_timeout_ms: config.kafka_session_timeout_ms,
         })
     }
 
@@ -122,6 +124,7 @@ impl KafkaSettings {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", self.session_timeout_ms.to_string())
             .set(
                 "max.partition.fetch.bytes",
                 self.max_record_bytes.to_string(),
@@ -229,6 +232,7 @@ mod tests {
             brokers: "127.0.0.1:1".into(),
             compression: Compression::None,
             max_record_bytes: 11 * 1024 * 1024,
+            session_timeout_ms: 6000,
         }
     }
 

@@ -1,5 +1,11 @@
 //! Topic names and how each topic is created.
 
+/// The consumer group of a stage: `gf-normalizer` etc. under the default prefix. Deriving it from
+/// the topic prefix keeps two pipelines on one cluster (or two test runs) out of each other's groups.
+pub fn consumer_group(prefix: &str, stage: &str) -> String {
+    format!("{prefix}-{stage}")
+}
+
 /// The topics of `DESIGN.md`, under a configurable prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Topics {
@@ -84,5 +90,6 @@ mod tests {
             ]
         );
         assert_eq!(Topics::new("test-1").raw, "test-1.raw.v1");
+        assert_eq!(consumer_group("gf", "normalizer"), "gf-normalizer");
     }
 }

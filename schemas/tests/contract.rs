@@ -24,17 +24,7 @@ fn schema(name: &str) -> Value {
 }
 
 fn validator(name: &str) -> jsonschema::Validator {
-    let mut options = jsonschema::options();
-    for (file, text) in SCHEMA_FILES {
-        let contents: Value = serde_json::from_str(text).unwrap();
-        options = options.with_resource(
-            format!("{SCHEMA_BASE_URI}{file}"),
-            jsonschema::Resource::from_contents(contents).unwrap(),
-        );
-    }
-    options
-        .build(&schema(name))
-        .unwrap_or_else(|e| panic!("{name} does not compile: {e}"))
+    gf_tests::schema_validator(name)
 }
 
 fn assert_valid(name: &str, instance: &Value) {

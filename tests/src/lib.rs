@@ -123,6 +123,44 @@ fn with_dbname(url: &str, name: &str) -> String {
     }
 }
 
+/// Pipeline configuration for one test: the local infrastructure, a topic prefix of its own, a
+/// session timeout short enough for quick group joins, and `extra` on top.
+pub fn test_config(extra: &[(&str, &str)]) -> gf_runtime::Config {
+    let infra = infra();
+    let mut vars = infra.env.clone();
+    vars.insert("DATABASE_URL".into(), infra.database_url.clone());
+    vars.insert("KAFKA_BROKERS".into(), infra.kafka_brokers.clone());
+    vars.insert("GF_TOPIC_PREFIX".into(), unique_topic_prefix());
+    vars.insert("GF_KAFKA_SESSION_TIMEOUT_MS".into(), "6000".into());
+    vars.insert("GF_SCRYPT_LOG_N".into(), "10".into());
+    for (k, v) in extra {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    gf_runtime::Config::from_lookup(|k| vars.get(k).cloned()).expect("test configuration")
+}
+
+/// A validator for one of the wire contract's JSON Schema files, with the other files registered
+/// so cross-file references resolve, as a downstream consumer would set it up.
+pub fn schema_validator(file: &str) -> jsonschema::Validator {
+    use gf_schemas::{SCHEMA_BASE_URI, SCHEMA_FILES};
+    let parse = |name: &str, text: &str| -> serde_json::Value {
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("{name} is not JSON: {e}"))
+    };
+    let mut options = jsonschema::options();
+    for (name, text) in SCHEMA_FILES {
+        let resource = jsonschema::Resource::from_contents(parse(name, text))
+            .unwrap_or_else(|e| panic!("{name} is not a schema: {e}"));
+        options = options.with_resource(format!("{SCHEMA_BASE_URI}{name}"), resource);
+    }
+    let (_, text) = SCHEMA_FILES
+        .iter()
+        .find(|(name, _)| *name == file)
+        .unwrap_or_else(|| panic!("{file} is not in SCHEMA_FILES"));
+    options
+        .build(&parse(file, text))
+        .unwrap_or_else(|e| panic!("{file} does not compile: {e}"))
+}
+
 /// A topic prefix no other test uses, so tests share one broker without seeing each other.
 pub fn unique_topic_prefix() -> String {
     format!("t{}", &Uuid::new_v4().simple().to_string()[..12])

@@ -3,6 +3,7 @@
 pub mod connection;
 pub mod migrate;
 pub mod product;
+pub mod replay;
 pub mod run;
 pub mod topics;
 

@@ -1,0 +1,302 @@
+//! The consumer loop: `gf.raw.v1` in group `gf-normalizer` to `gf.events.v1`.
+//!
+//! Records are mapped in order; their outputs (events, or one dead letter) are produced without
+//! waiting, and a record's offset is stored only once every output of it and of every record
+//! before it was acknowledged. Stored offsets are committed every second and at shutdown, so a
+//! crash replays at most the unacknowledged tail; duplicates are absorbed by deterministic ids.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::stream::FuturesOrdered;
+use futures_util::{Future, StreamExt};
+use gf_runtime::Config;
+use gf_runtime::kafka::KafkaSettings;
+use gf_runtime::topics::{Topics, consumer_group};
+use gf_schemas::deadletter::{DeadLetter, SourceRecord};
+use gf_schemas::raw::RawRecordMeta;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use tokio_util::sync::CancellationToken;
+
+use crate::mapping::{MapOptions, RawInput, map_record};
+
+/// The stage's name, in its consumer group (`gf-normalizer`) and dead letters.
+pub const STAGE: &str = "normalizer";
+/// Records whose outputs may be unacknowledged at once.
+const MAX_IN_FLIGHT: usize = 2_000;
+const COMMIT_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum NormalizerError {
+    #[error(transparent)]
+    Config(#[from] gf_runtime::config::ConfigError),
+    #[error("Kafka error: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("an output was not acknowledged: {0}")]
+    Delivery(String),
+}
+
+/// What one record turned into, ready to produce.
+pub struct Output {
+    pub topic: String,
+    pub key: String,
+    pub value: Vec<u8>,
+    pub traceparent: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub records: u64,
+    pub events: u64,
+    pub dropped: u64,
+    pub dead_letters: u64,
+}
+
+/// Maps one raw record into its outputs: its canonical events, or one dead letter.
+pub fn outputs_for(
+    topics: &Topics,
+    options: &MapOptions,
+    message: &BorrowedMessage<'_>,
+    counts: &mut Counts,
+) -> Vec<Output> {
+    counts.records += 1;
+    let headers: Vec<(&str, Option<&[u8]>)> = message
+        .headers()
+        .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
+        .unwrap_or_default();
+    let body = message.payload().unwrap_or_default();
+    let result = RawRecordMeta::from_headers(headers.iter().copied())
+        .map_err(|e| e.to_string())
+        .and_then(|meta| {
+            let input = RawInput {
+                body,
+                meta: &meta,
+                topic: message.topic(),
+                partition: message.partition(),
+                offset: message.offset(),
+            };
+            map_record(&input, options)
+                .map(|mapped| (meta.traceparent.clone(), mapped))
+                .map_err(|e| e.to_string())
+        });
+    match result {
+        Ok((traceparent, mapped)) => {
+            counts.events += mapped.events.len() as u64;
+            counts.dropped += mapped.dropped as u64;
+            mapped
+                .events
+                .iter()
+                .map(|event| Output {
+                    topic: topics.events.clone(),
+                    key: event.kafka_key(),
+                    value: serde_json::to_vec(event).unwrap_or_default(),
+                    traceparent: traceparent.clone(),
+                })
+                .collect()
+        }
+        Err(reason) => {
+            counts.dead_letters += 1;
+            vec![dead_letter(topics, message, &headers, body, reason)]
+        }
+    }
+}
+
+fn dead_letter(
+    topics: &Topics,
+    message: &BorrowedMessage<'_>,
+    headers: &[(&str, Option<&[u8]>)],
+    body: &[u8],
+    reason: String,
+) -> Output {
+    let letter = DeadLetter {
+        stage: STAGE.into(),
+        reason,
+        source: SourceRecord {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
+            headers: headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        (*k).to_owned(),
+                        String::from_utf8_lossy(v.unwrap_or_default()).into_owned(),
+                    )
+                })
+                .collect::<BTreeMap<_, _>>(),
+        },
+        excerpt: DeadLetter::excerpt_of(body),
+        failed_at: Utc::now(),
+    };
+    tracing::warn!(partition = message.partition(), offset = message.offset(), reason = %letter.reason, "raw record dead-lettered");
+    Output {
+        topic: topics.deadletter.clone(),
+        key: letter.kafka_key(),
+        value: serde_json::to_vec(&letter).unwrap_or_default(),
+        traceparent: None,
+    }
+}
+
+/// Enqueues an output, waiting while the local queue is full; returns its delivery.
+pub async fn enqueue(
+    producer: &FutureProducer,
+    output: &Output,
+) -> Result<DeliveryFuture, NormalizerError> {
+    loop {
+        let mut record = FutureRecord::to(&output.topic)
+            .key(&output.key)
+            .payload(&output.value);
+        if let Some(tp) = &output.traceparent {
+            record = record.headers(OwnedHeaders::new().insert(Header {
+                key: "traceparent",
+                value: Some(tp.as_bytes()),
+            }));
+        }
+        match producer.send_result(record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => return Err(e.into()),
+        }
+    }
+}
+
+/// Resolves once every delivery is acknowledged, or with the first failure.
+pub async fn acknowledged(deliveries: Vec<DeliveryFuture>) -> Result<(), NormalizerError> {
+    for delivery in deliveries {
+        match delivery.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => return Err(NormalizerError::Delivery(e.to_string())),
+            Err(_) => return Err(NormalizerError::Delivery("the producer was dropped".into())),
+        }
+    }
+    Ok(())
+}
+
+pub fn producer(settings: &KafkaSettings, client_id: &str) -> Result<FutureProducer, KafkaError> {
+    settings
+        .producer_config(client_id)
+        // A long outage stalls the loop instead of failing it; shutdown still ends it.
+        .set("message.timeout.ms", "300000")
+        .create()
+}
+
+/// Runs the normalizer until `stop`; restarts its consumer after a failure (resuming from the
+/// committed offsets, so nothing is lost).
+pub async fn run(
+    config: &Config,
+    options: MapOptions,
+    stop: CancellationToken,
+) -> Result<(), NormalizerError> {
+    let settings = KafkaSettings::from_config(config)?;
+    let topics = Topics::new(&config.topic_prefix);
+    let mut backoff = Duration::from_millis(500);
+    while !stop.is_cancelled() {
+        match run_once(&settings, &topics, &config.topic_prefix, options, &stop).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::error!(error = %e, retry_in = ?backoff, "normalizer failed; restarting from committed offsets");
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+    Ok(())
+}
+
+type Pending =
+    Pin<Box<dyn Future<Output = (String, i32, i64, Result<(), NormalizerError>)> + Send>>;
+
+async fn run_once(
+    settings: &KafkaSettings,
+    topics: &Topics,
+    prefix: &str,
+    options: MapOptions,
+    stop: &CancellationToken,
+) -> Result<(), NormalizerError> {
+    let group = consumer_group(prefix, STAGE);
+    let consumer: StreamConsumer = settings.consumer_config("gf-normalizer", &group).create()?;
+    consumer.subscribe(&[&topics.raw])?;
+    let producer = producer(settings, "gf-normalizer")?;
+    let mut in_flight: FuturesOrdered<Pending> = FuturesOrdered::new();
+    let mut commit = tokio::time::interval(COMMIT_EVERY);
+    let mut counts = Counts::default();
+    tracing::info!(topic = %topics.raw, group, "normalizer consuming");
+
+    let result: Result<(), NormalizerError> = async {
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => return Ok(()),
+                Some((topic, partition, offset, acked)) = in_flight.next(), if !in_flight.is_empty() => {
+                    acked?;
+                    store(&consumer, &topic, partition, offset);
+                }
+                message = consumer.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
+                    let message = message?;
+                    let outputs = outputs_for(topics, &options, &message, &mut counts);
+                    let mut deliveries = Vec::with_capacity(outputs.len());
+                    for output in &outputs {
+                        deliveries.push(enqueue(&producer, output).await?);
+                    }
+                    let (topic, partition, offset) = (message.topic().to_owned(), message.partition(), message.offset());
+                    in_flight.push_back(Box::pin(async move { (topic, partition, offset, acknowledged(deliveries).await) }));
+                }
+                _ = commit.tick() => commit_stored(&consumer, CommitMode::Async),
+            }
+        }
+    }
+    .await;
+
+    // Whatever happened, keep what was acknowledged: drain, store and commit it.
+    let drain = async {
+        while let Some((topic, partition, offset, acked)) = in_flight.next().await {
+            if acked.is_err() {
+                break;
+            }
+            store(&consumer, &topic, partition, offset);
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(30), drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "outputs still unacknowledged at shutdown; their records will be processed again"
+        );
+    }
+    commit_stored(&consumer, CommitMode::Sync);
+    tracing::info!(
+        records = counts.records,
+        events = counts.events,
+        dead_letters = counts.dead_letters,
+        "normalizer stopped"
+    );
+    result
+}
+
+fn store(consumer: &StreamConsumer, topic: &str, partition: i32, offset: i64) {
+    // Fails only for a partition revoked meanwhile; its new owner reprocesses the record.
+    if let Err(e) = consumer.store_offset(topic, partition, offset) {
+        tracing::debug!(error = %e, partition, offset, "offset not stored");
+    }
+}
+
+fn commit_stored(consumer: &StreamConsumer, mode: CommitMode) {
+    match consumer.commit_consumer_state(mode) {
+        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => tracing::warn!(error = %e, "offset commit failed; will retry"),
+    }
+}

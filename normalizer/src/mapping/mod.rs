@@ -1,0 +1,267 @@
+//! Raw records to canonical events: pure, no I/O.
+//!
+//! [`map_record`] takes a raw body and its headers and returns the canonical events of the batch.
+//! The provider modules ([`amplitude`], [`segment`]) read their fields into a [`Draft`]; the rules
+//! every provider shares (insert ids, times, value, influence, overrides) are applied here, once.
+
+pub mod amplitude;
+pub mod fields;
+pub mod segment;
+
+use chrono::{DateTime, TimeZone, Utc};
+use gf_schemas::Provider;
+use gf_schemas::canonical::{
+    CanonicalEvent, EventValue, Influence, InfluenceRule, OrganizationHints, RawOrigin, UserHints,
+    ValueType, Warning,
+};
+use gf_schemas::raw::RawRecordMeta;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::{influence, overrides};
+
+/// Bumped whenever a change to the mapping changes its output: replayed events with a newer
+/// version replace what an older one wrote.
+pub const MAPPER_VERSION: u32 = 1;
+
+/// One raw record as read from the topic.
+pub struct RawInput<'a> {
+    pub body: &'a [u8],
+    pub meta: &'a RawRecordMeta,
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct MapOptions {
+    pub mapper_version: u32,
+}
+
+impl Default for MapOptions {
+    fn default() -> Self {
+        MapOptions {
+            mapper_version: MAPPER_VERSION,
+        }
+    }
+}
+
+/// The canonical events of one raw record.
+#[derive(Debug, Default, PartialEq)]
+pub struct Mapped {
+    pub events: Vec<CanonicalEvent>,
+    /// Messages received but not turned into events (no event type, identify, ...).
+    pub dropped: usize,
+}
+
+/// A record that cannot be mapped at all; it goes to the dead-letter topic.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MapError {
+    #[error("the body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("the body is not {0}")]
+    WrongShape(&'static str),
+}
+
+pub fn map_record(input: &RawInput<'_>, options: &MapOptions) -> Result<Mapped, MapError> {
+    let body: Value =
+        serde_json::from_slice(input.body).map_err(|e| MapError::InvalidJson(e.to_string()))?;
+    let drafts = match input.meta.provider {
+        Provider::Amplitude => amplitude::drafts(&body)?,
+        Provider::Segment => segment::drafts(&body)?,
+    };
+    let mut mapped = Mapped::default();
+    for (index, draft) in drafts {
+        match draft {
+            Some(draft) => mapped.events.push(finish(draft, input, index, options)),
+            None => mapped.dropped += 1,
+        }
+    }
+    Ok(mapped)
+}
+
+/// What a provider's mapping read from one event.
+pub struct Draft<'a> {
+    /// The whole event as received, for a content-derived insert id.
+    pub source: &'a Value,
+    pub event_type: String,
+    pub external_user_id: Option<String>,
+    /// The event's time field, if present (`None`: absent; `Some(None)`: unreadable).
+    pub event_at: Option<Option<DateTime<Utc>>>,
+    pub insert_id: Option<String>,
+    /// Revenue, or price × quantity; already validated.
+    pub revenue: Option<f64>,
+    pub properties: Map<String, Value>,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub external_organization_id: Option<String>,
+    pub organization_name: Option<String>,
+    pub warnings: Vec<Warning>,
+}
+
+pub fn warning(code: &str, message: impl Into<String>) -> Warning {
+    Warning {
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
+/// Revenue from `revenue`, else `price * quantity` (quantity 1 when absent); an unreadable
+/// revenue field is reported and ignored.
+pub fn revenue(
+    revenue: Option<&Value>,
+    price: Option<&Value>,
+    quantity: Option<&Value>,
+    warnings: &mut Vec<Warning>,
+) -> Option<f64> {
+    fn present(v: Option<&Value>) -> Option<&Value> {
+        v.filter(|v| !v.is_null())
+    }
+    if let Some(r) = present(revenue) {
+        match fields::number(Some(r)) {
+            Some(r) => return Some(r),
+            None => warnings.push(warning(
+                "invalid_revenue",
+                format!("revenue {r} is not a number; ignored"),
+            )),
+        }
+    }
+    let price = present(price)?;
+    let Some(p) = fields::number(Some(price)) else {
+        warnings.push(warning(
+            "invalid_revenue",
+            format!("price {price} is not a number; ignored"),
+        ));
+        return None;
+    };
+    match present(quantity) {
+        None => Some(p),
+        Some(q) => match fields::number(Some(q)) {
+            Some(q) => Some(p * q),
+            None => {
+                warnings.push(warning(
+                    "invalid_revenue",
+                    format!("quantity {q} is not a number; ignored"),
+                ));
+                None
+            }
+        },
+    }
+}
+
+fn finish(
+    draft: Draft<'_>,
+    input: &RawInput<'_>,
+    index: usize,
+    options: &MapOptions,
+) -> CanonicalEvent {
+    let meta = input.meta;
+    let provider = meta.provider;
+    let received_at = Utc
+        .timestamp_millis_opt(meta.received_at_ms)
+        .single()
+        .unwrap_or_else(Utc::now);
+    let mut warnings = draft.warnings;
+    let mut properties = draft.properties;
+
+    let insert_id = match draft.insert_id {
+        Some(id) => format!("{provider}:{id}"),
+        None => {
+            warnings.push(warning(
+                "missing_insert_id",
+                "no insert id; derived one from the event's content, so resending the same event deduplicates",
+            ));
+            format!("{provider}:gf-{}", content_id(meta, draft.source))
+        }
+    };
+    let event_at = match draft.event_at {
+        Some(Some(at)) => at,
+        Some(None) => {
+            warnings.push(warning(
+                "invalid_time",
+                "the event time could not be read; used the time it was received",
+            ));
+            received_at
+        }
+        None => {
+            warnings.push(warning(
+                "missing_time",
+                "the event has no time; used the time it was received",
+            ));
+            received_at
+        }
+    };
+
+    let magic = overrides::read(&properties, &mut warnings);
+    let mut event_type = draft.event_type;
+    if let Some(name) = &magic.event_type {
+        properties
+            .entry(overrides::ORIGINAL_EVENT_TYPE)
+            .or_insert_with(|| Value::String(event_type.clone()));
+        event_type = name.clone();
+    }
+
+    let (mut value, mut value_type) = match draft.revenue {
+        Some(r) => (Some(EventValue::Number(r)), Some(ValueType::Currency)),
+        None => (None, None),
+    };
+    overrides::apply_value(&magic, &mut value, &mut value_type, &mut warnings);
+
+    let (influence, influence_rule) = match (magic.influence, draft.revenue) {
+        (Some(forced), _) => (forced, InfluenceRule::Override),
+        (None, Some(r)) if r > 0.0 => (Influence::Positive, InfluenceRule::Revenue),
+        (None, Some(r)) if r < 0.0 => (Influence::Negative, InfluenceRule::Revenue),
+        _ => match influence::from_name(&event_type) {
+            Influence::Neutral => (Influence::Neutral, InfluenceRule::Default),
+            by_name => (by_name, InfluenceRule::Name),
+        },
+    };
+
+    CanonicalEvent {
+        id: CanonicalEvent::derive_id(meta.product_id, &insert_id),
+        product_id: meta.product_id,
+        connection_id: meta.connection_id,
+        source: provider,
+        event_type,
+        external_user_id: draft.external_user_id,
+        event_at,
+        insert_id,
+        value,
+        value_type,
+        properties,
+        user_hints: UserHints {
+            email: draft.email,
+            name: draft.name,
+        },
+        external_organization_id: draft.external_organization_id,
+        organization_hints: OrganizationHints {
+            name: draft.organization_name,
+        },
+        influence,
+        influence_rule,
+        quality_impact_score: magic.quality_impact_score,
+        external_conversation_id: magic.conversation_id,
+        received_at,
+        mapper_version: options.mapper_version,
+        origin: RawOrigin {
+            topic: input.topic.to_owned(),
+            partition: input.partition,
+            offset: input.offset,
+            index: index as u32,
+        },
+        warnings,
+    }
+}
+
+/// A stable id from the connection and the event's content (keys sorted), for events sent without
+/// an insert id: a replay, or a client's resend of the same event, gets the same id.
+fn content_id(meta: &RawRecordMeta, event: &Value) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(meta.connection_id.as_bytes());
+    // serde_json's map is ordered by key, so equal content serializes to equal bytes.
+    hasher.update(serde_json::to_vec(event).unwrap_or_default());
+    hasher.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
