@@ -36,6 +36,49 @@ pub enum Command {
     Run(RunCommand),
     /// Re-normalize a time range of the raw topic with the current mapper.
     Replay(ReplayArgs),
+    /// Publish an input event (demos, tests, integrations).
+    #[command(subcommand)]
+    Emit(EmitCommand),
+}
+
+#[derive(Subcommand)]
+pub enum EmitCommand {
+    /// A conversation started / message / ended, with the SDK's user identity, to gf.conversations.v1.
+    Conversation(EmitConversationArgs),
+}
+
+#[derive(Args)]
+pub struct EmitConversationArgs {
+    #[arg(long)]
+    pub product: Uuid,
+    /// The conversation's external id.
+    #[arg(long)]
+    pub conversation: String,
+    #[arg(long, value_enum, default_value = "message")]
+    pub kind: ConversationKindArg,
+    /// The user's external id (externalUserId).
+    #[arg(long)]
+    pub user: Option<String>,
+    #[arg(long)]
+    pub email: Option<String>,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// When it happened (RFC 3339 or epoch milliseconds; default: now).
+    #[arg(long, value_parser = parse_time)]
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Who spoke, for a message (user, assistant, ...).
+    #[arg(long)]
+    pub role: Option<String>,
+    /// The message id (default: a new one); the same id again is a redelivery.
+    #[arg(long)]
+    pub id: Option<Uuid>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ConversationKindArg {
+    Started,
+    Message,
+    Ended,
 }
 
 #[derive(Args)]
@@ -70,6 +113,9 @@ pub enum RunCommand {
     Receiver,
     /// The normalizer: gf.raw.v1 to gf.events.v1 in group gf-normalizer.
     Normalizer,
+    /// The attributor: gf.events.v1 + gf.conversations.v1 to PostgreSQL and
+    /// gf.events.attributed.v1 in group gf-attributor.
+    Attributor,
 }
 
 #[derive(Subcommand)]

@@ -37,6 +37,7 @@ fn main() -> ExitCode {
             Command::Connection(cmd) => commands::connection::run(cmd, &config, &out).await,
             Command::Run(cmd) => commands::run::run(cmd, &config).await,
             Command::Replay(args) => commands::replay::run(args, &config, &out).await,
+            Command::Emit(cmd) => commands::emit::run(cmd, &config, &out).await,
         }
     });
     match result {

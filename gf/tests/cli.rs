@@ -489,3 +489,50 @@ fn missing_configuration_says_what_to_do() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emit_conversation_publishes_a_schema_valid_message() {
+    let db = TestDb::migrated().await;
+    let gf = Gf::new(&db);
+    gf.json(&["topics", "ensure"]);
+    let product = gf.product();
+    let emitted = gf.json(&[
+        "emit",
+        "conversation",
+        "--product",
+        &product,
+        "--conversation",
+        "conv-42",
+        "--kind",
+        "started",
+        "--user",
+        "u-42",
+        "--email",
+        "u42@example.com",
+        "--at",
+        "2026-05-18T12:00:00Z",
+    ]);
+    let topic = format!("{}.conversations.v1", gf.topic_prefix);
+    assert_eq!(emitted["topic"], topic.as_str());
+    let records =
+        tokio::task::block_in_place(|| gf_tests::read_topic(&infra().kafka_brokers, &topic));
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].key, format!("{product}:conv-42"));
+    let message: Value = serde_json::from_slice(&records[0].value).unwrap();
+    assert_eq!(message, emitted["message"]);
+    assert_eq!(message["kind"], "started");
+    assert_eq!(message["externalUserId"], "u-42");
+    assert_eq!(message["occurredAt"], "2026-05-18T12:00:00.000Z");
+    let validator = gf_tests::schema_validator("conversation.v1.schema.json");
+    assert!(validator.is_valid(&message), "{message:#}");
+
+    let error = gf.json_error(&[
+        "emit",
+        "conversation",
+        "--product",
+        &product,
+        "--conversation",
+        " ",
+    ]);
+    assert!(error.contains("--conversation"), "{error}");
+}

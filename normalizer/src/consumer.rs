@@ -5,22 +5,22 @@
 //! before it was acknowledged. Stored offsets are committed every second and at shutdown, so a
 //! crash replays at most the unacknowledged tail; duplicates are absorbed by deterministic ids.
 
-use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::time::Duration;
 
-use chrono::Utc;
 use futures_util::stream::FuturesOrdered;
 use futures_util::{Future, StreamExt};
 use gf_runtime::Config;
 use gf_runtime::kafka::KafkaSettings;
+use gf_runtime::pipeline::{
+    Output, OutputError, acknowledged, commit_stored, dead_letter, enqueue, headers_of, producer,
+    store, supervise,
+};
 use gf_runtime::topics::{Topics, consumer_group};
-use gf_schemas::deadletter::{DeadLetter, SourceRecord};
 use gf_schemas::raw::RawRecordMeta;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
 use tokio_util::sync::CancellationToken;
 
 use crate::mapping::{MapOptions, RawInput, map_record};
@@ -37,16 +37,8 @@ pub enum NormalizerError {
     Config(#[from] gf_runtime::config::ConfigError),
     #[error("Kafka error: {0}")]
     Kafka(#[from] KafkaError),
-    #[error("an output was not acknowledged: {0}")]
-    Delivery(String),
-}
-
-/// What one record turned into, ready to produce.
-pub struct Output {
-    pub topic: String,
-    pub key: String,
-    pub value: Vec<u8>,
-    pub traceparent: Option<String>,
+    #[error(transparent)]
+    Output(#[from] OutputError),
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -65,10 +57,7 @@ pub fn outputs_for(
     counts: &mut Counts,
 ) -> Vec<Output> {
     counts.records += 1;
-    let headers: Vec<(&str, Option<&[u8]>)> = message
-        .headers()
-        .map(|h| h.iter().map(|h| (h.key, h.value)).collect())
-        .unwrap_or_default();
+    let headers = headers_of(message);
     let body = message.payload().unwrap_or_default();
     let result = RawRecordMeta::from_headers(headers.iter().copied())
         .map_err(|e| e.to_string())
@@ -101,93 +90,9 @@ pub fn outputs_for(
         }
         Err(reason) => {
             counts.dead_letters += 1;
-            vec![dead_letter(topics, message, &headers, body, reason)]
+            vec![dead_letter(&topics.deadletter, STAGE, message, reason)]
         }
     }
-}
-
-fn dead_letter(
-    topics: &Topics,
-    message: &BorrowedMessage<'_>,
-    headers: &[(&str, Option<&[u8]>)],
-    body: &[u8],
-    reason: String,
-) -> Output {
-    let letter = DeadLetter {
-        stage: STAGE.into(),
-        reason,
-        source: SourceRecord {
-            topic: message.topic().to_owned(),
-            partition: message.partition(),
-            offset: message.offset(),
-            key: message
-                .key()
-                .map(|k| String::from_utf8_lossy(k).into_owned()),
-            headers: headers
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        (*k).to_owned(),
-                        String::from_utf8_lossy(v.unwrap_or_default()).into_owned(),
-                    )
-                })
-                .collect::<BTreeMap<_, _>>(),
-        },
-        excerpt: DeadLetter::excerpt_of(body),
-        failed_at: Utc::now(),
-    };
-    tracing::warn!(partition = message.partition(), offset = message.offset(), reason = %letter.reason, "raw record dead-lettered");
-    Output {
-        topic: topics.deadletter.clone(),
-        key: letter.kafka_key(),
-        value: serde_json::to_vec(&letter).unwrap_or_default(),
-        traceparent: None,
-    }
-}
-
-/// Enqueues an output, waiting while the local queue is full; returns its delivery.
-pub async fn enqueue(
-    producer: &FutureProducer,
-    output: &Output,
-) -> Result<DeliveryFuture, NormalizerError> {
-    loop {
-        let mut record = FutureRecord::to(&output.topic)
-            .key(&output.key)
-            .payload(&output.value);
-        if let Some(tp) = &output.traceparent {
-            record = record.headers(OwnedHeaders::new().insert(Header {
-                key: "traceparent",
-                value: Some(tp.as_bytes()),
-            }));
-        }
-        match producer.send_result(record) {
-            Ok(delivery) => return Ok(delivery),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            Err((e, _)) => return Err(e.into()),
-        }
-    }
-}
-
-/// Resolves once every delivery is acknowledged, or with the first failure.
-pub async fn acknowledged(deliveries: Vec<DeliveryFuture>) -> Result<(), NormalizerError> {
-    for delivery in deliveries {
-        match delivery.await {
-            Ok(Ok(_)) => {}
-            Ok(Err((e, _))) => return Err(NormalizerError::Delivery(e.to_string())),
-            Err(_) => return Err(NormalizerError::Delivery("the producer was dropped".into())),
-        }
-    }
-    Ok(())
-}
-
-pub fn producer(settings: &KafkaSettings, client_id: &str) -> Result<FutureProducer, KafkaError> {
-    settings
-        .producer_config(client_id)
-        // A long outage stalls the loop instead of failing it; shutdown still ends it.
-        .set("message.timeout.ms", "300000")
-        .create()
 }
 
 /// Runs the normalizer until `stop`; restarts its consumer after a failure (resuming from the
@@ -199,20 +104,10 @@ pub async fn run(
 ) -> Result<(), NormalizerError> {
     let settings = KafkaSettings::from_config(config)?;
     let topics = Topics::new(&config.topic_prefix);
-    let mut backoff = Duration::from_millis(500);
-    while !stop.is_cancelled() {
-        match run_once(&settings, &topics, &config.topic_prefix, options, &stop).await {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                tracing::error!(error = %e, retry_in = ?backoff, "normalizer failed; restarting from committed offsets");
-                tokio::select! {
-                    _ = stop.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-        }
-    }
+    supervise(STAGE, &stop, || {
+        run_once(&settings, &topics, &config.topic_prefix, options, &stop)
+    })
+    .await;
     Ok(())
 }
 
@@ -252,7 +147,7 @@ async fn run_once(
                         deliveries.push(enqueue(&producer, output).await?);
                     }
                     let (topic, partition, offset) = (message.topic().to_owned(), message.partition(), message.offset());
-                    in_flight.push_back(Box::pin(async move { (topic, partition, offset, acknowledged(deliveries).await) }));
+                    in_flight.push_back(Box::pin(async move { (topic, partition, offset, acknowledged(deliveries).await.map_err(NormalizerError::from)) }));
                 }
                 _ = commit.tick() => commit_stored(&consumer, CommitMode::Async),
             }
@@ -285,18 +180,4 @@ async fn run_once(
         "normalizer stopped"
     );
     result
-}
-
-fn store(consumer: &StreamConsumer, topic: &str, partition: i32, offset: i64) {
-    // Fails only for a partition revoked meanwhile; its new owner reprocesses the record.
-    if let Err(e) = consumer.store_offset(topic, partition, offset) {
-        tracing::debug!(error = %e, partition, offset, "offset not stored");
-    }
-}
-
-fn commit_stored(consumer: &StreamConsumer, mode: CommitMode) {
-    match consumer.commit_consumer_state(mode) {
-        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-        Err(e) => tracing::warn!(error = %e, "offset commit failed; will retry"),
-    }
 }

@@ -22,7 +22,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::consumer::{Counts, NormalizerError, acknowledged, enqueue, outputs_for, producer};
+use gf_runtime::pipeline::{OutputError, acknowledged, enqueue, producer};
+
+use crate::consumer::{Counts, outputs_for};
 use crate::mapping::MapOptions;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -45,7 +47,9 @@ pub enum ReplayError {
     #[error("Kafka error: {0}")]
     Kafka(#[from] KafkaError),
     #[error(transparent)]
-    Produce(#[from] NormalizerError),
+    Produce(#[from] OutputError),
+    #[error("the replay task failed: {0}")]
+    Task(String),
     #[error("--to ({to}) must be after --from ({from})")]
     EmptyRange { from: String, to: String },
     #[error("the raw topic {0} does not exist (run `gf topics ensure`)")]
@@ -119,7 +123,7 @@ pub async fn replay(
         replay_blocking(&settings, &topics, &request, progress.as_ref(), &runtime)
     })
     .await
-    .map_err(|e| ReplayError::Produce(NormalizerError::Delivery(e.to_string())))?
+    .map_err(|e| ReplayError::Task(e.to_string()))?
 }
 
 fn replay_blocking(

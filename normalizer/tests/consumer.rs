@@ -17,7 +17,7 @@ use gf_schemas::deadletter::DeadLetter;
 use gf_schemas::raw::RawRecordMeta;
 use gf_tests::test_config;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -138,35 +138,10 @@ impl Setup {
 
     /// Everything in `topic`, as (key, value) pairs.
     fn read_all(&self, topic: &str) -> Vec<(String, Vec<u8>)> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", self.config.kafka_brokers().unwrap())
-            .set("group.id", format!("reader-{}", Uuid::new_v4()))
-            .set("enable.auto.commit", "false")
-            .create()
-            .unwrap();
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .unwrap();
-        let mut tpl = TopicPartitionList::new();
-        for p in metadata.topics()[0].partitions() {
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-                .unwrap();
-        }
-        consumer.assign(&tpl).unwrap();
-        // Read until the topic stays quiet (the broker's high watermark is not to be trusted).
-        let mut out = Vec::new();
-        let mut quiet_since = Instant::now();
-        while quiet_since.elapsed() < Duration::from_millis(1500) {
-            if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-                let m = m.unwrap();
-                out.push((
-                    String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
-                    m.payload().unwrap_or_default().to_vec(),
-                ));
-                quiet_since = Instant::now();
-            }
-        }
-        out
+        gf_tests::read_topic(self.config.kafka_brokers().unwrap(), topic)
+            .into_iter()
+            .map(|r| (r.key, r.value))
+            .collect()
     }
 
     fn events(&self) -> Vec<CanonicalEvent> {

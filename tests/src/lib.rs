@@ -62,6 +62,18 @@ pub fn infra() -> Infra {
     }
 }
 
+/// The TCP address of the infrastructure's PostgreSQL, for putting a [`net::TcpProxy`] in front.
+pub fn postgres_addr() -> std::net::SocketAddr {
+    let config: tokio_postgres::Config = infra().database_url.parse().expect("DATABASE_URL");
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        other => panic!("tests need PostgreSQL over TCP, got {other:?}"),
+    };
+    format!("{host}:{}", config.get_ports()[0])
+        .parse()
+        .expect("PostgreSQL host:port")
+}
+
 /// A database of its own for one test, migrated, named `gf_test_…`.
 pub struct TestDb {
     pub url: String,
@@ -159,6 +171,69 @@ pub fn schema_validator(file: &str) -> jsonschema::Validator {
     options
         .build(&parse(file, text))
         .unwrap_or_else(|e| panic!("{file} does not compile: {e}"))
+}
+
+/// One record read back from a topic.
+#[derive(Clone, Debug)]
+pub struct ReadRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: String,
+    pub value: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Everything in `topic` from the beginning, read until the topic stays quiet for 1.5 s (the
+/// broker's high watermark is not to be trusted). Blocking: call it from a multi-threaded test
+/// runtime or `spawn_blocking`.
+pub fn read_topic(brokers: &str, topic: &str) -> Vec<ReadRecord> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    use std::time::{Duration, Instant};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("reader-{}", Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("reader");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("topic metadata");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in metadata.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < Duration::from_millis(1500) {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.expect("a record");
+            out.push(ReadRecord {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                value: m.payload().unwrap_or_default().to_vec(),
+                headers: m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                let value = h.value.unwrap_or_default();
+                                (
+                                    h.key.to_owned(),
+                                    String::from_utf8_lossy(value).into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            });
+            quiet_since = Instant::now();
+        }
+    }
+    out
 }
 
 /// A topic prefix no other test uses, so tests share one broker without seeing each other.

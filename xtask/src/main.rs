@@ -1,6 +1,7 @@
 //! `cargo xtask`: what a developer runs. `infra` starts and stops the local PostgreSQL and broker,
-//! `test` is the whole check the CI runs.
+//! `test` is the whole check the CI runs, `bench` measures.
 
+mod bench;
 mod infra;
 mod process;
 mod test;
@@ -22,6 +23,11 @@ enum Command {
     /// Local PostgreSQL and Kafka-compatible broker.
     #[command(subcommand)]
     Infra(InfraCommand),
+    /// Benchmarks against the local infrastructure; writes target/bench/NAME.json.
+    Bench {
+        #[arg(value_enum)]
+        name: bench::Bench,
+    },
     /// Infrastructure up, formatting, lints, migrations, every test, infrastructure down.
     Test {
         /// Arguments passed to `cargo test` after `--` (e.g. a test name filter).
@@ -56,6 +62,7 @@ fn main() -> ExitCode {
         }
         Command::Infra(InfraCommand::Down) => infra::down(&root),
         Command::Infra(InfraCommand::Status) => infra::status(&root),
+        Command::Bench { name } => bench::run(&root, name),
         Command::Test { cargo_test_args } => test::run(&root, &cargo_test_args),
     };
     match result {

@@ -9,6 +9,7 @@ pub async fn run(cmd: RunCommand, config: &Config) -> anyhow::Result<()> {
         RunCommand::Normalizer => {
             gf_normalizer::consumer::run(config, Default::default(), stop).await?
         }
+        RunCommand::Attributor => gf_attributor::consumer::run(config, stop).await?,
     }
     Ok(())
 }

@@ -1,0 +1,290 @@
+//! Who an identity is: the pure part of user resolution, planned for a whole batch at once.
+//!
+//! Order of the rules: the external user id, then the email (trimmed, case-insensitive); no match
+//! and an email present creates the user (an SDK identity may create one from its external id
+//! alone); otherwise the identity stays anonymous. Users planned earlier in the batch count as
+//! known, so two events of one new user create one row.
+
+use std::collections::HashMap;
+
+use gf_schemas::Provider;
+use gf_schemas::attributed::UserResolution;
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+/// Where an identity comes from, which decides whether it may create a user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A canonical event: creates a user only when it carries an email.
+    Analytics(Provider),
+    /// The SDK's conversation stream: its external id is authoritative and creates the user.
+    Sdk,
+}
+
+/// One identity to resolve.
+#[derive(Clone, Copy, Debug)]
+pub struct Identity<'a> {
+    pub product_id: Uuid,
+    pub external_user_id: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub origin: Origin,
+}
+
+/// A user already in the database, as the lookup found it.
+#[derive(Clone, Debug)]
+pub struct KnownUser {
+    pub id: Uuid,
+    pub product_id: Uuid,
+    pub external_user_id: Option<String>,
+    pub email_key: Option<String>,
+    pub organization_id: Option<Uuid>,
+}
+
+/// A user to insert.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewUser {
+    pub id: Uuid,
+    pub product_id: Uuid,
+    pub external_user_id: Option<String>,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub properties: Map<String, Value>,
+}
+
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// One entry per identity, in order.
+    pub resolved: Vec<(Option<Uuid>, UserResolution)>,
+    pub new_users: Vec<NewUser>,
+}
+
+/// The form emails are matched in; the same as the database's `lower(btrim(email))`.
+pub fn email_key(email: &str) -> Option<String> {
+    let key = email.trim_matches(' ').to_lowercase();
+    (!key.is_empty()).then_some(key)
+}
+
+/// A present, non-blank external id.
+fn external_id(id: Option<&str>) -> Option<&str> {
+    id.filter(|id| !id.trim().is_empty())
+}
+
+/// A user key within a product: an external id or an email key.
+pub type UserKey = (Uuid, String);
+
+/// The lookup keys a batch needs: (product, external id) and (product, email key).
+pub fn lookup_keys(identities: &[Identity<'_>]) -> (Vec<UserKey>, Vec<UserKey>) {
+    let mut by_external = Vec::new();
+    let mut by_email = Vec::new();
+    for identity in identities {
+        if let Some(ext) = external_id(identity.external_user_id) {
+            by_external.push((identity.product_id, ext.to_owned()));
+        }
+        if let Some(key) = identity.email.and_then(email_key) {
+            by_email.push((identity.product_id, key));
+        }
+    }
+    by_external.sort();
+    by_external.dedup();
+    by_email.sort();
+    by_email.dedup();
+    (by_external, by_email)
+}
+
+/// Resolves every identity against the known users, planning the users to create.
+pub fn plan(identities: &[Identity<'_>], known: &[KnownUser]) -> Plan {
+    let mut by_external: HashMap<UserKey, Uuid> = HashMap::new();
+    let mut by_email: HashMap<UserKey, Uuid> = HashMap::new();
+    for user in known {
+        if let Some(ext) = &user.external_user_id {
+            by_external.insert((user.product_id, ext.clone()), user.id);
+        }
+        if let Some(key) = &user.email_key {
+            by_email.insert((user.product_id, key.clone()), user.id);
+        }
+    }
+    let mut plan = Plan::default();
+    for identity in identities {
+        let ext = external_id(identity.external_user_id);
+        let key = identity.email.and_then(email_key);
+        let product = identity.product_id;
+        if let Some(id) = ext.and_then(|e| by_external.get(&(product, e.to_owned()))) {
+            plan.resolved.push((Some(*id), UserResolution::ExternalId));
+            continue;
+        }
+        if let Some(id) = key
+            .as_ref()
+            .and_then(|k| by_email.get(&(product, k.clone())))
+        {
+            plan.resolved.push((Some(*id), UserResolution::Email));
+            continue;
+        }
+        let creates = match identity.origin {
+            Origin::Analytics(_) => key.is_some(),
+            Origin::Sdk => key.is_some() || ext.is_some(),
+        };
+        if !creates {
+            plan.resolved.push((None, UserResolution::None));
+            continue;
+        }
+        let id = Uuid::now_v7();
+        if let Some(ext) = ext {
+            by_external.insert((product, ext.to_owned()), id);
+        }
+        if let Some(key) = &key {
+            by_email.insert((product, key.clone()), id);
+        }
+        plan.new_users.push(NewUser {
+            id,
+            product_id: product,
+            external_user_id: ext.map(str::to_owned),
+            email: key
+                .is_some()
+                .then(|| identity.email.unwrap_or_default().trim().to_owned()),
+            name: identity
+                .name
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned),
+            properties: created_from(identity.origin),
+        });
+        plan.resolved.push((Some(id), UserResolution::Created));
+    }
+    plan
+}
+
+/// The properties that say who created a row.
+pub fn created_from(origin: Origin) -> Map<String, Value> {
+    let value = match origin {
+        Origin::Analytics(source) => {
+            json!({"created_from": "analytics", "source": source.as_str()})
+        }
+        Origin::Sdk => json!({"created_from": "sdk"}),
+    };
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: Uuid = Uuid::from_u128(1);
+    const OTHER: Uuid = Uuid::from_u128(2);
+
+    fn event<'a>(ext: Option<&'a str>, email: Option<&'a str>) -> Identity<'a> {
+        Identity {
+            product_id: P,
+            external_user_id: ext,
+            email,
+            name: Some("Ada Lovelace"),
+            origin: Origin::Analytics(Provider::Amplitude),
+        }
+    }
+
+    fn known(id: u128, ext: Option<&str>, email: Option<&str>) -> KnownUser {
+        KnownUser {
+            id: Uuid::from_u128(id),
+            product_id: P,
+            external_user_id: ext.map(str::to_owned),
+            email_key: email.and_then(email_key),
+            organization_id: None,
+        }
+    }
+
+    #[test]
+    fn external_id_wins_over_email() {
+        let users = [known(10, Some("u1"), None), known(11, None, Some("a@x.io"))];
+        let plan = plan(&[event(Some("u1"), Some("a@x.io"))], &users);
+        assert_eq!(
+            plan.resolved,
+            [(Some(Uuid::from_u128(10)), UserResolution::ExternalId)]
+        );
+        assert!(plan.new_users.is_empty());
+    }
+
+    #[test]
+    fn email_matches_trimmed_and_case_insensitively() {
+        let users = [known(11, None, Some("ada@example.com"))];
+        let plan = plan(&[event(Some("new"), Some("  Ada@Example.COM "))], &users);
+        assert_eq!(
+            plan.resolved,
+            [(Some(Uuid::from_u128(11)), UserResolution::Email)]
+        );
+    }
+
+    #[test]
+    fn unknown_with_email_is_created_once_per_batch() {
+        let identities = [
+            event(Some("u9"), Some("Nine@x.io")),
+            event(Some("u9"), None),
+            event(None, Some("nine@x.io")),
+        ];
+        let plan = plan(&identities, &[]);
+        assert_eq!(plan.new_users.len(), 1);
+        let user = &plan.new_users[0];
+        assert_eq!(user.email.as_deref(), Some("Nine@x.io"));
+        assert_eq!(user.external_user_id.as_deref(), Some("u9"));
+        assert_eq!(user.properties["created_from"], "analytics");
+        assert_eq!(user.properties["source"], "amplitude");
+        assert_eq!(
+            plan.resolved,
+            [
+                (Some(user.id), UserResolution::Created),
+                (Some(user.id), UserResolution::ExternalId),
+                (Some(user.id), UserResolution::Email),
+            ]
+        );
+    }
+
+    #[test]
+    fn anonymous_events_create_nothing() {
+        for identity in [
+            event(Some("device-1"), None),
+            event(None, None),
+            event(None, Some("   ")),
+        ] {
+            let plan = plan(&[identity], &[]);
+            assert_eq!(plan.resolved, [(None, UserResolution::None)]);
+            assert!(plan.new_users.is_empty());
+        }
+    }
+
+    #[test]
+    fn sdk_identity_creates_from_external_id_alone() {
+        let sdk = Identity {
+            origin: Origin::Sdk,
+            ..event(Some("u5"), None)
+        };
+        let plan = plan(&[sdk, event(Some("u5"), None)], &[]);
+        assert_eq!(plan.new_users.len(), 1);
+        assert_eq!(plan.new_users[0].properties["created_from"], "sdk");
+        assert_eq!(plan.resolved[1].1, UserResolution::ExternalId);
+    }
+
+    #[test]
+    fn products_do_not_share_users() {
+        let users = [known(10, Some("u1"), Some("a@x.io"))];
+        let other = Identity {
+            product_id: OTHER,
+            ..event(Some("u1"), Some("a@x.io"))
+        };
+        let plan = plan(&[other], &users);
+        assert_eq!(plan.resolved[0].1, UserResolution::Created);
+        assert_eq!(plan.new_users[0].product_id, OTHER);
+    }
+
+    #[test]
+    fn lookup_keys_are_normalized_and_deduplicated() {
+        let (ext, email) = lookup_keys(&[
+            event(Some("u1"), Some(" A@x.io")),
+            event(Some("u1"), Some("a@X.io")),
+            event(Some(" "), None),
+        ]);
+        assert_eq!(ext, [(P, "u1".to_owned())]);
+        assert_eq!(email, [(P, "a@x.io".to_owned())]);
+    }
+}

@@ -1,0 +1,528 @@
+//! Every attribution rule against a real PostgreSQL, through `store::write`.
+
+mod support;
+
+use gf_attributor::store::{Batch, NoPublish, Written, write};
+use gf_schemas::attributed::{ConversationResolution, OrganizationResolution, UserResolution};
+use gf_schemas::canonical::{CanonicalEvent, EventValue, Influence};
+use gf_schemas::conversation::ConversationKind;
+use gf_tests::TestDb;
+use support::{at, event, message, product, with_email, with_org};
+use uuid::Uuid;
+
+struct Db {
+    _db: TestDb,
+    client: tokio_postgres::Client,
+    pool: deadpool_postgres::Pool,
+    product: Uuid,
+}
+
+async fn db() -> Db {
+    gf_runtime::telemetry::init("warn");
+    let db = TestDb::migrated().await;
+    let client = db.client().await;
+    let product = product(&client).await;
+    let pool = gf_runtime::db::pool(&db.url, 4).unwrap();
+    Db {
+        _db: db,
+        client,
+        pool,
+        product,
+    }
+}
+
+impl Db {
+    async fn events(&self, events: Vec<CanonicalEvent>) -> Written {
+        write(
+            &self.pool,
+            &Batch {
+                conversations: Vec::new(),
+                events,
+            },
+            &NoPublish,
+        )
+        .await
+        .expect("batch written")
+    }
+
+    async fn messages(&self, conversations: Vec<gf_schemas::conversation::ConversationMessage>) {
+        write(
+            &self.pool,
+            &Batch {
+                conversations,
+                events: Vec::new(),
+            },
+            &NoPublish,
+        )
+        .await
+        .expect("messages written");
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        self.client.query_one(sql, &[]).await.unwrap().get(0)
+    }
+
+    /// (events, positive, negative, positive value, negative value, total value) of the one outcome row.
+    async fn outcome(&self) -> (i32, i32, i32, f64, f64, f64) {
+        let r = self
+            .client
+            .query_one(
+                "SELECT events, positive_events, negative_events, positive_value, negative_value,
+                        total_value FROM conversation_outcomes",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))
+    }
+
+    async fn user_by_ext(&self, ext: &str) -> Uuid {
+        self.client
+            .query_one("SELECT id FROM users WHERE external_user_id = $1", &[&ext])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    async fn conversation(&self, ext: &str) -> Uuid {
+        self.client
+            .query_one(
+                "SELECT id FROM conversations WHERE external_conversation_id = $1",
+                &[&ext],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+}
+
+#[tokio::test]
+async fn matches_by_external_id_first_then_by_email() {
+    let db = db().await;
+    let p = db.product;
+    db.events(vec![with_email(
+        event(p, "1", Some("u1"), at(0, 0)),
+        "ada@example.com",
+        Some("Ada"),
+    )])
+    .await;
+    let ada = db.user_by_ext("u1").await;
+
+    let written = db
+        .events(vec![
+            event(p, "2", Some("u1"), at(1, 0)),
+            // Another id but Ada's address, differently cased and padded.
+            with_email(
+                event(p, "3", Some("device-77"), at(2, 0)),
+                "  ADA@Example.com ",
+                None,
+            ),
+        ])
+        .await;
+    let by: Vec<_> = written
+        .attributed
+        .iter()
+        .map(|a| (a.user_id, a.resolution.user))
+        .collect();
+    assert_eq!(
+        by,
+        [
+            (Some(ada), UserResolution::ExternalId),
+            (Some(ada), UserResolution::Email)
+        ]
+    );
+    assert_eq!(db.count("SELECT count(*) FROM users").await, 1);
+}
+
+#[tokio::test]
+async fn an_unknown_user_with_email_is_created_with_its_origin() {
+    let db = db().await;
+    let p = db.product;
+    let written = db
+        .events(vec![with_email(
+            event(p, "1", Some("u2"), at(0, 0)),
+            "Grace@Example.com",
+            Some("Grace Hopper"),
+        )])
+        .await;
+    assert_eq!(
+        written.attributed[0].resolution.user,
+        UserResolution::Created
+    );
+    assert_eq!(written.users_created, 1);
+    let row = db
+        .client
+        .query_one(
+            "SELECT id, email, name, properties FROM users WHERE external_user_id = 'u2'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(Some(row.get::<_, Uuid>(0)), written.attributed[0].user_id);
+    assert_eq!(row.get::<_, String>(1), "Grace@Example.com");
+    assert_eq!(row.get::<_, String>(2), "Grace Hopper");
+    let properties: serde_json::Value = row.get(3);
+    assert_eq!(
+        properties,
+        serde_json::json!({"created_from": "analytics", "source": "amplitude"})
+    );
+}
+
+#[tokio::test]
+async fn anonymous_events_create_no_user() {
+    let db = db().await;
+    let p = db.product;
+    let written = db
+        .events(vec![
+            event(p, "1", Some("device-1"), at(0, 0)),
+            event(p, "2", None, at(0, 1)),
+        ])
+        .await;
+    for a in &written.attributed {
+        assert_eq!((a.user_id, a.resolution.user), (None, UserResolution::None));
+    }
+    assert_eq!(db.count("SELECT count(*) FROM users").await, 0);
+    assert_eq!(
+        db.count("SELECT count(*) FROM business_events WHERE user_id IS NULL")
+            .await,
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_later_sdk_identity_reuses_the_analytics_user() {
+    let db = db().await;
+    let p = db.product;
+    db.events(vec![with_email(
+        event(p, "1", Some("u3"), at(0, 0)),
+        "u3@example.com",
+        None,
+    )])
+    .await;
+    db.messages(vec![message(
+        p,
+        "c1",
+        ConversationKind::Started,
+        Some("u3"),
+        at(1, 0),
+    )])
+    .await;
+    assert_eq!(db.count("SELECT count(*) FROM users").await, 1);
+    let user = db.user_by_ext("u3").await;
+    let owner: Uuid = db
+        .client
+        .query_one(
+            "SELECT user_id FROM conversations WHERE external_conversation_id = 'c1'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, user);
+}
+
+#[tokio::test]
+async fn organizations_are_upserted_by_external_id_only_and_users_linked() {
+    let db = db().await;
+    let p = db.product;
+    let written = db
+        .events(vec![
+            with_org(
+                with_email(event(p, "1", Some("u4"), at(0, 0)), "u4@x.io", None),
+                "org-1",
+                Some("Acme"),
+            ),
+            with_org(
+                event(p, "2", Some("u4"), at(0, 1)),
+                "org-1",
+                Some("Acme Inc"),
+            ),
+            // A name without an id upserts nothing.
+            {
+                let mut e = event(p, "3", Some("u4"), at(0, 2));
+                e.organization_hints.name = Some("Acme".into());
+                e
+            },
+        ])
+        .await;
+    assert_eq!(db.count("SELECT count(*) FROM organizations").await, 1);
+    let row = db
+        .client
+        .query_one("SELECT id, name, properties FROM organizations WHERE external_organization_id = 'org-1'", &[])
+        .await
+        .unwrap();
+    let org: Uuid = row.get(0);
+    assert_eq!(row.get::<_, String>(1), "Acme Inc");
+    let properties: serde_json::Value = row.get(2);
+    assert_eq!(properties["created_from"], "analytics");
+    assert_eq!(properties["source"], "amplitude");
+    let resolutions: Vec<_> = written
+        .attributed
+        .iter()
+        .map(|a| (a.organization_id, a.resolution.organization))
+        .collect();
+    assert_eq!(
+        resolutions,
+        [
+            (Some(org), OrganizationResolution::ExternalId),
+            (Some(org), OrganizationResolution::ExternalId),
+            (None, OrganizationResolution::None)
+        ]
+    );
+    let linked: Option<Uuid> = db
+        .client
+        .query_one(
+            "SELECT organization_id FROM users WHERE external_user_id = 'u4'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(linked, Some(org));
+}
+
+#[tokio::test]
+async fn gf_conversation_id_attaches_and_creates_the_conversation() {
+    let db = db().await;
+    let p = db.product;
+    let mut e = event(p, "1", None, at(0, 0));
+    e.external_conversation_id = Some("conv-explicit".into());
+    let written = db.events(vec![e]).await;
+    let conversation = db.conversation("conv-explicit").await;
+    assert_eq!(written.attributed[0].conversation_id, Some(conversation));
+    assert_eq!(
+        written.attributed[0].resolution.conversation,
+        ConversationResolution::Explicit
+    );
+    let created_from: String = db
+        .client
+        .query_one(
+            "SELECT created_from FROM conversations WHERE id = $1",
+            &[&conversation],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(created_from, "analytics");
+    // The stream's later start message lands on the same row.
+    db.messages(vec![message(
+        p,
+        "conv-explicit",
+        ConversationKind::Started,
+        Some("u9"),
+        at(0, 0),
+    )])
+    .await;
+    assert_eq!(db.count("SELECT count(*) FROM conversations").await, 1);
+}
+
+#[tokio::test]
+async fn the_window_is_fifteen_minutes_of_event_time() {
+    let db = db().await;
+    let p = db.product;
+    db.messages(vec![message(
+        p,
+        "c1",
+        ConversationKind::Message,
+        Some("u5"),
+        at(0, 0),
+    )])
+    .await;
+    let conversation = db.conversation("c1").await;
+    let written = db
+        .events(vec![
+            event(p, "inside", Some("u5"), at(14, 59)),
+            event(p, "edge", Some("u5"), at(15, 0)),
+            event(p, "outside", Some("u5"), at(15, 1)),
+            // Before the conversation's activity: not attributed to it.
+            event(p, "before", Some("u5"), at(-1, 0)),
+        ])
+        .await;
+    let got: Vec<_> = written
+        .attributed
+        .iter()
+        .map(|a| (a.conversation_id, a.resolution.conversation))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Some(conversation), ConversationResolution::Window),
+            (Some(conversation), ConversationResolution::Window),
+            (None, ConversationResolution::None),
+            (None, ConversationResolution::None),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_latest_of_two_conversations_wins() {
+    let db = db().await;
+    let p = db.product;
+    db.messages(vec![
+        message(p, "older", ConversationKind::Started, Some("u6"), at(0, 0)),
+        message(p, "newer", ConversationKind::Started, Some("u6"), at(5, 0)),
+        // Later activity in the older conversation, but after the event: ignored.
+        message(p, "older", ConversationKind::Message, Some("u6"), at(12, 0)),
+    ])
+    .await;
+    let written = db.events(vec![event(p, "1", Some("u6"), at(10, 0))]).await;
+    assert_eq!(
+        written.attributed[0].conversation_id,
+        Some(db.conversation("newer").await)
+    );
+}
+
+#[tokio::test]
+async fn a_conversation_in_another_product_is_ignored() {
+    let db = db().await;
+    let other = product(&db.client).await;
+    db.messages(vec![message(
+        other,
+        "elsewhere",
+        ConversationKind::Started,
+        Some("u7"),
+        at(0, 0),
+    )])
+    .await;
+    let written = db
+        .events(vec![event(db.product, "1", Some("u7"), at(1, 0))])
+        .await;
+    assert_eq!(written.attributed[0].conversation_id, None);
+    assert_eq!(
+        db.count("SELECT count(*) FROM users").await,
+        1,
+        "only the SDK's user, in the other product"
+    );
+}
+
+#[tokio::test]
+async fn a_duplicate_changes_nothing() {
+    let db = db().await;
+    let p = db.product;
+    let e = event(p, "dup", Some("u8"), at(0, 0));
+    assert_eq!(
+        db.events(vec![e.clone(), e.clone()]).await.attributed.len(),
+        1
+    );
+    let again = db.events(vec![e]).await;
+    assert!(again.attributed.is_empty());
+    assert_eq!(again.unchanged, 1);
+    assert_eq!(db.count("SELECT count(*) FROM business_events").await, 1);
+}
+
+#[tokio::test]
+async fn a_newer_mapper_version_replaces_the_row_and_the_outcomes() {
+    let db = db().await;
+    let p = db.product;
+    db.messages(vec![message(
+        p,
+        "c1",
+        ConversationKind::Started,
+        Some("u9"),
+        at(0, 0),
+    )])
+    .await;
+    let v1 = event(p, "refund", Some("u9"), at(1, 0));
+    db.events(vec![v1.clone()]).await;
+    assert_eq!(db.outcome().await, (1, 1, 0, 49.0, 0.0, 49.0));
+
+    // The fixed mapper reads it as a refund.
+    let mut v2 = v1.clone();
+    v2.mapper_version = 2;
+    v2.event_type = "refund".into();
+    v2.value = Some(EventValue::Number(-49.0));
+    v2.influence = Influence::Negative;
+    let written = db.events(vec![v2.clone()]).await;
+    assert_eq!(written.attributed.len(), 1);
+    assert_eq!(db.outcome().await, (1, 0, 1, 0.0, -49.0, -49.0));
+    let row = db
+        .client
+        .query_one(
+            "SELECT event_type, mapper_version, influence FROM business_events",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, String>(0),
+            row.get::<_, i32>(1),
+            row.get::<_, String>(2)
+        ),
+        ("refund".into(), 2, "negative".into())
+    );
+
+    // An older version arriving late changes nothing.
+    assert!(db.events(vec![v1]).await.attributed.is_empty());
+    assert_eq!(db.outcome().await, (1, 0, 1, 0.0, -49.0, -49.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_events_of_one_user_create_one_row() {
+    let db = db().await;
+    let p = db.product;
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let pool = db.pool.clone();
+        writers.push(tokio::spawn(async move {
+            let events = (0..5)
+                .map(|i| {
+                    let mut e = with_email(
+                        event(p, &format!("w{w}-{i}"), Some("brand-new"), at(0, i)),
+                        "New@Example.com",
+                        None,
+                    );
+                    e.external_conversation_id = Some("shared".into());
+                    e
+                })
+                .collect();
+            write(
+                &pool,
+                &Batch {
+                    conversations: Vec::new(),
+                    events,
+                },
+                &NoPublish,
+            )
+            .await
+        }));
+    }
+    let mut users = std::collections::HashSet::new();
+    for writer in writers {
+        for a in writer.await.unwrap().expect("written").attributed {
+            users.insert(a.user_id.expect("attributed to the user"));
+        }
+    }
+    assert_eq!(users.len(), 1);
+    assert_eq!(db.count("SELECT count(*) FROM users").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM business_events").await, 40);
+    // Every writer's events are counted in the one conversation's summary.
+    assert_eq!(
+        db.outcome().await,
+        (40, 40, 0, 40.0 * 49.0, 0.0, 40.0 * 49.0)
+    );
+    assert_eq!(db.count("SELECT count(*) FROM conversations").await, 1);
+}
+
+#[tokio::test]
+async fn data_postgresql_refuses_is_reported_as_data() {
+    let db = db().await;
+    let mut e = event(db.product, "nul", None, at(0, 0));
+    e.properties
+        .insert("bad".into(), serde_json::json!("a\u{0}b"));
+    let error = write(
+        &db.pool,
+        &Batch {
+            conversations: Vec::new(),
+            events: vec![e],
+        },
+        &NoPublish,
+    )
+    .await
+    .expect_err("PostgreSQL refuses NUL in jsonb");
+    assert!(
+        matches!(error, gf_attributor::store::StoreError::Data { .. }),
+        "{error}"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM business_events").await, 0);
+}

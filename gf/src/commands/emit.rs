@@ -1,0 +1,75 @@
+//! `gf emit`: publishes one input event, acknowledged by the broker before it returns.
+
+use std::time::Duration;
+
+use gf_runtime::Config;
+use gf_runtime::kafka::KafkaSettings;
+use gf_runtime::topics::Topics;
+use gf_schemas::conversation::{ConversationKind, ConversationMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::cli::{ConversationKindArg, EmitCommand, EmitConversationArgs};
+use crate::output::Output;
+
+pub async fn run(cmd: EmitCommand, config: &Config, out: &Output) -> anyhow::Result<()> {
+    match cmd {
+        EmitCommand::Conversation(args) => conversation(args, config, out).await,
+    }
+}
+
+async fn conversation(
+    args: EmitConversationArgs,
+    config: &Config,
+    out: &Output,
+) -> anyhow::Result<()> {
+    if args.conversation.trim().is_empty() {
+        anyhow::bail!("--conversation must not be empty");
+    }
+    let message = ConversationMessage {
+        id: args.id.unwrap_or_else(Uuid::now_v7),
+        kind: match args.kind {
+            ConversationKindArg::Started => ConversationKind::Started,
+            ConversationKindArg::Message => ConversationKind::Message,
+            ConversationKindArg::Ended => ConversationKind::Ended,
+        },
+        product_id: args.product,
+        external_conversation_id: args.conversation,
+        external_user_id: args.user,
+        email: args.email,
+        name: args.name,
+        occurred_at: args.at.unwrap_or_else(chrono::Utc::now),
+        role: args.role,
+        metadata: Default::default(),
+    };
+    let topic = Topics::new(&config.topic_prefix).conversations;
+    let value = serde_json::to_vec(&message)?;
+    let (partition, offset) = publish(config, &topic, &message.kafka_key(), &value).await?;
+    out.print(
+        &json!({"topic": topic, "partition": partition, "offset": offset, "message": message}),
+        || {
+            format!(
+                "Published {:?} of conversation {} to {topic} (partition {partition}, offset {offset}).",
+                message.kind, message.external_conversation_id
+            )
+        },
+    )
+}
+
+/// Produces one record and waits for the broker's acknowledgement.
+async fn publish(
+    config: &Config,
+    topic: &str,
+    key: &str,
+    value: &[u8],
+) -> anyhow::Result<(i32, i64)> {
+    let settings = KafkaSettings::from_config(config)?;
+    let producer: FutureProducer = settings.producer_config("gf-emit").create()?;
+    let record = FutureRecord::to(topic).key(key).payload(value);
+    producer
+        .send(record, Duration::from_secs(30))
+        .await
+        .map(|delivery| (delivery.partition, delivery.offset))
+        .map_err(|(e, _)| anyhow::anyhow!("the broker did not take the message: {e}"))
+}

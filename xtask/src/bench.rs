@@ -1,0 +1,321 @@
+//! `cargo xtask bench NAME`: runs a stage's benchmarks against the local infrastructure, prints a
+//! table and writes `target/bench/NAME.json` (every figure with its unit and, where the project has
+//! one, its target).
+//!
+//! Pure-code benchmarks use criterion (`cargo bench`), whose estimates are read back from
+//! `target/criterion/`; benchmarks that need the broker or PostgreSQL are criterion-less bench
+//! binaries that print one `RESULT {json}` line each.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::infra;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Bench {
+    Normalizer,
+    Attributor,
+    /// Every benchmark above, one after the other.
+    All,
+}
+
+/// One measured number.
+#[derive(Debug, Serialize)]
+pub struct Figure {
+    pub name: String,
+    pub value: f64,
+    pub unit: &'static str,
+    /// The figure the project promises, if any; `met` says whether this run reached it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub met: Option<bool>,
+}
+
+impl Figure {
+    fn new(name: impl Into<String>, value: f64, unit: &'static str) -> Self {
+        Figure {
+            name: name.into(),
+            value,
+            unit,
+            target: None,
+            met: None,
+        }
+    }
+
+    /// A rate that must be at least `target`.
+    fn at_least(mut self, target: f64) -> Self {
+        self.met = Some(self.value >= target);
+        self.target = Some(target);
+        self
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Report<'a> {
+    bench: &'a str,
+    machine: Machine,
+    /// Where the broker and PostgreSQL ran.
+    infrastructure: String,
+    figures: Vec<Figure>,
+    /// Raw results of the broker/database benches, as they printed them.
+    details: Vec<Value>,
+}
+
+#[derive(Debug, Serialize)]
+struct Machine {
+    cpu: String,
+    cores: usize,
+    memory_gib: f64,
+    os: String,
+}
+
+impl Machine {
+    fn detect() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+            .unwrap_or_else(|| "unknown".into());
+        let memory_kib: f64 = std::fs::read_to_string("/proc/meminfo")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|l| l.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0.0);
+        let os = std::fs::read_to_string("/etc/os-release")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+            .map(|l| l.trim_matches('"').to_owned())
+            .unwrap_or_else(|| std::env::consts::OS.into());
+        Machine {
+            cpu,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_gib: (memory_kib / 1024.0 / 1024.0 * 10.0).round() / 10.0,
+            os,
+        }
+    }
+}
+
+pub fn run(root: &Path, bench: Bench) -> anyhow::Result<()> {
+    let benches = match bench {
+        Bench::All => vec![Bench::Normalizer, Bench::Attributor],
+        one => vec![one],
+    };
+    let env = infra::up(root, false, &infra::External::from_env())
+        .context("starting the local infrastructure")?;
+    eprintln!("{}", env.describe());
+    let vars = env.vars();
+    let infrastructure = format!(
+        "PostgreSQL and broker on this machine: {}",
+        env.describe().replace('\n', "; ")
+    );
+    let result = (|| {
+        migrate(root, &vars)?;
+        for bench in &benches {
+            let (name, (figures, details)) = match bench {
+                Bench::Normalizer => ("normalizer", (normalizer(root, &vars)?, Vec::new())),
+                Bench::Attributor => ("attributor", attributor(root, &vars)?),
+                Bench::All => unreachable!("expanded above"),
+            };
+            write_report(
+                root,
+                &Report {
+                    bench: name,
+                    machine: Machine::detect(),
+                    infrastructure: infrastructure.clone(),
+                    figures,
+                    details,
+                },
+            )?;
+        }
+        Ok(())
+    })();
+    if env.started_now
+        && let Err(e) = infra::down(root)
+    {
+        eprintln!("warning: stopping the local infrastructure failed: {e:#}");
+    }
+    result
+}
+
+fn normalizer(root: &Path, vars: &[(String, String)]) -> anyhow::Result<Vec<Figure>> {
+    cargo_bench(root, vars, "gf-normalizer", "mapping", &["--noplot"])?;
+    let mut figures = Vec::new();
+    for (group, label) in [
+        ("mapping", "mapping"),
+        ("mapping_encoded", "mapping + JSON encoding"),
+    ] {
+        for events in [1u32, 100, 1000] {
+            let ns = criterion_mean_ns(root, group, &format!("amplitude_{events}"))?;
+            let rate = f64::from(events) / (ns / 1e9);
+            let figure = Figure::new(
+                format!("{label}, {events}-event batches, one core"),
+                rate,
+                "events/s",
+            );
+            // The target is the pure library's.
+            figures.push(if group == "mapping" && events == 1000 {
+                figure.at_least(150_000.0)
+            } else {
+                figure
+            });
+        }
+    }
+    let results = cargo_bench(root, vars, "gf-normalizer", "consumer_loop", &[])?;
+    for r in &results {
+        figures.push(Figure::new(
+            format!(
+                "consumer loop with the broker, {} partitions",
+                r["partitions"]
+            ),
+            number(r, "events_per_second")?,
+            "events/s",
+        ));
+    }
+    Ok(figures)
+}
+
+fn attributor(root: &Path, vars: &[(String, String)]) -> anyhow::Result<(Vec<Figure>, Vec<Value>)> {
+    let results = cargo_bench(root, vars, "gf-attributor", "attribution", &[])?;
+    let mut figures = Vec::new();
+    for r in &results {
+        let figure = Figure::new(
+            format!("attribution, {}", r["mix"].as_str().unwrap_or("mix")),
+            number(r, "events_per_second")?,
+            "events/s",
+        );
+        figures.push(if r["mix"] == "mixed" {
+            figure.at_least(10_000.0)
+        } else {
+            figure
+        });
+    }
+    Ok((figures, results))
+}
+
+fn number(v: &Value, key: &str) -> anyhow::Result<f64> {
+    v[key]
+        .as_f64()
+        .with_context(|| format!("benchmark result without {key}: {v}"))
+}
+
+fn migrate(root: &Path, vars: &[(String, String)]) -> anyhow::Result<()> {
+    let status = cargo(root, vars)
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "--package",
+            "gf",
+            "--",
+            "migrate",
+        ])
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("gf migrate failed ({status})");
+    }
+    Ok(())
+}
+
+/// Runs one bench target; returns the `RESULT` lines it printed.
+fn cargo_bench(
+    root: &Path,
+    vars: &[(String, String)],
+    package: &str,
+    bench: &str,
+    args: &[&str],
+) -> anyhow::Result<Vec<Value>> {
+    eprintln!("==> cargo bench -p {package} --bench {bench}");
+    let mut cmd = cargo(root, vars);
+    cmd.args(["bench", "--package", package, "--bench", bench, "--"])
+        .args(args)
+        .stdout(Stdio::piped());
+    let output = cmd
+        .spawn()
+        .context("cannot run cargo bench")?
+        .wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    print!("{stdout}");
+    if !output.status.success() {
+        bail!("cargo bench --bench {bench} failed ({})", output.status);
+    }
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("RESULT "))
+        .map(|json| serde_json::from_str(json).context("unreadable RESULT line"))
+        .collect()
+}
+
+/// Criterion's mean time per iteration, in nanoseconds, from its last run.
+fn criterion_mean_ns(root: &Path, group: &str, id: &str) -> anyhow::Result<f64> {
+    let path = root
+        .join("target/criterion")
+        .join(group)
+        .join(id)
+        .join("new/estimates.json");
+    let estimates: Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?,
+    )?;
+    estimates["mean"]["point_estimate"]
+        .as_f64()
+        .with_context(|| format!("no mean in {}", path.display()))
+}
+
+fn cargo(root: &Path, vars: &[(String, String)]) -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn write_report(root: &Path, report: &Report<'_>) -> anyhow::Result<()> {
+    let dir = root.join("target/bench");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{}.json", report.bench));
+    std::fs::write(&path, serde_json::to_string_pretty(report)?)?;
+    println!("{}", table(report));
+    println!("Written to {}", path.display());
+    Ok(())
+}
+
+fn table(report: &Report<'_>) -> String {
+    let mut out = format!(
+        "\n{} benchmark — {} ({} cores, {} GiB)\n{}\n",
+        report.bench,
+        report.machine.cpu,
+        report.machine.cores,
+        report.machine.memory_gib,
+        report.infrastructure
+    );
+    let width = report
+        .figures
+        .iter()
+        .map(|f| f.name.len())
+        .max()
+        .unwrap_or(0);
+    for f in &report.figures {
+        let target = match (f.target, f.met) {
+            (Some(t), Some(met)) => {
+                format!("  target ≥ {t:.0}: {}", if met { "met" } else { "NOT MET" })
+            }
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:>12.0} {}{target}",
+            f.name, f.value, f.unit
+        );
+    }
+    out
+}
