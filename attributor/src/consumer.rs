@@ -14,8 +14,8 @@ use deadpool_postgres::Pool;
 use gf_runtime::Config;
 use gf_runtime::kafka::KafkaSettings;
 use gf_runtime::pipeline::{
-    Output, OutputError, commit_stored, dead_letter, produce_all, producer, store, supervise,
-    traceparent_of,
+    Output, OutputError, commit_stored, dead_letter, next_batch, produce_all, producer, store,
+    supervise, traceparent_of,
 };
 use gf_runtime::topics::{Topics, consumer_group};
 use gf_schemas::attributed::AttributedEvent;
@@ -113,7 +113,8 @@ async fn run_once(
     let mut last_commit = Instant::now();
     let result: Result<(), AttributorError> = async {
         loop {
-            let Some(messages) = stage.next_batch().await? else {
+            let Some(messages) = next_batch(&stage.consumer, stage.stop, MAX_BATCH, LINGER).await?
+            else {
                 return Ok(());
             };
             if !stage.process(&messages, &mut counts).await? {
@@ -158,23 +159,6 @@ impl Item {
 }
 
 impl Stage<'_> {
-    /// Waits for a record, then gathers more for up to [`LINGER`]; `None` once stopped.
-    async fn next_batch(&self) -> Result<Option<Vec<BorrowedMessage<'_>>>, KafkaError> {
-        let first = tokio::select! {
-            _ = self.stop.cancelled() => return Ok(None),
-            m = self.consumer.recv() => m?,
-        };
-        let mut messages = vec![first];
-        let deadline = Instant::now() + LINGER;
-        while messages.len() < MAX_BATCH {
-            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                Ok(m) => messages.push(m?),
-                Err(_) => break,
-            }
-        }
-        Ok(Some(messages))
-    }
-
     fn parse(&self, message: &BorrowedMessage<'_>) -> Item {
         let payload = message.payload().unwrap_or_default();
         if message.topic() == self.topics.conversations {

@@ -39,12 +39,136 @@ pub enum Command {
     /// Publish an input event (demos, tests, integrations).
     #[command(subcommand)]
     Emit(EmitCommand),
+    /// Manage webhook endpoints (where quality events are delivered).
+    #[command(subcommand)]
+    Endpoint(EndpointCommand),
+    /// Inspect and retry webhook deliveries.
+    #[command(subcommand)]
+    Deliveries(DeliveriesCommand),
+}
+
+#[derive(Subcommand)]
+pub enum EndpointCommand {
+    /// Create an endpoint and print its signing secret (shown only this once).
+    Create {
+        #[arg(long)]
+        product: Uuid,
+        #[arg(long)]
+        url: String,
+        /// Event types: exact (conversation.rating), prefixes (conversation.*) or *; comma-separated.
+        #[arg(long, required = true)]
+        events: Vec<String>,
+    },
+    /// List endpoints.
+    List {
+        #[arg(long)]
+        product: Option<Uuid>,
+    },
+    /// Stop delivering to an endpoint (pending deliveries wait).
+    Disable { id: Uuid },
+    /// Deliver to an endpoint again (clears its failure record).
+    Enable { id: Uuid },
+    /// Issue a new signing secret; the previous one keeps signing alongside it for 24 hours.
+    RotateSecret { id: Uuid },
+    /// Send a sample event to the endpoint now and show what it answered.
+    Test {
+        id: Uuid,
+        /// The sample's event type.
+        #[arg(long, default_value = "conversation.started")]
+        event: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DeliveriesCommand {
+    /// The newest deliveries.
+    List {
+        #[arg(long)]
+        endpoint: Option<Uuid>,
+        #[arg(long, value_enum)]
+        status: Option<DeliveryStatusArg>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Send deliveries again: one by id, or every failed one since a time.
+    Retry {
+        #[arg(conflicts_with_all = ["endpoint", "failed_since"], required_unless_present = "failed_since")]
+        id: Option<Uuid>,
+        #[arg(long)]
+        endpoint: Option<Uuid>,
+        /// RFC 3339 or epoch milliseconds.
+        #[arg(long, value_parser = parse_time)]
+        failed_since: Option<chrono::DateTime<chrono::Utc>>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DeliveryStatusArg {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+impl DeliveryStatusArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatusArg::Pending => "pending",
+            DeliveryStatusArg::Delivered => "delivered",
+            DeliveryStatusArg::Failed => "failed",
+        }
+    }
 }
 
 #[derive(Subcommand)]
 pub enum EmitCommand {
     /// A conversation started / message / ended, with the SDK's user identity, to gf.conversations.v1.
     Conversation(EmitConversationArgs),
+    /// An analysis result to gf.signals.v1.
+    Signal(EmitSignalArgs),
+}
+
+#[derive(Args)]
+pub struct EmitSignalArgs {
+    #[arg(long)]
+    pub product: Uuid,
+    #[arg(long, value_enum)]
+    pub kind: SignalKindArg,
+    /// The conversation's external id (conversation and custom-analysis signals).
+    #[arg(long)]
+    pub conversation: Option<String>,
+    /// CQI / PQI 0..100, sentiment -1..1, product sentiment 0..100, scores 0..1, rating as given.
+    #[arg(long, allow_hyphen_values = true)]
+    pub score: Option<f64>,
+    /// Commercial intent label: low, medium, high.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Custom analysis: its id and name; with --triggered when it fired.
+    #[arg(long)]
+    pub analysis_id: Option<String>,
+    #[arg(long)]
+    pub analysis_name: Option<String>,
+    #[arg(long)]
+    pub triggered: bool,
+    #[arg(long, value_parser = parse_time)]
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The signal id (default: a new one); the same id again is a redelivery.
+    #[arg(long)]
+    pub id: Option<Uuid>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum SignalKindArg {
+    ConversationQualityIndex,
+    ConversationSentiment,
+    ConversationFrustration,
+    ConversationStruggle,
+    ConversationCommercialIntent,
+    ConversationRating,
+    ProductQualityIndex,
+    ProductSentiment,
+    Guardrail,
+    Expectation,
+    Evidence,
 }
 
 #[derive(Args)]
@@ -116,6 +240,10 @@ pub enum RunCommand {
     /// The attributor: gf.events.v1 + gf.conversations.v1 to PostgreSQL and
     /// gf.events.attributed.v1 in group gf-attributor.
     Attributor,
+    /// The notifier: gf.signals.v1 + gf.conversations.v1 to signed webhooks, in group gf-notifier.
+    Notifier,
+    /// All four stages in one process.
+    All,
 }
 
 #[derive(Subcommand)]

@@ -38,6 +38,8 @@ fn main() -> ExitCode {
             Command::Run(cmd) => commands::run::run(cmd, &config).await,
             Command::Replay(args) => commands::replay::run(args, &config, &out).await,
             Command::Emit(cmd) => commands::emit::run(cmd, &config, &out).await,
+            Command::Endpoint(cmd) => commands::endpoint::run(cmd, &config, &out).await,
+            Command::Deliveries(cmd) => commands::deliveries::run(cmd, &config, &out).await,
         }
     });
     match result {

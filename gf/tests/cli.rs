@@ -62,6 +62,24 @@ impl Gf {
         })
     }
 
+    /// [`Gf::json`] with extra environment variables.
+    fn json_env(&self, env: &[(&str, &str)], args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self
+            .command(&all)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run gf");
+        assert!(
+            out.status.success(),
+            "gf {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("one JSON document")
+    }
+
     /// Runs with `--json`, expects failure; returns the error message of the JSON document.
     fn json_error(&self, args: &[&str]) -> String {
         let mut all = vec!["--json"];
@@ -535,4 +553,275 @@ async fn emit_conversation_publishes_a_schema_valid_message() {
         " ",
     ]);
     assert!(error.contains("--conversation"), "{error}");
+}
+
+/// Answers every HTTP request with `status` and counts them.
+async fn tiny_sink(
+    status: &'static str,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 65536];
+                let _ = socket.read(&mut buffer).await;
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (url, hits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_are_created_tested_rotated_and_deliveries_retried() {
+    let db = TestDb::migrated().await;
+    let gf = Gf::new(&db);
+    let product = gf.product();
+    let (url, hits) = tiny_sink("503 Service Unavailable").await;
+    let nets = [("GF_WEBHOOK_ALLOWED_NETS", "127.0.0.0/8")];
+    let with_nets = |args: &[&str]| gf.json_env(&nets, args);
+
+    // Without the allow-list, a loopback URL is refused with the reason.
+    let refused = gf.json_error(&[
+        "endpoint",
+        "create",
+        "--product",
+        &product,
+        "--url",
+        &url,
+        "--events",
+        "*",
+    ]);
+    assert!(refused.contains("loopback"), "{refused}");
+    let bad_type = gf.json_error(&[
+        "endpoint",
+        "create",
+        "--product",
+        &product,
+        "--url",
+        "https://example.com/x",
+        "--events",
+        "conversation.nope",
+    ]);
+    assert!(bad_type.contains("conversation.nope"), "{bad_type}");
+
+    let created = with_nets(&[
+        "endpoint",
+        "create",
+        "--product",
+        &product,
+        "--url",
+        &url,
+        "--events",
+        "conversation.*,product.quality_index",
+    ]);
+    let id = created["id"].as_str().unwrap().to_owned();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+    assert_eq!(
+        created["eventTypes"],
+        serde_json::json!(["conversation.*", "product.quality_index"])
+    );
+    let listed = gf.json(&["endpoint", "list", "--product", &product]);
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert!(
+        !listed.to_string().contains(&secret[6..]),
+        "list never shows the secret"
+    );
+
+    let rotated = gf.json(&["endpoint", "rotate-secret", &id]);
+    assert_ne!(rotated["secret"], secret.as_str());
+    assert!(rotated["previousSecretExpiresAt"].is_string());
+
+    // A test delivery reaches the sink; its 503 is reported and the delivery stays pending.
+    let tested = with_nets(&["endpoint", "test", &id]);
+    assert_eq!(tested["statusCode"], 503);
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let deliveries = gf.json(&["deliveries", "list", "--endpoint", &id]);
+    assert_eq!(deliveries[0]["status"], "pending");
+    assert_eq!(deliveries[0]["attempts"], 1);
+    assert_eq!(deliveries[0]["lastStatusCode"], 503);
+
+    // Mark it failed, as the schedule eventually would, then retry everything failed since then.
+    let client = db.client().await;
+    client
+        .execute("UPDATE deliveries SET status = 'failed'", &[])
+        .await
+        .unwrap();
+    let retried = gf.json(&[
+        "deliveries",
+        "retry",
+        "--endpoint",
+        &id,
+        "--failed-since",
+        "2020-01-01T00:00:00Z",
+    ]);
+    assert_eq!(retried["retried"].as_array().unwrap().len(), 1);
+    let pending = gf.json(&["deliveries", "list", "--status", "pending"]);
+    assert_eq!(pending.as_array().unwrap().len(), 1);
+
+    let disabled = gf.json(&["endpoint", "disable", &id]);
+    assert_eq!(disabled["enabled"], false);
+    let enabled = gf.json(&["endpoint", "enable", &id]);
+    assert_eq!(enabled["enabled"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emit_signal_publishes_a_schema_valid_signal() {
+    let db = TestDb::migrated().await;
+    let gf = Gf::new(&db);
+    gf.json(&["topics", "ensure"]);
+    let product = gf.product();
+    let emitted = gf.json(&[
+        "emit",
+        "signal",
+        "--product",
+        &product,
+        "--kind",
+        "conversation-sentiment",
+        "--conversation",
+        "conv-9",
+        "--score",
+        "-0.4",
+    ]);
+    let topic = format!("{}.signals.v1", gf.topic_prefix);
+    let records =
+        tokio::task::block_in_place(|| gf_tests::read_topic(&infra().kafka_brokers, &topic));
+    assert_eq!(records.len(), 1);
+    let signal: Value = serde_json::from_slice(&records[0].value).unwrap();
+    assert_eq!(signal, emitted["signal"]);
+    assert_eq!(signal["kind"], "conversation_sentiment");
+    assert_eq!(signal["score"], -0.4);
+    assert!(
+        gf_tests::schema_validator("signal.v1.schema.json").is_valid(&signal),
+        "{signal:#}"
+    );
+    let missing = gf.json_error(&[
+        "emit",
+        "signal",
+        "--product",
+        &product,
+        "--kind",
+        "guardrail",
+        "--conversation",
+        "c",
+    ]);
+    assert!(missing.contains("--analysis-id"), "{missing}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_all_carries_an_event_from_the_ingest_url_to_postgres_and_a_webhook() {
+    let db = TestDb::migrated().await;
+    let gf = Gf::new(&db);
+    gf.json(&["topics", "ensure"]);
+    let product = gf.product();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let (sink, hits) = tiny_sink("200 OK").await;
+    let env = [
+        ("GF_RECEIVER_ADDR", addr.as_str()),
+        ("GF_WEBHOOK_ALLOWED_NETS", "127.0.0.0/8"),
+        ("GF_KAFKA_SESSION_TIMEOUT_MS", "6000"),
+    ];
+    let json_with_env = |args: &[&str]| gf.json_env(&env, args);
+    let url = json_with_env(&[
+        "connection",
+        "create",
+        "--product",
+        &product,
+        "--provider",
+        "amplitude",
+    ])["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    json_with_env(&[
+        "endpoint",
+        "create",
+        "--product",
+        &product,
+        "--url",
+        &sink,
+        "--events",
+        "conversation.started",
+    ]);
+    let mut child = gf
+        .command(&["run", "all"])
+        .envs(env)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // The ingest URL printed for users uses GF_PUBLIC_URL; post to the local receiver instead.
+    let path = url.strip_prefix(PUBLIC_URL).unwrap().to_owned();
+    let body = r#"{"events":[{"user_id":"u-all","event_type":"purchase","time":1747569600000,"insert_id":"all-1","revenue":49.0,"user_properties":{"email":"all@example.com"}}]}"#;
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match http
+            .post(format!("http://{addr}{path}"))
+            .body(body)
+            .send()
+            .await
+        {
+            Ok(r) if r.status() == 200 => break,
+            _ if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            other => panic!("the receiver never accepted the event: {other:?}"),
+        }
+    }
+    json_with_env(&[
+        "emit",
+        "conversation",
+        "--product",
+        &product,
+        "--conversation",
+        "c-all",
+        "--kind",
+        "started",
+        "--user",
+        "u-all",
+    ]);
+
+    let client = db.client().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let stored: i64 = client
+            .query_one("SELECT count(*) FROM business_events WHERE insert_id = 'amplitude:all-1' AND user_id IS NOT NULL", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if stored == 1 && hits.load(std::sync::atomic::Ordering::SeqCst) >= 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stored {stored}, webhooks {}",
+            hits.load(std::sync::atomic::Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // SIGTERM: every stage stops and the process exits cleanly.
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let status = tokio::task::block_in_place(|| child.wait()).unwrap();
+    assert!(status.success(), "gf run all exited with {status}");
 }

@@ -1,4 +1,50 @@
-//! The notifier stage: turns quality signals into signed, retried outbound webhooks.
+//! The notifier stage: quality signals (`gf.signals.v1`) and conversation starts
+//! (`gf.conversations.v1`) to signed, retried, logged webhooks.
 //!
-//! Not built yet: see the project's issues. This crate exists so the workspace layout of
-//! `DESIGN.md` is in place; it exports nothing and nothing depends on it.
+//! - [`rules`]: which signals fire which event types, thresholds on the crossing (pure);
+//! - [`outbox`]: rule state, webhook events and pending deliveries, in one transaction;
+//! - [`consumer`]: the consumer loop that feeds the outbox;
+//! - [`delivery`]: the workers that drain it, one signed POST per attempt, every attempt logged;
+//! - [`schedule`]: when a failed delivery is tried again, when an endpoint is given up on (pure);
+//! - [`signing`]: `whsec_` secrets and Standard Webhooks-compatible signatures (pure);
+//! - [`ssrf`]: which addresses a webhook may connect to, and the operator's allow-list (pure);
+//! - [`endpoints`]: where events go (`gf endpoint ...`), with URL checks and secret rotation.
+
+pub mod consumer;
+pub mod delivery;
+pub mod endpoints;
+pub mod outbox;
+pub mod rules;
+pub mod schedule;
+pub mod signing;
+pub mod ssrf;
+
+use deadpool_postgres::Pool;
+use gf_runtime::Config;
+use tokio_util::sync::CancellationToken;
+
+pub use consumer::NotifierError;
+
+/// The whole stage until `stop`: the consumer feeding the outbox and the workers draining it.
+pub async fn run(config: &Config, stop: CancellationToken) -> Result<(), NotifierError> {
+    let pool = gf_runtime::db::pool(
+        config.database_url()?,
+        4 + config.webhook_concurrency.min(16),
+    )?;
+    run_with_pool(config, &pool, stop).await
+}
+
+/// [`run`] with a pool of the caller's (`gf run all` shares one).
+pub async fn run_with_pool(
+    config: &Config,
+    pool: &Pool,
+    stop: CancellationToken,
+) -> Result<(), NotifierError> {
+    // Fail fast on a bad allow-list, before anything is consumed.
+    ssrf::AddressPolicy::parse(&config.webhook_allowed_nets)?;
+    let (consumed, delivered) = tokio::join!(
+        consumer::run_with_pool(config, pool, stop.clone()),
+        delivery::run(config, pool, stop.clone())
+    );
+    consumed.and(delivered)
+}

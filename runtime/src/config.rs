@@ -29,6 +29,14 @@ pub struct Config {
     pub auth_cache_ttl_secs: u64,
     /// Consumer-group session timeout; a dead member's partitions move after this long.
     pub kafka_session_timeout_ms: u64,
+    /// CIDRs webhooks may reach despite the SSRF block (comma-separated, parsed by the notifier).
+    pub webhook_allowed_nets: String,
+    /// Webhook attempts in flight at once, over all endpoints.
+    pub webhook_concurrency: usize,
+    /// Webhook attempts in flight at once to one endpoint.
+    pub webhook_endpoint_concurrency: usize,
+    /// How long delivery attempt logs are kept.
+    pub webhook_log_retention_days: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +144,23 @@ impl Config {
                 300_000,
                 "1000 to 300000",
             )? as u64,
+            webhook_allowed_nets: get("GF_WEBHOOK_ALLOWED_NETS").unwrap_or_default(),
+            webhook_concurrency: number("GF_WEBHOOK_CONCURRENCY", 64, 1, 10_000, "1 to 10000")?
+                as usize,
+            webhook_endpoint_concurrency: number(
+                "GF_WEBHOOK_ENDPOINT_CONCURRENCY",
+                8,
+                1,
+                1_000,
+                "1 to 1000",
+            )? as usize,
+            webhook_log_retention_days: number(
+                "GF_WEBHOOK_LOG_RETENTION_DAYS",
+                30,
+                1,
+                3_650,
+                "1 to 3650",
+            )? as u32,
         })
     }
 

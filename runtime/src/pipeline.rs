@@ -167,6 +167,28 @@ where
     }
 }
 
+/// Waits for a record, then gathers more for up to `linger` or until `max`; `None` once stopped.
+pub async fn next_batch<'c>(
+    consumer: &'c StreamConsumer,
+    stop: &CancellationToken,
+    max: usize,
+    linger: Duration,
+) -> Result<Option<Vec<BorrowedMessage<'c>>>, KafkaError> {
+    let first = tokio::select! {
+        _ = stop.cancelled() => return Ok(None),
+        m = consumer.recv() => m?,
+    };
+    let mut messages = vec![first];
+    let deadline = tokio::time::Instant::now() + linger;
+    while messages.len() < max {
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(m) => messages.push(m?),
+            Err(_) => break,
+        }
+    }
+    Ok(Some(messages))
+}
+
 /// Marks a record as done; the next commit includes it.
 pub fn store(consumer: &StreamConsumer, topic: &str, partition: i32, offset: i64) {
     // Fails only for a partition revoked meanwhile; its new owner processes the record again.

@@ -10,13 +10,83 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::cli::{ConversationKindArg, EmitCommand, EmitConversationArgs};
+use gf_schemas::signal::{CustomAnalysisResult, CustomAnalysisType, Signal, SignalKind};
+
+use crate::cli::{
+    ConversationKindArg, EmitCommand, EmitConversationArgs, EmitSignalArgs, SignalKindArg,
+};
 use crate::output::Output;
 
 pub async fn run(cmd: EmitCommand, config: &Config, out: &Output) -> anyhow::Result<()> {
     match cmd {
         EmitCommand::Conversation(args) => conversation(args, config, out).await,
+        EmitCommand::Signal(args) => signal(args, config, out).await,
     }
+}
+
+async fn signal(args: EmitSignalArgs, config: &Config, out: &Output) -> anyhow::Result<()> {
+    let analysis = |analysis_type| -> anyhow::Result<Option<CustomAnalysisResult>> {
+        Ok(Some(CustomAnalysisResult {
+            analysis_id: args
+                .analysis_id
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("a custom analysis needs --analysis-id"))?,
+            name: args
+                .analysis_name
+                .clone()
+                .unwrap_or_else(|| args.analysis_id.clone().unwrap_or_default()),
+            analysis_type,
+            triggered: args.triggered,
+            explanation: None,
+        }))
+    };
+    let (kind, custom_analysis) = match args.kind {
+        SignalKindArg::ConversationQualityIndex => (SignalKind::ConversationQualityIndex, None),
+        SignalKindArg::ConversationSentiment => (SignalKind::ConversationSentiment, None),
+        SignalKindArg::ConversationFrustration => (SignalKind::ConversationFrustration, None),
+        SignalKindArg::ConversationStruggle => (SignalKind::ConversationStruggle, None),
+        SignalKindArg::ConversationCommercialIntent => {
+            (SignalKind::ConversationCommercialIntent, None)
+        }
+        SignalKindArg::ConversationRating => (SignalKind::ConversationRating, None),
+        SignalKindArg::ProductQualityIndex => (SignalKind::ProductQualityIndex, None),
+        SignalKindArg::ProductSentiment => (SignalKind::ProductSentiment, None),
+        SignalKindArg::Guardrail => (
+            SignalKind::CustomAnalysis,
+            analysis(CustomAnalysisType::Guardrail)?,
+        ),
+        SignalKindArg::Expectation => (
+            SignalKind::CustomAnalysis,
+            analysis(CustomAnalysisType::Expectation)?,
+        ),
+        SignalKindArg::Evidence => (
+            SignalKind::CustomAnalysis,
+            analysis(CustomAnalysisType::Evidence)?,
+        ),
+    };
+    let signal = Signal {
+        id: args.id.unwrap_or_else(Uuid::now_v7),
+        product_id: args.product,
+        kind,
+        external_conversation_id: args.conversation,
+        score: args.score,
+        label: args.label,
+        custom_analysis,
+        occurred_at: args.at.unwrap_or_else(chrono::Utc::now),
+        details: Default::default(),
+    };
+    let topic = Topics::new(&config.topic_prefix).signals;
+    let value = serde_json::to_vec(&signal)?;
+    let (partition, offset) = publish(config, &topic, &signal.kafka_key(), &value).await?;
+    out.print(
+        &json!({"topic": topic, "partition": partition, "offset": offset, "signal": signal}),
+        || {
+            format!(
+                "Published signal {} to {topic} (partition {partition}, offset {offset}).",
+                signal.id
+            )
+        },
+    )
 }
 
 async fn conversation(

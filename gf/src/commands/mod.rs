@@ -1,7 +1,9 @@
 //! One module per command group; each turns arguments into control-plane calls and output.
 
 pub mod connection;
+pub mod deliveries;
 pub mod emit;
+pub mod endpoint;
 pub mod migrate;
 pub mod product;
 pub mod replay;

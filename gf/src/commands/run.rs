@@ -10,6 +10,56 @@ pub async fn run(cmd: RunCommand, config: &Config) -> anyhow::Result<()> {
             gf_normalizer::consumer::run(config, Default::default(), stop).await?
         }
         RunCommand::Attributor => gf_attributor::consumer::run(config, stop).await?,
+        RunCommand::Notifier => gf_notifier::run(config, stop).await?,
+        RunCommand::All => {
+            // One process, one PostgreSQL pool for the stages that write; each stage stops on the
+            // same signal and commits what it finished.
+            let pool = gf_runtime::db::pool(
+                config.database_url()?,
+                8 + config.webhook_concurrency.min(16),
+            )?;
+            // A stage that fails stops the others, so the process exits with its error.
+            let stopping = |r: Result<(), anyhow::Error>| {
+                if r.is_err() {
+                    stop.cancel();
+                }
+                r
+            };
+            let (received, normalized, attributed, notified) = tokio::join!(
+                async {
+                    stopping(
+                        gf_receiver::run(config, stop.clone())
+                            .await
+                            .map_err(Into::into),
+                    )
+                },
+                async {
+                    stopping(
+                        gf_normalizer::consumer::run(config, Default::default(), stop.clone())
+                            .await
+                            .map_err(Into::into),
+                    )
+                },
+                async {
+                    stopping(
+                        gf_attributor::consumer::run_with_pool(config, &pool, stop.clone())
+                            .await
+                            .map_err(Into::into),
+                    )
+                },
+                async {
+                    stopping(
+                        gf_notifier::run_with_pool(config, &pool, stop.clone())
+                            .await
+                            .map_err(Into::into),
+                    )
+                },
+            );
+            received?;
+            normalized?;
+            attributed?;
+            notified?;
+        }
     }
     Ok(())
 }

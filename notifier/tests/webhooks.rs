@@ -1,0 +1,553 @@
+//! Signals to signed webhooks against the real broker, PostgreSQL and a local HTTP sink.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use chrono::{TimeZone, Utc};
+use gf_notifier::delivery::{attempt, claim_now, webhook_client};
+use gf_notifier::endpoints::Endpoints;
+use gf_notifier::outbox::{WebhookEvent, record};
+use gf_notifier::rules::EventType;
+use gf_notifier::signing::{SigningSecret, verify};
+use gf_notifier::ssrf::AddressPolicy;
+use gf_runtime::kafka::{KafkaSettings, ensure_topics};
+use gf_runtime::topics::Topics;
+use gf_schemas::conversation::{ConversationKind, ConversationMessage};
+use gf_schemas::signal::{Signal, SignalKind};
+use gf_tests::{TestDb, test_config};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+#[derive(Clone, Debug)]
+struct Received {
+    path: String,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+/// An HTTP sink whose answer depends on the path: `/ok` 200, `/flaky` 500 then 200, `/gone`
+/// 410, `/redirect` 302 to `/ok`, `/limited` 429 with Retry-After: 120, `/slow` answers after 8 s.
+#[derive(Clone, Default)]
+struct Sink {
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+async fn answer(request: HttpRequest, body: web::Bytes, sink: web::Data<Sink>) -> HttpResponse {
+    let path = request.path().to_owned();
+    let seen = {
+        let mut received = sink.received.lock().unwrap();
+        received.push(Received {
+            path: path.clone(),
+            headers: request
+                .headers()
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_owned(),
+                        v.to_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect(),
+            body: body.to_vec(),
+        });
+        received.iter().filter(|r| r.path == path).count()
+    };
+    match path.as_str() {
+        "/flaky" if seen == 1 => HttpResponse::InternalServerError().body("try later"),
+        "/gone" => HttpResponse::Gone().finish(),
+        "/redirect" => HttpResponse::Found()
+            .insert_header(("Location", "/ok"))
+            .finish(),
+        "/limited" => HttpResponse::TooManyRequests()
+            .insert_header(("Retry-After", "120"))
+            .finish(),
+        "/slow" => {
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            HttpResponse::Ok().finish()
+        }
+        _ => HttpResponse::Ok().body("thanks"),
+    }
+}
+
+impl Sink {
+    fn start() -> (Sink, String) {
+        let sink = Sink::default();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let data = web::Data::new(sink.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .default_service(web::to(answer))
+        })
+        .workers(2)
+        .listen(listener)
+        .unwrap()
+        .run();
+        tokio::spawn(server);
+        (sink, base)
+    }
+
+    fn on(&self, path: &str) -> Vec<Received> {
+        let received = self.received.lock().unwrap();
+        received
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+}
+
+struct Setup {
+    _db: TestDb,
+    client: tokio_postgres::Client,
+    pool: deadpool_postgres::Pool,
+    config: gf_runtime::Config,
+    topics: Topics,
+    producer: FutureProducer,
+    product: Uuid,
+    endpoints: Endpoints,
+    policy: AddressPolicy,
+}
+
+async fn setup() -> Setup {
+    gf_runtime::telemetry::init("warn");
+    let db = TestDb::migrated().await;
+    let client = db.client().await;
+    let product = Uuid::new_v4();
+    client
+        .execute(
+            "INSERT INTO products (id, name) VALUES ($1, 'webhooks')",
+            &[&product],
+        )
+        .await
+        .unwrap();
+    let config = test_config(&[
+        ("DATABASE_URL", &db.url),
+        ("GF_WEBHOOK_ALLOWED_NETS", "127.0.0.0/8"),
+    ]);
+    let settings = KafkaSettings::from_config(&config).unwrap();
+    let topics = Topics::new(&config.topic_prefix);
+    ensure_topics(&settings, &topics.specs(2, 1, settings.max_record_bytes))
+        .await
+        .unwrap();
+    let pool = gf_runtime::db::pool(&db.url, 8).unwrap();
+    Setup {
+        producer: settings.producer_config("test-input").create().unwrap(),
+        endpoints: Endpoints::new(pool.clone()),
+        policy: AddressPolicy::parse("127.0.0.0/8").unwrap(),
+        _db: db,
+        client,
+        pool,
+        config,
+        topics,
+        product,
+    }
+}
+
+impl Setup {
+    async fn endpoint(&self, url: String, events: &str) -> (Uuid, SigningSecret) {
+        let (endpoint, secret) = self
+            .endpoints
+            .create(&self.policy, self.product, &url, &[events.to_owned()])
+            .await
+            .unwrap();
+        (endpoint.id, secret)
+    }
+
+    async fn send(&self, topic: &str, key: &str, value: Vec<u8>) {
+        self.producer
+            .send(
+                FutureRecord::to(topic).key(key).payload(&value),
+                Duration::from_secs(30),
+            )
+            .await
+            .expect("acknowledged");
+    }
+
+    async fn signal(&self, id: Uuid, kind: SignalKind, score: f64) {
+        let signal = Signal {
+            id,
+            product_id: self.product,
+            kind,
+            external_conversation_id: Some("conv-1".into()),
+            score: Some(score),
+            label: None,
+            custom_analysis: None,
+            occurred_at: Utc.with_ymd_and_hms(2026, 5, 18, 12, 0, 0).unwrap(),
+            details: Default::default(),
+        };
+        self.send(
+            &self.topics.signals,
+            &signal.kafka_key(),
+            serde_json::to_vec(&signal).unwrap(),
+        )
+        .await;
+    }
+
+    fn start(&self) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        let stop = CancellationToken::new();
+        let handle = tokio::spawn({
+            let (config, pool, stop) = (self.config.clone(), self.pool.clone(), stop.clone());
+            async move {
+                gf_notifier::run_with_pool(&config, &pool, stop)
+                    .await
+                    .unwrap()
+            }
+        });
+        (stop, handle)
+    }
+
+    async fn delivery_statuses(&self) -> Vec<(String, String, i32)> {
+        self.client
+            .query(
+                "SELECT e.url, d.status, d.attempts FROM deliveries d
+                   JOIN webhook_endpoints e ON e.id = d.endpoint_id ORDER BY e.url",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    }
+}
+
+async fn eventually(within: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    check().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn signals_become_signed_deliveries_exactly_once() {
+    let s = setup().await;
+    let (sink, base) = Sink::start();
+    let (_, secret) = s.endpoint(format!("{base}/ok"), "conversation.*").await;
+    let (stop, handle) = s.start();
+
+    let started = ConversationMessage {
+        id: Uuid::new_v4(),
+        kind: ConversationKind::Started,
+        product_id: s.product,
+        external_conversation_id: "conv-1".into(),
+        external_user_id: Some("u1".into()),
+        email: None,
+        name: None,
+        occurred_at: Utc.with_ymd_and_hms(2026, 5, 18, 11, 59, 0).unwrap(),
+        role: None,
+        metadata: Default::default(),
+    };
+    let payload = serde_json::to_vec(&started).unwrap();
+    s.send(
+        &s.topics.conversations,
+        &started.kafka_key(),
+        payload.clone(),
+    )
+    .await;
+    s.send(&s.topics.conversations, &started.kafka_key(), payload)
+        .await; // redelivered
+    let crossing = Uuid::new_v4();
+    s.signal(Uuid::new_v4(), SignalKind::ConversationQualityIndex, 80.0)
+        .await;
+    s.signal(crossing, SignalKind::ConversationQualityIndex, 50.0)
+        .await;
+    s.signal(Uuid::new_v4(), SignalKind::ConversationQualityIndex, 40.0)
+        .await;
+    s.signal(crossing, SignalKind::ConversationQualityIndex, 50.0)
+        .await; // replayed
+    s.signal(Uuid::new_v4(), SignalKind::ConversationRating, 2.0)
+        .await;
+    // Subscribed to conversation.* only: a product signal is not delivered here.
+    let product_signal = Signal {
+        id: Uuid::new_v4(),
+        product_id: s.product,
+        kind: SignalKind::ProductQualityIndex,
+        external_conversation_id: None,
+        score: Some(10.0),
+        label: None,
+        custom_analysis: None,
+        occurred_at: Utc::now(),
+        details: Default::default(),
+    };
+    s.send(
+        &s.topics.signals,
+        &product_signal.kafka_key(),
+        serde_json::to_vec(&product_signal).unwrap(),
+    )
+    .await;
+
+    assert!(eventually(Duration::from_secs(30), async || sink.on("/ok").len() >= 3).await);
+    tokio::time::sleep(Duration::from_secs(2)).await; // nothing more arrives
+    let received = sink.on("/ok");
+    let mut types: Vec<String> = received
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.body).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            "conversation.quality_index",
+            "conversation.rating",
+            "conversation.started"
+        ]
+    );
+    let now = Utc::now().timestamp();
+    let mut deliveries = std::collections::HashSet::new();
+    for r in &received {
+        let h = &r.headers;
+        let delivery = &h["x-greenflash-delivery"];
+        let timestamp: i64 = h["x-greenflash-timestamp"].parse().unwrap();
+        assert_eq!(h["webhook-id"], *delivery);
+        assert_eq!(h["webhook-signature"], h["x-greenflash-signature"]);
+        verify(
+            &secret,
+            delivery,
+            timestamp,
+            &r.body,
+            &h["x-greenflash-signature"],
+            now,
+        )
+        .expect("signature verifies");
+        assert!(deliveries.insert(delivery.clone()));
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["productId"], json!(s.product));
+        assert!(body["id"].is_string() && body["createdAt"].is_string());
+    }
+    let logged: i64 = s
+        .client
+        .query_one(
+            "SELECT count(*) FROM delivery_attempts WHERE status_code = 200",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(logged, 3);
+
+    // After a restart the rule state holds: still below 60 fires nothing; recovering and
+    // dropping again fires once more.
+    stop.cancel();
+    handle.await.unwrap();
+    let (stop, handle) = s.start();
+    s.signal(Uuid::new_v4(), SignalKind::ConversationQualityIndex, 30.0)
+        .await;
+    s.signal(Uuid::new_v4(), SignalKind::ConversationQualityIndex, 75.0)
+        .await;
+    s.signal(Uuid::new_v4(), SignalKind::ConversationQualityIndex, 20.0)
+        .await;
+    assert!(eventually(Duration::from_secs(30), async || sink.on("/ok").len() >= 4).await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sink.on("/ok").len(), 4);
+    stop.cancel();
+    handle.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failures_are_retried_and_a_slow_endpoint_delays_no_other() {
+    let s = setup().await;
+    let (sink, base) = Sink::start();
+    for path in ["/ok", "/flaky", "/gone", "/redirect", "/limited", "/slow"] {
+        s.endpoint(format!("{base}{path}"), "conversation.rating")
+            .await;
+    }
+    // The slow endpoint has been failing for 6 days: its next failure disables it.
+    s.client
+        .execute(
+            "UPDATE webhook_endpoints SET failing_since = now() - interval '6 days'
+              WHERE url LIKE '%/slow'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (stop, handle) = s.start();
+    let sent_at = Instant::now();
+    s.signal(Uuid::new_v4(), SignalKind::ConversationRating, 5.0)
+        .await;
+
+    assert!(eventually(Duration::from_secs(20), async || !sink.on("/ok").is_empty()).await);
+    assert!(
+        sent_at.elapsed() < Duration::from_secs(5),
+        "the fast endpoint waited for the slow one"
+    );
+    // The flaky endpoint's second attempt comes 5 s (±20 %) after its first.
+    assert!(
+        eventually(Duration::from_secs(20), async || sink.on("/flaky").len()
+            >= 2)
+        .await
+    );
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            s.delivery_statuses()
+                .await
+                .iter()
+                .any(|(url, status, _)| url.ends_with("/flaky") && status == "delivered")
+        })
+        .await
+    );
+    // The slow endpoint's attempt ends at the 5-second limit.
+    assert!(
+        eventually(Duration::from_secs(15), async || {
+            s.client
+                .query_one(
+                    "SELECT count(*) FROM delivery_attempts WHERE error_class = 'timeout'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+                == 1
+        })
+        .await
+    );
+    let flaky = sink.on("/flaky");
+    assert_eq!(
+        flaky[0].headers["x-greenflash-delivery"],
+        flaky[1].headers["x-greenflash-delivery"]
+    );
+
+    let statuses: HashMap<String, (String, i32)> = s
+        .delivery_statuses()
+        .await
+        .into_iter()
+        .map(|(url, status, attempts)| {
+            (
+                url.rsplit('/').next().unwrap().to_owned(),
+                (status, attempts),
+            )
+        })
+        .collect();
+    assert_eq!(statuses["ok"], ("delivered".into(), 1));
+    assert_eq!(statuses["flaky"], ("delivered".into(), 2));
+    assert_eq!(statuses["gone"], ("failed".into(), 1));
+    assert_eq!(statuses["limited"].0, "pending");
+    assert_eq!(statuses["slow"].0, "pending", "timed out, to be retried");
+    assert_eq!(
+        statuses["redirect"].0, "pending",
+        "a redirect is a failure, not followed"
+    );
+    assert_eq!(sink.on("/ok").len(), 1, "the redirect was not followed");
+    let disabled: Vec<(String, Option<String>)> = s
+        .client
+        .query(
+            "SELECT url, disabled_reason FROM webhook_endpoints WHERE NOT enabled ORDER BY url",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.get::<_, String>(0).rsplit('/').next().unwrap().to_owned(),
+                r.get(1),
+            )
+        })
+        .collect();
+    assert_eq!(
+        disabled,
+        [
+            (
+                "gone".to_owned(),
+                Some("the endpoint answered 410 Gone".to_owned())
+            ),
+            (
+                "slow".to_owned(),
+                Some("failing for 5 days without a success".to_owned())
+            ),
+        ]
+    );
+
+    let limited_wait: f64 = s
+        .client
+        .query_one(
+            "SELECT extract(epoch FROM d.next_attempt_at - a.started_at)::float8
+               FROM deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+               JOIN delivery_attempts a ON a.delivery_id = d.id WHERE e.url LIKE '%/limited'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        (115.0..=125.0).contains(&limited_wait),
+        "Retry-After honoured: {limited_wait}"
+    );
+    let slow: (Option<String>, Option<i32>) = s
+        .client
+        .query_one(
+            "SELECT a.error_class, a.status_code FROM delivery_attempts a
+               JOIN deliveries d ON d.id = a.delivery_id
+               JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE e.url LIKE '%/slow'",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(slow, (Some("timeout".into()), None));
+    stop.cancel();
+    handle.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_addresses_are_refused_at_connect_time() {
+    let s = setup().await;
+    let (sink, base) = Sink::start();
+    let port = base.rsplit(':').next().unwrap().to_owned();
+    // Allowed when created (the demo allow-list), then the operator closes it.
+    let closed = AddressPolicy::default();
+    let client = webhook_client(&closed).unwrap();
+    for url in [
+        format!("http://127.0.0.1:{port}/ok"),
+        format!("http://localhost:{port}/ok"),
+        format!("https://localhost:{port}/ok"),
+    ] {
+        let (id, _) = s.endpoint(url.replace("localhost", "127.0.0.1"), "*").await;
+        s.client
+            .execute(
+                "UPDATE webhook_endpoints SET url = $2 WHERE id = $1",
+                &[&id, &url],
+            )
+            .await
+            .unwrap();
+        let event = WebhookEvent {
+            id: Uuid::new_v4(),
+            product_id: s.product,
+            event_type: EventType::ConversationRating,
+            created_at: Utc::now(),
+            data: json!({}),
+        };
+        let mut db = s.pool.get().await.unwrap();
+        let txn = db.transaction().await.unwrap();
+        let delivery = record(&txn, &event, Some(id)).await.unwrap()[0];
+        txn.commit().await.unwrap();
+        let claimed = claim_now(&s.pool, delivery).await.unwrap().unwrap();
+        let log = attempt(&client, &closed, &claimed).await;
+        assert_eq!(
+            log.error_class,
+            Some("blocked_address"),
+            "{url}: {:?}",
+            log.error
+        );
+        assert_eq!(log.status_code, None);
+    }
+    assert!(
+        sink.received.lock().unwrap().is_empty(),
+        "nothing reached the sink"
+    );
+}
