@@ -45,6 +45,15 @@ pub enum Command {
     /// Inspect and retry webhook deliveries.
     #[command(subcommand)]
     Deliveries(DeliveriesCommand),
+    /// A webhook receiver for the demo: verifies each delivery's signature with the secret in
+    /// GF_DEMO_SINK_SECRET and appends what it received to a JSON-lines file.
+    #[command(hide = true)]
+    DemoSink {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        log: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand)]

@@ -40,6 +40,7 @@ fn main() -> ExitCode {
             Command::Emit(cmd) => commands::emit::run(cmd, &config, &out).await,
             Command::Endpoint(cmd) => commands::endpoint::run(cmd, &config, &out).await,
             Command::Deliveries(cmd) => commands::deliveries::run(cmd, &config, &out).await,
+            Command::DemoSink { listen, log } => commands::demo_sink::run(listen, log).await,
         }
     });
     match result {

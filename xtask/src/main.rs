@@ -1,7 +1,8 @@
 //! `cargo xtask`: what a developer runs. `infra` starts and stops the local PostgreSQL and broker,
-//! `test` is the whole check the CI runs, `bench` measures.
+//! `test` is the whole check the CI runs, `demo` shows the pipeline end to end, `bench` measures.
 
 mod bench;
+mod demo;
 mod infra;
 mod process;
 mod test;
@@ -23,6 +24,12 @@ enum Command {
     /// Local PostgreSQL and Kafka-compatible broker.
     #[command(subcommand)]
     Infra(InfraCommand),
+    /// The whole pipeline on this machine, end to end, then running until Ctrl-C.
+    Demo {
+        /// Stop after the scripted part instead of waiting for Ctrl-C.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Benchmarks against the local infrastructure; writes target/bench/NAME.json.
     Bench {
         #[arg(value_enum)]
@@ -63,6 +70,14 @@ fn main() -> ExitCode {
         Command::Infra(InfraCommand::Down) => infra::down(&root),
         Command::Infra(InfraCommand::Status) => infra::status(&root),
         Command::Bench { name } => bench::run(&root, name),
+        Command::Demo { no_wait } => demo::run(
+            &root,
+            demo::Options {
+                wait: !no_wait,
+                gf: None,
+                topic_prefix: None,
+            },
+        ),
         Command::Test { cargo_test_args } => test::run(&root, &cargo_test_args),
     };
     match result {

@@ -2,6 +2,7 @@
 
 pub mod connection;
 pub mod deliveries;
+pub mod demo_sink;
 pub mod emit;
 pub mod endpoint;
 pub mod migrate;

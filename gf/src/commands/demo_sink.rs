@@ -1,0 +1,76 @@
+//! `gf demo-sink` (hidden): the webhook receiver `cargo xtask demo` points an endpoint at. It
+//! checks every delivery the way a customer should (Standard Webhooks headers, 5-minute
+//! tolerance) and records the result, so the demo can show "signature verified".
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use anyhow::Context;
+use gf_notifier::signing::{SigningSecret, verify};
+use serde_json::{Value, json};
+
+struct Sink {
+    secret: SigningSecret,
+    log: Mutex<std::fs::File>,
+}
+
+async fn receive(request: HttpRequest, body: web::Bytes, sink: web::Data<Sink>) -> HttpResponse {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let delivery = header("webhook-id");
+    let timestamp: i64 = header("webhook-timestamp").parse().unwrap_or_default();
+    let verified = verify(
+        &sink.secret,
+        &delivery,
+        timestamp,
+        &body,
+        &header("webhook-signature"),
+        chrono::Utc::now().timestamp(),
+    )
+    .is_ok();
+    let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let line = json!({"delivery": delivery, "verified": verified, "event": event});
+    if let Ok(mut file) = sink.log.lock() {
+        let _ = writeln!(file, "{line}");
+    }
+    if verified {
+        HttpResponse::Ok().finish()
+    } else {
+        HttpResponse::Unauthorized().body("signature did not verify")
+    }
+}
+
+pub async fn run(listen: SocketAddr, log: PathBuf) -> anyhow::Result<()> {
+    let secret = std::env::var("GF_DEMO_SINK_SECRET")
+        .context("GF_DEMO_SINK_SECRET must hold the endpoint's whsec_ secret")?;
+    let secret = SigningSecret::parse(&secret)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    let sink = web::Data::new(Sink {
+        secret,
+        log: Mutex::new(file),
+    });
+    HttpServer::new(move || {
+        App::new()
+            .app_data(sink.clone())
+            .default_service(web::post().to(receive))
+    })
+    .workers(1)
+    .bind(listen)
+    .with_context(|| format!("cannot listen on {listen}"))?
+    .run()
+    .await?;
+    Ok(())
+}
