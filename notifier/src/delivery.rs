@@ -31,8 +31,30 @@ use crate::ssrf::AddressPolicy;
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How much of an answer's body is logged.
 pub const MAX_LOGGED_BODY: usize = 16 * 1024;
-const LEASE: &str = "5 minutes";
 const POLL_EVERY: Duration = Duration::from_millis(200);
+
+/// The retry schedule and the claim lease, from the configuration.
+#[derive(Clone, Debug)]
+pub struct DeliverySettings {
+    pub delays: Vec<Duration>,
+    pub lease: Duration,
+}
+
+impl DeliverySettings {
+    pub fn from_config(config: &Config) -> Self {
+        DeliverySettings {
+            delays: config
+                .webhook_retry_delays
+                .clone()
+                .unwrap_or_else(|| schedule::RETRY_DELAYS.to_vec()),
+            lease: Duration::from_secs(config.webhook_lease_secs),
+        }
+    }
+
+    fn lease_interval(&self) -> String {
+        format!("{} seconds", self.lease.as_secs())
+    }
+}
 
 /// A due delivery, claimed for one attempt.
 #[derive(Clone, Debug)]
@@ -55,6 +77,7 @@ pub struct AttemptLog {
     pub status_code: Option<u16>,
     pub error_class: Option<&'static str>,
     pub error: Option<String>,
+    pub response_headers: Vec<(String, String)>,
     pub response_body: Option<String>,
     pub outcome: Outcome,
 }
@@ -143,6 +166,7 @@ pub async fn attempt(
         status_code: None,
         error_class: Some(class),
         error: Some(error),
+        response_headers: Vec::new(),
         response_body: None,
         outcome: Outcome::NoResponse,
     };
@@ -194,6 +218,16 @@ pub async fn attempt(
         }
     };
     let code = response.status().as_u16();
+    let response_headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
     let retry_after = response
         .headers()
         .get("retry-after")
@@ -219,6 +253,7 @@ pub async fn attempt(
         status_code: Some(code),
         error_class: (!success).then_some("http_status"),
         error: read_error,
+        response_headers,
         response_body: Some(String::from_utf8_lossy(&logged).into_owned()),
         outcome: if success {
             Outcome::Delivered
@@ -271,6 +306,7 @@ fn claimed(r: &tokio_postgres::Row) -> Claimed {
 /// for endpoints with attempts in flight, `per_endpoint` for the others).
 pub async fn claim(
     pool: &Pool,
+    settings: &DeliverySettings,
     limit: i64,
     per_endpoint: i32,
     slots: &HashMap<Uuid, i32>,
@@ -281,45 +317,58 @@ pub async fn claim(
         .query(
             &format!(
                 "WITH candidates AS (
-                     SELECT ranked.id FROM (
-                         SELECT d.id, d.endpoint_id,
-                                row_number() OVER (PARTITION BY d.endpoint_id
-                                                   ORDER BY d.next_attempt_at) AS rn
-                           FROM deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
-                          WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND e.enabled
-                     ) ranked
-                     LEFT JOIN unnest($2::uuid[], $3::int4[]) AS busy(endpoint_id, slots)
-                            ON busy.endpoint_id = ranked.endpoint_id
-                     WHERE ranked.rn <= COALESCE(busy.slots, $4)
-                     ORDER BY ranked.rn LIMIT $1)
+                     -- Per enabled endpoint, its oldest due deliveries up to its free slots: an
+                     -- index range each, fair between endpoints whatever the backlog.
+                     SELECT due.id
+                       FROM webhook_endpoints e
+                       LEFT JOIN unnest($2::uuid[], $3::int4[]) AS busy(endpoint_id, slots)
+                              ON busy.endpoint_id = e.id
+                       CROSS JOIN LATERAL (
+                           SELECT d.id, d.next_attempt_at FROM deliveries d
+                            WHERE d.endpoint_id = e.id AND d.status = 'pending'
+                              AND d.next_attempt_at <= now()
+                            ORDER BY d.next_attempt_at
+                            LIMIT GREATEST(COALESCE(busy.slots, $4), 0)) due
+                      WHERE e.enabled
+                      ORDER BY due.next_attempt_at LIMIT $1)
                  UPDATE deliveries d
-                    SET attempts = d.attempts + 1, next_attempt_at = now() + interval '{LEASE}',
+                    SET attempts = d.attempts + 1, next_attempt_at = now() + $5::text::interval,
                         updated_at = now()
                    FROM candidates c, webhook_events ev, webhook_endpoints e
                   WHERE d.id = c.id AND d.status = 'pending' AND d.next_attempt_at <= now()
                     AND ev.id = d.event_id AND e.id = d.endpoint_id
                  RETURNING {CLAIMED}"
             ),
-            &[&limit, &busy, &free, &per_endpoint],
+            &[
+                &limit,
+                &busy,
+                &free,
+                &per_endpoint,
+                &settings.lease_interval(),
+            ],
         )
         .await?;
     Ok(rows.iter().map(claimed).collect())
 }
 
 /// Claims one delivery now, whatever its schedule (`gf endpoint test`).
-pub async fn claim_now(pool: &Pool, id: Uuid) -> Result<Option<Claimed>, DeliveryError> {
+pub async fn claim_now(
+    pool: &Pool,
+    settings: &DeliverySettings,
+    id: Uuid,
+) -> Result<Option<Claimed>, DeliveryError> {
     let client = pool.get().await?;
     let row = client
         .query_opt(
             &format!(
                 "UPDATE deliveries d
-                    SET attempts = d.attempts + 1, next_attempt_at = now() + interval '{LEASE}',
+                    SET attempts = d.attempts + 1, next_attempt_at = now() + $2::text::interval,
                         updated_at = now()
                    FROM webhook_events ev, webhook_endpoints e
                   WHERE d.id = $1 AND ev.id = d.event_id AND e.id = d.endpoint_id
                  RETURNING {CLAIMED}"
             ),
-            &[&id],
+            &[&id, &settings.lease_interval()],
         )
         .await?;
     Ok(row.as_ref().map(claimed))
@@ -426,87 +475,145 @@ pub enum DeliveryError {
     Db(#[from] tokio_postgres::Error),
 }
 
-/// Logs an attempt and moves the delivery and its endpoint on, in one transaction.
+/// Logs one attempt and moves its delivery and endpoint on ([`finish_batch`] of one).
 pub async fn finish(
     pool: &Pool,
+    settings: &DeliverySettings,
     claimed: &Claimed,
     log: &AttemptLog,
 ) -> Result<Next, DeliveryError> {
-    let attempt = u32::try_from(claimed.attempt).unwrap_or(u32::MAX);
-    let next = schedule::next(attempt, log.outcome, Utc::now(), unit_random());
-    let (status, next_at) = match next {
-        Next::Done => ("delivered", None),
-        Next::RetryAt(at) => ("pending", Some(at)),
-        Next::GiveUp | Next::DisableEndpoint => ("failed", None),
-    };
-    let status_code = log.status_code.map(i32::from);
-    let latency_ms = i32::try_from(log.latency.as_millis()).unwrap_or(i32::MAX);
+    let done = [(claimed.clone(), log.clone())];
+    Ok(finish_batch(pool, settings, &done).await?[0])
+}
+
+/// Logs attempts and moves their deliveries and endpoints on, in one transaction: one commit for
+/// many attempts keeps PostgreSQL from being the limit on deliveries per second.
+pub async fn finish_batch(
+    pool: &Pool,
+    settings: &DeliverySettings,
+    done: &[(Claimed, AttemptLog)],
+) -> Result<Vec<Next>, DeliveryError> {
+    let now = Utc::now();
+    let nexts: Vec<Next> = done
+        .iter()
+        .map(|(claimed, log)| {
+            let attempt = u32::try_from(claimed.attempt).unwrap_or(u32::MAX);
+            schedule::next(&settings.delays, attempt, log.outcome, now, unit_random())
+        })
+        .collect();
+    let mut ids = Vec::new();
+    let mut attempts = Vec::new();
+    let mut started = Vec::new();
+    let mut latencies = Vec::new();
+    let mut codes = Vec::new();
+    let mut classes = Vec::new();
+    let mut errors = Vec::new();
+    let mut bodies = Vec::new();
+    let mut next_at = Vec::new();
+    let mut statuses = Vec::new();
+    let mut last_errors = Vec::new();
+    for ((claimed, log), next) in done.iter().zip(&nexts) {
+        let (status, at) = match next {
+            Next::Done => ("delivered", None),
+            Next::RetryAt(at) => ("pending", Some(*at)),
+            Next::GiveUp | Next::DisableEndpoint => ("failed", None),
+        };
+        ids.push(claimed.id);
+        attempts.push(claimed.attempt);
+        started.push(log.started_at);
+        latencies.push(i32::try_from(log.latency.as_millis()).unwrap_or(i32::MAX));
+        codes.push(log.status_code.map(i32::from));
+        classes.push(log.error_class);
+        errors.push(log.error.clone());
+        bodies.push(log.response_body.clone());
+        next_at.push(at);
+        statuses.push(status);
+        last_errors.push(log.error_class.map(|class| match &log.error {
+            Some(e) => format!("{class}: {e}"),
+            None => class.to_owned(),
+        }));
+    }
     let mut client = pool.get().await?;
     let txn = client.transaction().await?;
     txn.execute(
         "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, latency_ms, status_code,
                                         error_class, error, response_body, next_attempt_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         SELECT * FROM unnest($1::uuid[], $2::int4[], $3::timestamptz[], $4::int4[], $5::int4[],
+                              $6::text[], $7::text[], $8::text[], $9::timestamptz[])",
         &[
-            &claimed.id,
-            &claimed.attempt,
-            &log.started_at,
-            &latency_ms,
-            &status_code,
-            &log.error_class,
-            &log.error,
-            &log.response_body,
-            &next_at,
+            &ids, &attempts, &started, &latencies, &codes, &classes, &errors, &bodies, &next_at,
         ],
     )
     .await?;
-    let last_error = log.error_class.map(|class| match &log.error {
-        Some(e) => format!("{class}: {e}"),
-        None => class.to_owned(),
-    });
     txn.execute(
-        "UPDATE deliveries SET status = $2, next_attempt_at = $3, last_status_code = $4,
-                               last_error = $5, updated_at = now()
-          WHERE id = $1",
-        &[&claimed.id, &status, &next_at, &status_code, &last_error],
+        "UPDATE deliveries d SET status = x.status, next_attempt_at = x.next_at,
+                                 last_status_code = x.code, last_error = x.error,
+                                 updated_at = now()
+           FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::int4[], $5::text[])
+                AS x(id, status, next_at, code, error)
+          WHERE d.id = x.id",
+        &[&ids, &statuses, &next_at, &codes, &last_errors],
     )
     .await?;
-    if log.outcome == Outcome::Delivered {
-        txn.execute(
-            "UPDATE webhook_endpoints SET failing_since = NULL
-              WHERE id = $1 AND failing_since IS NOT NULL",
-            &[&claimed.endpoint_id],
-        )
-        .await?;
-    } else {
-        let since: Option<DateTime<Utc>> = txn
-            .query_one(
-                "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $2)
-                  WHERE id = $1 RETURNING failing_since",
-                &[&claimed.endpoint_id, &log.started_at],
-            )
-            .await?
-            .get(0);
-        let reason = if next == Next::DisableEndpoint {
-            Some("the endpoint answered 410 Gone")
-        } else if schedule::should_disable(since, Utc::now()) {
-            Some("failing for 5 days without a success")
+
+    // Endpoints: a success clears the failure record; failures start it; 410, or failing for
+    // 5 days, disables.
+    let mut succeeded: Vec<Uuid> = Vec::new();
+    let mut failed: HashMap<Uuid, DateTime<Utc>> = HashMap::new();
+    let mut gone: Vec<Uuid> = Vec::new();
+    for ((claimed, log), next) in done.iter().zip(&nexts) {
+        if log.outcome == Outcome::Delivered {
+            succeeded.push(claimed.endpoint_id);
         } else {
-            None
-        };
-        if let Some(reason) = reason {
-            txn.execute(
-                "UPDATE webhook_endpoints SET enabled = false, disabled_reason = $2,
-                                              updated_at = now()
-                  WHERE id = $1",
-                &[&claimed.endpoint_id, &reason],
-            )
-            .await?;
-            tracing::warn!(endpoint = %claimed.endpoint_id, reason, "webhook endpoint disabled");
+            let first = failed.entry(claimed.endpoint_id).or_insert(log.started_at);
+            *first = (*first).min(log.started_at);
+        }
+        if *next == Next::DisableEndpoint {
+            gone.push(claimed.endpoint_id);
         }
     }
+    failed.retain(|e, _| !succeeded.contains(e));
+    if !succeeded.is_empty() {
+        txn.execute(
+            "UPDATE webhook_endpoints SET failing_since = NULL
+              WHERE id = ANY($1) AND failing_since IS NOT NULL",
+            &[&succeeded],
+        )
+        .await?;
+    }
+    let mut disable: Vec<(Uuid, &str)> = gone
+        .iter()
+        .map(|e| (*e, "the endpoint answered 410 Gone"))
+        .collect();
+    if !failed.is_empty() {
+        let (endpoints, since): (Vec<Uuid>, Vec<DateTime<Utc>>) = failed.into_iter().unzip();
+        let rows = txn
+            .query(
+                "UPDATE webhook_endpoints e SET failing_since = COALESCE(e.failing_since, x.since)
+                   FROM unnest($1::uuid[], $2::timestamptz[]) AS x(id, since)
+                  WHERE e.id = x.id
+                 RETURNING e.id, e.failing_since",
+                &[&endpoints, &since],
+            )
+            .await?;
+        for row in rows {
+            let endpoint: Uuid = row.get(0);
+            if schedule::should_disable(row.get(1), now) && !gone.contains(&endpoint) {
+                disable.push((endpoint, "failing for 5 days without a success"));
+            }
+        }
+    }
+    for (endpoint, reason) in disable {
+        txn.execute(
+            "UPDATE webhook_endpoints SET enabled = false, disabled_reason = $2, updated_at = now()
+              WHERE id = $1 AND enabled",
+            &[&endpoint, &reason],
+        )
+        .await?;
+        tracing::warn!(%endpoint, reason, "webhook endpoint disabled");
+    }
     txn.commit().await?;
-    Ok(next)
+    Ok(nexts)
 }
 
 /// Deletes attempt logs, and finished deliveries, older than the retention.
@@ -537,10 +644,13 @@ pub async fn run(
 ) -> Result<(), NotifierError> {
     let policy = AddressPolicy::parse(&config.webhook_allowed_nets)?;
     let client = webhook_client(&policy)?;
+    let settings = DeliverySettings::from_config(config);
     let total = config.webhook_concurrency;
     let per_endpoint = i32::try_from(config.webhook_endpoint_concurrency).unwrap_or(i32::MAX);
     let in_flight: Arc<Mutex<HashMap<Uuid, i32>>> = Arc::default();
     let mut tasks: JoinSet<()> = JoinSet::new();
+    let (recorder, results) = tokio::sync::mpsc::unbounded_channel();
+    let recording = tokio::spawn(record_results(pool.clone(), settings.clone(), results));
     let mut last_prune: Option<Instant> = None;
     let mut backoff = POLL_EVERY;
     tracing::info!(total, per_endpoint, "delivery workers running");
@@ -561,7 +671,7 @@ pub async fn run(
                 .iter()
                 .map(|(e, n)| (*e, per_endpoint - n))
                 .collect();
-            match claim(pool, free as i64, per_endpoint, &slots).await {
+            match claim(pool, &settings, free as i64, per_endpoint, &slots).await {
                 Ok(claimed) => {
                     backoff = POLL_EVERY;
                     claimed
@@ -576,23 +686,19 @@ pub async fn run(
         let idle = claimed.is_empty();
         for delivery in claimed {
             *lock(&in_flight).entry(delivery.endpoint_id).or_default() += 1;
-            let (client, policy, pool, in_flight) = (
-                client.clone(),
-                policy.clone(),
-                pool.clone(),
-                in_flight.clone(),
-            );
+            let (client, policy, in_flight) = (client.clone(), policy.clone(), in_flight.clone());
+            let recorded = recorder.clone();
             tasks.spawn(async move {
                 let log = attempt(&client, &policy, &delivery).await;
-                // Not recorded (PostgreSQL gone): the lease expires and the attempt is made again.
-                if let Err(e) = finish(&pool, &delivery, &log).await {
-                    tracing::warn!(delivery = %delivery.id, error = %e, "attempt not recorded; it will be retried");
-                }
+                let endpoint = delivery.endpoint_id;
+                // The recorder logs it; if that never happens (a crash), the lease expires and
+                // the attempt is made again under the same delivery id.
+                let _ = recorded.send((delivery, log));
                 let mut map = lock(&in_flight);
-                if let Some(n) = map.get_mut(&delivery.endpoint_id) {
+                if let Some(n) = map.get_mut(&endpoint) {
                     *n -= 1;
                     if *n <= 0 {
-                        map.remove(&delivery.endpoint_id);
+                        map.remove(&endpoint);
                     }
                 }
             });
@@ -609,7 +715,38 @@ pub async fn run(
     // Attempts already sent are logged; each ends within the attempt timeout.
     let drain = async { while tasks.join_next().await.is_some() {} };
     let _ = tokio::time::timeout(ATTEMPT_TIMEOUT + Duration::from_secs(5), drain).await;
+    drop(recorder);
+    let _ = tokio::time::timeout(Duration::from_secs(10), recording).await;
     Ok(())
+}
+
+/// Logs finished attempts in batches (whatever arrived within 20 ms, up to 500), retrying while
+/// PostgreSQL is unavailable; ends when every sender is gone and the queue is empty.
+async fn record_results(
+    pool: Pool,
+    settings: DeliverySettings,
+    mut results: tokio::sync::mpsc::UnboundedReceiver<(Claimed, AttemptLog)>,
+) {
+    while let Some(first) = results.recv().await {
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(20);
+        while batch.len() < 500 {
+            match tokio::time::timeout_at(deadline, results.recv()).await {
+                Ok(Some(result)) => batch.push(result),
+                _ => break,
+            }
+        }
+        let mut backoff = Duration::from_millis(200);
+        while let Err(e) = finish_batch(&pool, &settings, &batch).await {
+            tracing::warn!(error = %e, attempts = batch.len(), retry_in = ?backoff, "attempts not recorded yet");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+            if results.is_closed() && backoff >= Duration::from_secs(10) {
+                // Shutting down and PostgreSQL is gone: the leases bring these attempts back.
+                break;
+            }
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

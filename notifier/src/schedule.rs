@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-/// Waits before the 2nd, 3rd, ... attempt.
+/// Waits before the 2nd, 3rd, ... attempt, by default (`GF_WEBHOOK_RETRY_DELAYS` replaces them).
 pub const RETRY_DELAYS: [Duration; 7] = [
     Duration::from_secs(5),
     Duration::from_secs(5 * 60),
@@ -20,7 +20,7 @@ pub const RETRY_DELAYS: [Duration; 7] = [
     Duration::from_secs(10 * 3600),
     Duration::from_secs(10 * 3600),
 ];
-/// The most attempts one delivery gets.
+/// The most attempts one delivery gets with the default schedule.
 pub const MAX_ATTEMPTS: u32 = RETRY_DELAYS.len() as u32 + 1;
 const JITTER: f64 = 0.2;
 const RETRY_AFTER_MIN: Duration = Duration::from_secs(5);
@@ -53,9 +53,15 @@ pub enum Next {
     DisableEndpoint,
 }
 
-/// The next step after attempt number `attempt` (1-based) ended with `outcome` at `now`;
-/// `random` in [0, 1) picks the jitter.
-pub fn next(attempt: u32, outcome: Outcome, now: DateTime<Utc>, random: f64) -> Next {
+/// The next step after attempt number `attempt` (1-based) ended with `outcome` at `now`, on the
+/// schedule `delays`; `random` in [0, 1) picks the jitter.
+pub fn next(
+    delays: &[Duration],
+    attempt: u32,
+    outcome: Outcome,
+    now: DateTime<Utc>,
+    random: f64,
+) -> Next {
     let requested = match outcome {
         Outcome::Delivered => return Next::Done,
         Outcome::Status { code: 410, .. } => return Next::DisableEndpoint,
@@ -65,7 +71,7 @@ pub fn next(attempt: u32, outcome: Outcome, now: DateTime<Utc>, random: f64) -> 
         } => retry_after.map(|d| d.clamp(RETRY_AFTER_MIN, RETRY_AFTER_MAX)),
         _ => None,
     };
-    let Some(base) = RETRY_DELAYS.get(attempt.saturating_sub(1) as usize) else {
+    let Some(base) = delays.get(attempt.saturating_sub(1) as usize) else {
         return Next::GiveUp;
     };
     let delay = requested.unwrap_or_else(|| {
@@ -119,18 +125,21 @@ mod tests {
         for (attempt, expected) in (1..).zip(RETRY_DELAYS) {
             // The middle of the jitter range is the schedule itself.
             assert_eq!(
-                wait(next(attempt, failure, t0(), 0.5)),
+                wait(next(&RETRY_DELAYS, attempt, failure, t0(), 0.5)),
                 expected,
                 "attempt {attempt}"
             );
-            let low = wait(next(attempt, failure, t0(), 0.0));
-            let high = wait(next(attempt, failure, t0(), 0.999_999));
+            let low = wait(next(&RETRY_DELAYS, attempt, failure, t0(), 0.0));
+            let high = wait(next(&RETRY_DELAYS, attempt, failure, t0(), 0.999_999));
             assert_eq!(low, expected.mul_f64(0.8));
             assert!(high > expected.mul_f64(1.19) && high <= expected.mul_f64(1.2));
         }
-        assert_eq!(next(MAX_ATTEMPTS, failure, t0(), 0.5), Next::GiveUp);
         assert_eq!(
-            next(MAX_ATTEMPTS, Outcome::NoResponse, t0(), 0.5),
+            next(&RETRY_DELAYS, MAX_ATTEMPTS, failure, t0(), 0.5),
+            Next::GiveUp
+        );
+        assert_eq!(
+            next(&RETRY_DELAYS, MAX_ATTEMPTS, Outcome::NoResponse, t0(), 0.5),
             Next::GiveUp
         );
         let total: Duration = RETRY_DELAYS.iter().sum();
@@ -139,31 +148,37 @@ mod tests {
 
     #[test]
     fn success_gone_and_retry_after() {
-        assert_eq!(next(1, Outcome::Delivered, t0(), 0.5), Next::Done);
+        assert_eq!(
+            next(&RETRY_DELAYS, 1, Outcome::Delivered, t0(), 0.5),
+            Next::Done
+        );
         let gone = Outcome::Status {
             code: 410,
             retry_after: None,
         };
-        assert_eq!(next(3, gone, t0(), 0.5), Next::DisableEndpoint);
+        assert_eq!(
+            next(&RETRY_DELAYS, 3, gone, t0(), 0.5),
+            Next::DisableEndpoint
+        );
         let asks = |code, secs| Outcome::Status {
             code,
             retry_after: Some(Duration::from_secs(secs)),
         };
         assert_eq!(
-            wait(next(1, asks(429, 120), t0(), 0.5)),
+            wait(next(&RETRY_DELAYS, 1, asks(429, 120), t0(), 0.5)),
             Duration::from_secs(120)
         );
         assert_eq!(
-            wait(next(1, asks(503, 0), t0(), 0.5)),
+            wait(next(&RETRY_DELAYS, 1, asks(503, 0), t0(), 0.5)),
             Duration::from_secs(5)
         );
         assert_eq!(
-            wait(next(1, asks(503, 86_400 * 7), t0(), 0.5)),
+            wait(next(&RETRY_DELAYS, 1, asks(503, 86_400 * 7), t0(), 0.5)),
             Duration::from_secs(36_000)
         );
         // Retry-After on other codes is not a promise we keep.
         assert_eq!(
-            wait(next(1, asks(500, 120), t0(), 0.5)),
+            wait(next(&RETRY_DELAYS, 1, asks(500, 120), t0(), 0.5)),
             Duration::from_secs(5)
         );
     }

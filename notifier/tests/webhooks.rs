@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use chrono::{TimeZone, Utc};
-use gf_notifier::delivery::{attempt, claim_now, webhook_client};
+use gf_notifier::delivery::{DeliverySettings, attempt, claim_now, webhook_client};
 use gf_notifier::endpoints::Endpoints;
 use gf_notifier::outbox::{WebhookEvent, record};
 use gf_notifier::rules::EventType;
@@ -31,7 +31,8 @@ struct Received {
 }
 
 /// An HTTP sink whose answer depends on the path: `/ok` 200, `/flaky` 500 then 200, `/gone`
-/// 410, `/redirect` 302 to `/ok`, `/limited` 429 with Retry-After: 120, `/slow` answers after 8 s.
+/// 410, `/redirect` 302 to `/ok`, `/limited` 429 with Retry-After: 120, `/slow` answers after 8 s,
+/// `/twice` 502 twice then 200, `/sluggish` 200 after 2 s.
 #[derive(Clone, Default)]
 struct Sink {
     received: Arc<Mutex<Vec<Received>>>,
@@ -68,6 +69,11 @@ async fn answer(request: HttpRequest, body: web::Bytes, sink: web::Data<Sink>) -
             .finish(),
         "/slow" => {
             tokio::time::sleep(Duration::from_secs(8)).await;
+            HttpResponse::Ok().finish()
+        }
+        "/twice" if seen <= 2 => HttpResponse::BadGateway().finish(),
+        "/sluggish" => {
+            tokio::time::sleep(Duration::from_secs(2)).await;
             HttpResponse::Ok().finish()
         }
         _ => HttpResponse::Ok().body("thanks"),
@@ -116,6 +122,10 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(&[]).await
+}
+
+async fn setup_with(extra: &[(&str, &str)]) -> Setup {
     gf_runtime::telemetry::init("warn");
     let db = TestDb::migrated().await;
     let client = db.client().await;
@@ -127,10 +137,12 @@ async fn setup() -> Setup {
         )
         .await
         .unwrap();
-    let config = test_config(&[
-        ("DATABASE_URL", &db.url),
+    let mut vars = vec![
+        ("DATABASE_URL", db.url.as_str()),
         ("GF_WEBHOOK_ALLOWED_NETS", "127.0.0.0/8"),
-    ]);
+    ];
+    vars.extend_from_slice(extra);
+    let config = test_config(&vars);
     let settings = KafkaSettings::from_config(&config).unwrap();
     let topics = Topics::new(&config.topic_prefix);
     ensure_topics(&settings, &topics.specs(2, 1, settings.max_record_bytes))
@@ -536,7 +548,11 @@ async fn blocked_addresses_are_refused_at_connect_time() {
         let txn = db.transaction().await.unwrap();
         let delivery = record(&txn, &event, Some(id)).await.unwrap()[0];
         txn.commit().await.unwrap();
-        let claimed = claim_now(&s.pool, delivery).await.unwrap().unwrap();
+        let settings = DeliverySettings::from_config(&s.config);
+        let claimed = claim_now(&s.pool, &settings, delivery)
+            .await
+            .unwrap()
+            .unwrap();
         let log = attempt(&client, &closed, &claimed).await;
         assert_eq!(
             log.error_class,
@@ -550,4 +566,163 @@ async fn blocked_addresses_are_refused_at_connect_time() {
         sink.received.lock().unwrap().is_empty(),
         "nothing reached the sink"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sink_failing_twice_gets_three_attempts_on_schedule() {
+    let s = setup_with(&[("GF_WEBHOOK_RETRY_DELAYS", "1,2")]).await;
+    let (sink, base) = Sink::start();
+    s.endpoint(format!("{base}/twice"), "conversation.rating")
+        .await;
+    let (stop, handle) = s.start();
+    s.signal(Uuid::new_v4(), SignalKind::ConversationRating, 4.0)
+        .await;
+    assert!(
+        eventually(Duration::from_secs(30), async || {
+            s.delivery_statuses()
+                .await
+                .first()
+                .is_some_and(|(_, status, _)| status == "delivered")
+        })
+        .await
+    );
+    stop.cancel();
+    handle.await.unwrap();
+    let attempts: Vec<(Option<i32>, f64)> = s
+        .client
+        .query(
+            "SELECT status_code, extract(epoch FROM started_at)::float8 FROM delivery_attempts
+              ORDER BY attempt",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let codes: Vec<Option<i32>> = attempts.iter().map(|a| a.0).collect();
+    assert_eq!(codes, [Some(502), Some(502), Some(200)]);
+    // 1 s then 2 s, each ±20 %, plus up to one 200 ms poll.
+    let first = attempts[1].1 - attempts[0].1;
+    let second = attempts[2].1 - attempts[1].1;
+    assert!((0.75..=1.5).contains(&first), "first retry after {first}s");
+    assert!(
+        (1.55..=2.7).contains(&second),
+        "second retry after {second}s"
+    );
+    let ids: std::collections::HashSet<String> = sink
+        .on("/twice")
+        .iter()
+        .map(|r| r.headers["webhook-id"].clone())
+        .collect();
+    assert_eq!(ids.len(), 1, "one delivery id across its attempts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_notifier_killed_mid_delivery_delivers_everything_after_a_restart() {
+    let s = setup_with(&[("GF_WEBHOOK_LEASE_SECS", "10")]).await;
+    let (sink, base) = Sink::start();
+    s.endpoint(format!("{base}/sluggish"), "conversation.rating")
+        .await;
+    let (_, handle) = s.start();
+    for _ in 0..3 {
+        s.signal(Uuid::new_v4(), SignalKind::ConversationRating, 3.0)
+            .await;
+    }
+    // Killed while its attempts wait for the sink: nothing about them is recorded.
+    assert!(
+        eventually(Duration::from_secs(30), async || !sink
+            .on("/sluggish")
+            .is_empty())
+        .await
+    );
+    handle.abort();
+    let _ = handle.await;
+    let delivered = async || {
+        s.delivery_statuses()
+            .await
+            .iter()
+            .filter(|(_, status, _)| status == "delivered")
+            .count()
+    };
+    assert!(
+        delivered().await < 3,
+        "killed before every attempt was recorded"
+    );
+
+    let (stop, handle) = s.start();
+    assert!(eventually(Duration::from_secs(40), async || delivered().await == 3).await);
+    stop.cancel();
+    handle.await.unwrap();
+    let stored: std::collections::HashSet<String> = s
+        .client
+        .query("SELECT id::text FROM deliveries", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let seen: std::collections::HashSet<String> = sink
+        .on("/sluggish")
+        .iter()
+        .map(|r| r.headers["webhook-id"].clone())
+        .collect();
+    assert_eq!(stored.len(), 3);
+    assert_eq!(
+        seen, stored,
+        "every delivery reached the sink, under its one id"
+    );
+}
+
+/// The Python `standardwebhooks` package (what Standard Webhooks users verify with) accepts
+/// our deliveries unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn standard_webhooks_python_verifies_our_deliveries() {
+    let s = setup().await;
+    let (sink, base) = Sink::start();
+    let (_, secret) = s.endpoint(format!("{base}/ok"), "*").await;
+    let (stop, handle) = s.start();
+    s.signal(Uuid::new_v4(), SignalKind::ConversationRating, 5.0)
+        .await;
+    assert!(eventually(Duration::from_secs(30), async || !sink.on("/ok").is_empty()).await);
+    stop.cancel();
+    handle.await.unwrap();
+    let delivery = &sink.on("/ok")[0];
+    let input = json!({
+        "secret": secret.reveal(),
+        "body": String::from_utf8(delivery.body.clone()).unwrap(),
+        "headers": {
+            "webhook-id": delivery.headers["webhook-id"],
+            "webhook-timestamp": delivery.headers["webhook-timestamp"],
+            "webhook-signature": delivery.headers["webhook-signature"],
+        },
+    });
+    let script = "import json, sys\n\
+from standardwebhooks.webhooks import Webhook\n\
+d = json.load(sys.stdin)\n\
+Webhook(d['secret']).verify(d['body'], d['headers'])\n\
+tampered = d['body'].replace('5', '6')\n\
+try:\n    Webhook(d['secret']).verify(tampered, d['headers'])\n    print('tampered accepted')\n\
+except Exception:\n    print('verified')\n";
+    let mut python = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (with `pip install standardwebhooks`; .ci/run installs it)");
+    use std::io::Write;
+    python
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = python.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "standardwebhooks refused the delivery: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "verified");
 }

@@ -60,7 +60,8 @@ CREATE TABLE deliveries (
     UNIQUE (event_id, endpoint_id)
 );
 
-CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
+-- What the workers claim: each endpoint's oldest due deliveries.
+CREATE INDEX deliveries_due ON deliveries (endpoint_id, next_attempt_at) WHERE status = 'pending';
 CREATE INDEX deliveries_endpoint ON deliveries (endpoint_id, created_at DESC);
 
 CREATE TABLE delivery_attempts (

@@ -37,6 +37,36 @@ pub struct Config {
     pub webhook_endpoint_concurrency: usize,
     /// How long delivery attempt logs are kept.
     pub webhook_log_retention_days: u32,
+    /// Waits before the 2nd, 3rd, ... attempt (`GF_WEBHOOK_RETRY_DELAYS`, seconds, comma-separated);
+    /// `None` keeps the notifier's default schedule (about a day).
+    pub webhook_retry_delays: Option<Vec<std::time::Duration>>,
+    /// How long a claimed delivery is reserved for its attempt; after a crash it is retried this
+    /// long after the claim. More than the 5-second attempt limit.
+    pub webhook_lease_secs: u64,
+}
+
+/// `"5, 300, 1800"` (seconds, fractions allowed) as durations.
+fn parse_delays(list: &str) -> Result<Vec<std::time::Duration>, ConfigError> {
+    let invalid = || ConfigError::Invalid {
+        name: "GF_WEBHOOK_RETRY_DELAYS",
+        value: list.to_owned(),
+        expected: "seconds between attempts, comma-separated, e.g. 5,300,1800",
+    };
+    let delays = list
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s >= 0.0)
+        })
+        .map(|s| s.map(std::time::Duration::from_secs_f64))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(invalid)?;
+    if delays.is_empty() || delays.len() > 50 {
+        return Err(invalid());
+    }
+    Ok(delays)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +184,12 @@ impl Config {
                 1_000,
                 "1 to 1000",
             )? as usize,
+            webhook_retry_delays: match get("GF_WEBHOOK_RETRY_DELAYS") {
+                None => None,
+                Some(list) => Some(parse_delays(&list)?),
+            },
+            webhook_lease_secs: number("GF_WEBHOOK_LEASE_SECS", 300, 10, 86_400, "10 to 86400")?
+                as u64,
             webhook_log_retention_days: number(
                 "GF_WEBHOOK_LOG_RETENTION_DAYS",
                 30,

@@ -20,6 +20,7 @@ use crate::infra;
 pub enum Bench {
     Normalizer,
     Attributor,
+    Notifier,
     /// Every benchmark above, one after the other.
     All,
 }
@@ -106,7 +107,7 @@ impl Machine {
 
 pub fn run(root: &Path, bench: Bench) -> anyhow::Result<()> {
     let benches = match bench {
-        Bench::All => vec![Bench::Normalizer, Bench::Attributor],
+        Bench::All => vec![Bench::Normalizer, Bench::Attributor, Bench::Notifier],
         one => vec![one],
     };
     let env = infra::up(root, false, &infra::External::from_env())
@@ -123,6 +124,7 @@ pub fn run(root: &Path, bench: Bench) -> anyhow::Result<()> {
             let (name, (figures, details)) = match bench {
                 Bench::Normalizer => ("normalizer", (normalizer(root, &vars)?, Vec::new())),
                 Bench::Attributor => ("attributor", attributor(root, &vars)?),
+                Bench::Notifier => ("notifier", notifier(root, &vars)?),
                 Bench::All => unreachable!("expanded above"),
             };
             write_report(
@@ -197,6 +199,23 @@ fn attributor(root: &Path, vars: &[(String, String)]) -> anyhow::Result<(Vec<Fig
         } else {
             figure
         });
+    }
+    Ok((figures, results))
+}
+
+fn notifier(root: &Path, vars: &[(String, String)]) -> anyhow::Result<(Vec<Figure>, Vec<Value>)> {
+    let results = cargo_bench(root, vars, "gf-notifier", "delivery", &[])?;
+    let mut figures = Vec::new();
+    for r in &results {
+        let figure = Figure::new(
+            format!(
+                "deliveries to a local sink, {}",
+                r["scenario"].as_str().unwrap_or("?")
+            ),
+            number(r, "deliveries_per_second")?,
+            "deliveries/s",
+        );
+        figures.push(figure.at_least(2_000.0));
     }
     Ok((figures, results))
 }

@@ -2,7 +2,7 @@
 //! rotate-secret only.
 
 use anyhow::Context;
-use gf_notifier::delivery::{attempt, claim_now, finish, webhook_client};
+use gf_notifier::delivery::{DeliverySettings, attempt, claim_now, finish, webhook_client};
 use gf_notifier::endpoints::{Endpoint, Endpoints};
 use gf_notifier::outbox::{WebhookEvent, record};
 use gf_notifier::rules::EventType;
@@ -114,24 +114,31 @@ pub async fn run(cmd: EndpointCommand, config: &Config, out: &Output) -> anyhow:
                     .next()
                     .with_context(|| format!("endpoint {id} is disabled: enable it first"))?
             };
-            let claimed = claim_now(&pool, delivery)
+            let settings = DeliverySettings::from_config(config);
+            let claimed = claim_now(&pool, &settings, delivery)
                 .await?
                 .context("the test delivery vanished")?;
             let client = webhook_client(&policy)?;
             let log = attempt(&client, &policy, &claimed).await;
-            finish(&pool, &claimed, &log).await?;
+            finish(&pool, &settings, &claimed, &log).await?;
             let result = json!({
                 "deliveryId": delivery,
                 "statusCode": log.status_code,
                 "latencyMs": log.latency.as_millis() as u64,
                 "errorClass": log.error_class,
+                "headers": log.response_headers.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
                 "error": log.error,
                 "responseBody": log.response_body,
             });
             out.print(&result, || match log.status_code {
                 Some(code) => format!(
-                    "Delivery {delivery}: HTTP {code} in {} ms\n{}",
+                    "Delivery {delivery}: HTTP {code} in {} ms\n{}\n\n{}",
                     log.latency.as_millis(),
+                    log.response_headers
+                        .iter()
+                        .map(|(k, v)| format!("{k}: {v}"))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
                     log.response_body.clone().unwrap_or_default()
                 ),
                 None => format!(
