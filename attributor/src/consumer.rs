@@ -14,8 +14,8 @@ use deadpool_postgres::Pool;
 use gf_runtime::Config;
 use gf_runtime::kafka::KafkaSettings;
 use gf_runtime::pipeline::{
-    Output, OutputError, commit_stored, dead_letter, next_batch, produce_all, producer, store,
-    supervise, traceparent_of,
+    Backoff, Output, OutputError, commit_stored, dead_letter, next_batch, produce_all, producer,
+    store, supervise, traceparent_of,
 };
 use gf_runtime::topics::{Topics, consumer_group};
 use gf_schemas::attributed::AttributedEvent;
@@ -274,7 +274,7 @@ impl Stage<'_> {
         if batch.events.is_empty() && batch.conversations.is_empty() {
             return Some(Ok(()));
         }
-        let mut backoff = INITIAL_BACKOFF;
+        let mut backoff = Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF);
         loop {
             match store::write(self.pool, &batch, publisher).await {
                 Ok(written) => {
@@ -285,9 +285,9 @@ impl Stage<'_> {
                 Err(StoreError::Data { code, message }) => {
                     return Some(Err(format!("PostgreSQL refused it ({code}): {message}")));
                 }
-                Err(e) => self.retrying(&e, backoff),
+                Err(e) => self.retrying(&e, backoff.current()),
             }
-            if !self.pause(&mut backoff).await {
+            if !backoff.wait(self.stop).await {
                 return None;
             }
         }
@@ -299,13 +299,13 @@ impl Stage<'_> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
-        let mut backoff = INITIAL_BACKOFF;
+        let mut backoff = Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF);
         loop {
             match attempt().await {
                 Ok(value) => return Some(value),
-                Err(e) => self.retrying(&e, backoff),
+                Err(e) => self.retrying(&e, backoff.current()),
             }
-            if !self.pause(&mut backoff).await {
+            if !backoff.wait(self.stop).await {
                 return None;
             }
         }
@@ -313,16 +313,6 @@ impl Stage<'_> {
 
     fn retrying(&self, error: &StoreError, backoff: Duration) {
         tracing::warn!(%error, retry_in = ?backoff, "batch not written; retrying (offsets stay where they are)");
-    }
-
-    /// Sleeps for `backoff` and doubles it; `false` when stopped meanwhile.
-    async fn pause(&self, backoff: &mut Duration) -> bool {
-        let stopped = tokio::select! {
-            _ = self.stop.cancelled() => true,
-            _ = tokio::time::sleep(*backoff) => false,
-        };
-        *backoff = (*backoff * 2).min(MAX_BACKOFF);
-        !stopped
     }
 }
 

@@ -77,7 +77,7 @@ impl From<tokio_postgres::Error> for StoreError {
             StoreError::Conflict(message)
         } else if matches!(class, "08" | "53" | "57") {
             StoreError::Unavailable(message)
-        } else if matches!(class, "22" | "23") {
+        } else if gf_runtime::db::is_data_error(&e) {
             StoreError::Data {
                 code: code.code().to_owned(),
                 message,

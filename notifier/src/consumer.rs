@@ -8,8 +8,8 @@ use deadpool_postgres::Pool;
 use gf_runtime::Config;
 use gf_runtime::kafka::KafkaSettings;
 use gf_runtime::pipeline::{
-    Output, OutputError, commit_stored, dead_letter, next_batch, produce_all, producer, store,
-    supervise,
+    Backoff, Output, OutputError, commit_stored, dead_letter, next_batch, produce_all, producer,
+    store, supervise,
 };
 use gf_runtime::topics::{Topics, consumer_group};
 use gf_schemas::conversation::ConversationMessage;
@@ -133,7 +133,7 @@ fn parse(topics: &Topics, message: &BorrowedMessage<'_>) -> Item {
 /// Writes the batch, retrying with backoff while PostgreSQL is unavailable; data PostgreSQL
 /// refuses is retried item by item and the refused items become `Invalid`. `false` once stopped.
 async fn write_with_retries(pool: &Pool, items: &mut [Item], stop: &CancellationToken) -> bool {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), MAX_BACKOFF);
     let all: Vec<usize> = (0..items.len()).collect();
     let mut pending = vec![all];
     while let Some(chosen) = pending.pop() {
@@ -149,12 +149,10 @@ async fn write_with_retries(pool: &Pool, items: &mut [Item], stop: &Cancellation
                     break;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "notifier batch not written; retrying");
-                    tokio::select! {
-                        _ = stop.cancelled() => return false,
-                        _ = tokio::time::sleep(backoff) => {}
+                    tracing::warn!(error = %e, retry_in = ?backoff.current(), "notifier batch not written; retrying");
+                    if !backoff.wait(stop).await {
+                        return false;
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
@@ -163,7 +161,7 @@ async fn write_with_retries(pool: &Pool, items: &mut [Item], stop: &Cancellation
 }
 
 fn is_data_error(e: &WriteError) -> bool {
-    matches!(e, WriteError::Db(e) if e.code().is_some_and(|c| matches!(&c.code()[..2], "22" | "23")))
+    matches!(e, WriteError::Db(e) if gf_runtime::db::is_data_error(e))
 }
 
 #[derive(Debug, thiserror::Error)]

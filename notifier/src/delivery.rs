@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::consumer::NotifierError;
-use crate::endpoints::signing_secrets;
+use crate::endpoints::{check_addresses, signing_secrets};
 use crate::schedule::{self, Next, Outcome};
 use crate::signing::sign;
 use crate::ssrf::AddressPolicy;
@@ -125,33 +125,6 @@ pub fn webhook_client(policy: &AddressPolicy) -> Result<reqwest::Client, Notifie
         .map_err(|e| NotifierError::Client(e.to_string()))
 }
 
-/// Checks what the resolver cannot: IP-literal hosts, and that plain http only goes to the
-/// operator's allowed networks.
-async fn precheck(url: &reqwest::Url, policy: &AddressPolicy) -> Result<(), String> {
-    let host = url.host_str().unwrap_or_default();
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let addresses: Vec<IpAddr> = match bare.parse::<IpAddr>() {
-        Ok(ip) => vec![ip],
-        Err(_) if url.scheme() == "http" => tokio::net::lookup_host((bare, 0))
-            .await
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?
-            .map(|a| a.ip())
-            .collect(),
-        Err(_) => return Ok(()),
-    };
-    for ip in &addresses {
-        if let Err(reason) = policy.check(*ip) {
-            return Err(format!("{host} is a {}", reason.as_str()));
-        }
-        if url.scheme() == "http" && !policy.explicitly_allowed(*ip) {
-            return Err(format!(
-                "plain http to {host} is allowed only into GF_WEBHOOK_ALLOWED_NETS"
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Sends one attempt and reports what happened (never fails: failures are outcomes).
 pub async fn attempt(
     client: &reqwest::Client,
@@ -174,8 +147,9 @@ pub async fn attempt(
         Ok(url) => url,
         Err(e) => return failed("bad_url", e.to_string()),
     };
-    if let Err(reason) = precheck(&url, policy).await {
-        return failed("blocked_address", reason);
+    // What the guarded resolver cannot see: IP-literal hosts, and where plain http may go.
+    if let Err(refused) = check_addresses(&url, policy, url.scheme() == "http").await {
+        return failed("blocked_address", refused.to_string());
     }
     let secrets = match signing_secrets(
         &claimed.secret,

@@ -124,22 +124,34 @@ pub fn parse_event_types(list: &[String]) -> Result<Vec<String>, EndpointError> 
 /// connect time): https anywhere public, http only into the operator's allowed networks.
 pub async fn check_url(url: &str, policy: &AddressPolicy) -> Result<reqwest::Url, EndpointError> {
     let parsed = reqwest::Url::parse(url).map_err(|_| EndpointError::BadUrl(url.to_owned()))?;
-    let host = match (parsed.scheme(), parsed.host_str()) {
-        ("http" | "https", Some(host)) if !host.is_empty() => host.to_owned(),
+    match (parsed.scheme(), parsed.host_str()) {
+        ("http" | "https", Some(host)) if !host.is_empty() => {}
         _ => return Err(EndpointError::BadUrl(url.to_owned())),
-    };
-    let port = parsed.port_or_known_default().unwrap_or(443);
-    let bare = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
+    }
+    check_addresses(&parsed, policy, true).await?;
+    Ok(parsed)
+}
+
+/// Checks every address `url`'s host stands for against the policy, and that plain http goes
+/// only into the allowed networks. IP literals are checked as they are; names are resolved only
+/// when `resolve_names` (deliveries leave https names to the guarded resolver, which checks the
+/// address actually connected to).
+pub async fn check_addresses(
+    url: &reqwest::Url,
+    policy: &AddressPolicy,
+    resolve_names: bool,
+) -> Result<(), EndpointError> {
+    let host = url.host_str().unwrap_or_default().to_owned();
+    let port = url.port_or_known_default().unwrap_or(443);
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
     let addresses: Vec<IpAddr> = match bare.parse::<IpAddr>() {
         Ok(ip) => vec![ip],
-        Err(_) => tokio::net::lookup_host((bare.as_str(), port))
+        Err(_) if resolve_names => tokio::net::lookup_host((bare, port))
             .await
             .map_err(|_| EndpointError::Unresolvable(host.clone()))?
             .map(|a| a.ip())
             .collect(),
+        Err(_) => return Ok(()),
     };
     if addresses.is_empty() {
         return Err(EndpointError::Unresolvable(host));
@@ -153,10 +165,10 @@ pub async fn check_url(url: &str, policy: &AddressPolicy) -> Result<reqwest::Url
             });
         }
     }
-    if parsed.scheme() == "http" && !addresses.iter().all(|a| policy.explicitly_allowed(*a)) {
+    if url.scheme() == "http" && !addresses.iter().all(|a| policy.explicitly_allowed(*a)) {
         return Err(EndpointError::PlainHttp(host));
     }
-    Ok(parsed)
+    Ok(())
 }
 
 /// The endpoints stored in PostgreSQL.

@@ -151,19 +151,45 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), E>>,
 {
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     while !stop.is_cancelled() {
         match run_once().await {
             Ok(()) => return,
             Err(e) => {
-                tracing::error!(stage, error = %e, retry_in = ?backoff, "stage failed; restarting from committed offsets");
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                tracing::error!(stage, error = %e, retry_in = ?backoff.current(), "stage failed; restarting from committed offsets");
+                if !backoff.wait(stop).await {
+                    return;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
+    }
+}
+
+/// Doubling waits between retries, up to a maximum, cut short by a stop.
+#[derive(Clone, Debug)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub fn new(first: Duration, max: Duration) -> Self {
+        Backoff { next: first, max }
+    }
+
+    /// The wait the next [`Backoff::wait`] will make.
+    pub fn current(&self) -> Duration {
+        self.next
+    }
+
+    /// Sleeps for the current wait, then doubles it; `false` when `stop` came first.
+    pub async fn wait(&mut self, stop: &CancellationToken) -> bool {
+        let stopped = tokio::select! {
+            _ = stop.cancelled() => true,
+            _ = tokio::time::sleep(self.next) => false,
+        };
+        self.next = (self.next * 2).min(self.max);
+        !stopped
     }
 }
 
