@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use gf_runtime::Config;
-use gf_runtime::kafka::KafkaSettings;
+use gf_runtime::kafka::{KafkaSettings, StageConsumer};
 use gf_runtime::pipeline::{
     Backoff, Output, OutputError, commit_stored, dead_letter, next_batch, produce_all, producer,
     store, supervise, traceparent_of,
@@ -21,7 +21,7 @@ use gf_runtime::topics::{Topics, consumer_group};
 use gf_schemas::attributed::AttributedEvent;
 use gf_schemas::canonical::CanonicalEvent;
 use gf_schemas::conversation::ConversationMessage;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::FutureProducer;
@@ -84,7 +84,7 @@ pub async fn run_with_pool(
 }
 
 struct Stage<'a> {
-    consumer: StreamConsumer,
+    consumer: StageConsumer,
     producer: FutureProducer,
     topics: &'a Topics,
     pool: &'a Pool,
@@ -99,7 +99,7 @@ async fn run_once(
     stop: &CancellationToken,
 ) -> Result<(), AttributorError> {
     let group = consumer_group(prefix, STAGE);
-    let consumer: StreamConsumer = settings.consumer_config("gf-attributor", &group).create()?;
+    let consumer = settings.stage_consumer("gf-attributor", &group)?;
     consumer.subscribe(&[&topics.events, &topics.conversations])?;
     let stage = Stage {
         producer: producer(settings, "gf-attributor")?,
@@ -206,11 +206,20 @@ impl Stage<'_> {
                 }
             }
         }
+        // One span per event, a child of the normalizer's span, open until the batch is written.
+        let mut spans = Vec::new();
         let traceparents: HashMap<Uuid, String> = messages
             .iter()
             .zip(&items)
             .filter_map(|(m, item)| match item {
-                Item::Event(e) => traceparent_of(m).map(|t| (e.id, t)),
+                Item::Event(e) => {
+                    let parent = traceparent_of(m);
+                    let span = tracing::info_span!("gf.attributor.attribute", event_id = %e.id);
+                    gf_runtime::telemetry::continue_trace(&span, parent.as_deref());
+                    let next = gf_runtime::telemetry::traceparent(&span, parent.as_deref());
+                    spans.push(span);
+                    next.map(|t| (e.id, t))
+                }
                 _ => None,
             })
             .collect();
@@ -251,6 +260,7 @@ impl Stage<'_> {
         if !dead.is_empty() {
             produce_all(&self.producer, &dead).await?;
         }
+        drop(spans);
         Ok(true)
     }
 

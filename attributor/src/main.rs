@@ -2,9 +2,10 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    gf_runtime::telemetry::init("info");
+    let _telemetry = gf_runtime::telemetry::init("gf-attributor", "info");
     let config = gf_runtime::Config::from_env()?;
     let stop = gf_runtime::shutdown::on_signal();
+    gf_runtime::metrics::serve_if_configured(&config, &stop);
     gf_attributor::consumer::run(&config, stop).await?;
     Ok(())
 }

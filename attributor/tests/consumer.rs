@@ -34,7 +34,7 @@ struct Setup {
 /// Topics of the test's own, a migrated database with one product, and the attributor's
 /// configuration pointing at `database_url` (the database itself unless given).
 async fn setup(database_url: impl FnOnce(&str) -> String) -> Setup {
-    gf_runtime::telemetry::init("warn");
+    let _ = gf_runtime::telemetry::init("test", "warn");
     let db = TestDb::migrated().await;
     let client = db.client().await;
     let product = product(&client).await;

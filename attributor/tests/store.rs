@@ -18,7 +18,7 @@ struct Db {
 }
 
 async fn db() -> Db {
-    gf_runtime::telemetry::init("warn");
+    let _ = gf_runtime::telemetry::init("test", "warn");
     let db = TestDb::migrated().await;
     let client = db.client().await;
     let product = product(&client).await;

@@ -45,14 +45,17 @@ pub enum Command {
     /// Inspect and retry webhook deliveries.
     #[command(subcommand)]
     Deliveries(DeliveriesCommand),
-    /// A webhook receiver for the demo: verifies each delivery's signature with the secret in
-    /// GF_DEMO_SINK_SECRET and appends what it received to a JSON-lines file.
+    /// A webhook receiver for the demo: verifies each delivery's signature with the endpoint's
+    /// secret (GF_DEMO_SINK_SECRET, or the file --secret-file, read at each delivery so the sink
+    /// can start before the endpoint exists) and appends what it received to a JSON-lines file.
     #[command(hide = true)]
     DemoSink {
         #[arg(long)]
         listen: std::net::SocketAddr,
         #[arg(long)]
         log: std::path::PathBuf,
+        #[arg(long)]
+        secret_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -253,6 +256,19 @@ pub enum RunCommand {
     Notifier,
     /// All four stages in one process.
     All,
+}
+
+impl RunCommand {
+    /// The OpenTelemetry `service.name` of the process.
+    pub fn service_name(&self) -> &'static str {
+        match self {
+            RunCommand::Receiver => "gf-receiver",
+            RunCommand::Normalizer => "gf-normalizer",
+            RunCommand::Attributor => "gf-attributor",
+            RunCommand::Notifier => "gf-notifier",
+            RunCommand::All => "greenflash",
+        }
+    }
 }
 
 #[derive(Subcommand)]

@@ -19,7 +19,11 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    gf_runtime::telemetry::init(default_log);
+    let service = match &cli.command {
+        Command::Run(stage) => stage.service_name(),
+        _ => "gf",
+    };
+    let _telemetry = gf_runtime::telemetry::init(service, default_log);
     let out = Output::new(cli.json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -40,7 +44,11 @@ fn main() -> ExitCode {
             Command::Emit(cmd) => commands::emit::run(cmd, &config, &out).await,
             Command::Endpoint(cmd) => commands::endpoint::run(cmd, &config, &out).await,
             Command::Deliveries(cmd) => commands::deliveries::run(cmd, &config, &out).await,
-            Command::DemoSink { listen, log } => commands::demo_sink::run(listen, log).await,
+            Command::DemoSink {
+                listen,
+                log,
+                secret_file,
+            } => commands::demo_sink::run(listen, log, secret_file).await,
         }
     });
     match result {

@@ -816,6 +816,40 @@ async fn run_all_carries_an_event_from_the_ingest_url_to_postgres_and_a_webhook(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // One /metrics for the process: the receiver's counters and every consumer's lag per
+    // partition from librdkafka's statistics (reported every 5 s).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = http
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let lag_of = |client: &str| {
+            metrics.lines().any(|l| {
+                l.starts_with("gf_kafka_consumer_lag{")
+                    && l.contains(&format!("client=\"{client}\""))
+                    && l.contains("partition=\"")
+            })
+        };
+        if metrics.contains("gf_receiver_requests_total")
+            && metrics.contains("gf_kafka_broker_rtt_seconds")
+            && ["gf-normalizer", "gf-attributor", "gf-notifier"]
+                .iter()
+                .all(|c| lag_of(c))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/metrics lacks consumer lag:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
     // SIGTERM: every stage stops and the process exits cleanly.
     Command::new("kill")
         .arg("-TERM")

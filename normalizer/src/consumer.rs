@@ -18,7 +18,7 @@ use gf_runtime::pipeline::{
 };
 use gf_runtime::topics::{Topics, consumer_group};
 use gf_schemas::raw::RawRecordMeta;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use tokio_util::sync::CancellationToken;
@@ -69,8 +69,17 @@ pub fn outputs_for(
                 partition: message.partition(),
                 offset: message.offset(),
             };
+            // One span per raw record, a child of the receiver's request span.
+            let span = tracing::info_span!(
+                "gf.normalizer.map",
+                partition = input.partition,
+                offset = input.offset,
+            );
+            let parent = meta.traceparent.as_deref();
+            gf_runtime::telemetry::continue_trace(&span, parent);
+            let _entered = span.enter();
             map_record(&input, options)
-                .map(|mapped| (meta.traceparent.clone(), mapped))
+                .map(|mapped| (gf_runtime::telemetry::traceparent(&span, parent), mapped))
                 .map_err(|e| e.to_string())
         });
     match result {
@@ -122,7 +131,7 @@ async fn run_once(
     stop: &CancellationToken,
 ) -> Result<(), NormalizerError> {
     let group = consumer_group(prefix, STAGE);
-    let consumer: StreamConsumer = settings.consumer_config("gf-normalizer", &group).create()?;
+    let consumer = settings.stage_consumer("gf-normalizer", &group)?;
     consumer.subscribe(&[&topics.raw])?;
     let producer = producer(settings, "gf-normalizer")?;
     let mut in_flight: FuturesOrdered<Pending> = FuturesOrdered::new();

@@ -33,7 +33,7 @@ struct Setup {
 }
 
 async fn setup(partitions: i32) -> Setup {
-    gf_runtime::telemetry::init("warn");
+    let _ = gf_runtime::telemetry::init("test", "warn");
     let config = test_config(&[]);
     let settings = KafkaSettings::from_config(&config).unwrap();
     let topics = Topics::new(&config.topic_prefix);

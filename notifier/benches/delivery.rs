@@ -85,6 +85,7 @@ async fn scenario(name: &str, blackholed: bool) {
                 created_at: Utc::now(),
                 data: json!({"externalConversationId": format!("c-{chunk}-{i}"), "score": 4.0,
                              "comment": "x".repeat(200)}),
+                traceparent: None,
             };
             record(&txn, &event, None).await.unwrap();
         }

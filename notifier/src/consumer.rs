@@ -9,12 +9,12 @@ use gf_runtime::Config;
 use gf_runtime::kafka::KafkaSettings;
 use gf_runtime::pipeline::{
     Backoff, Output, OutputError, commit_stored, dead_letter, next_batch, produce_all, producer,
-    store, supervise,
+    store, supervise, traceparent_of,
 };
 use gf_runtime::topics::{Topics, consumer_group};
 use gf_schemas::conversation::ConversationMessage;
 use gf_schemas::signal::Signal;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use tokio::time::Instant;
@@ -74,7 +74,7 @@ async fn run_once(
     stop: &CancellationToken,
 ) -> Result<(), NotifierError> {
     let group = consumer_group(prefix, STAGE);
-    let consumer: StreamConsumer = settings.consumer_config("gf-notifier", &group).create()?;
+    let consumer = settings.stage_consumer("gf-notifier", &group)?;
     consumer.subscribe(&[&topics.signals, &topics.conversations])?;
     let producer = producer(settings, "gf-notifier")?;
     tracing::info!(signals = %topics.signals, conversations = %topics.conversations, group, "notifier consuming");
@@ -85,9 +85,22 @@ async fn run_once(
                 return Ok(());
             };
             let mut items: Vec<Item> = messages.iter().map(|m| parse(topics, m)).collect();
-            if !write_with_retries(pool, &mut items, stop).await {
+            // One span per input record, open until the batch is written; the webhook events it
+            // fires carry the span's context to their deliveries.
+            let (spans, traceparents): (Vec<_>, Vec<_>) = messages
+                .iter()
+                .map(|m| {
+                    let parent = traceparent_of(m);
+                    let span = tracing::info_span!("gf.notifier.evaluate", topic = m.topic());
+                    gf_runtime::telemetry::continue_trace(&span, parent.as_deref());
+                    let next = gf_runtime::telemetry::traceparent(&span, parent.as_deref());
+                    (span, next)
+                })
+                .unzip();
+            if !write_with_retries(pool, &mut items, &traceparents, stop).await {
                 return Ok(()); // stopped before the batch was written: nothing is stored
             }
+            drop(spans);
             let dead: Vec<Output> = messages
                 .iter()
                 .zip(&items)
@@ -132,13 +145,18 @@ fn parse(topics: &Topics, message: &BorrowedMessage<'_>) -> Item {
 
 /// Writes the batch, retrying with backoff while PostgreSQL is unavailable; data PostgreSQL
 /// refuses is retried item by item and the refused items become `Invalid`. `false` once stopped.
-async fn write_with_retries(pool: &Pool, items: &mut [Item], stop: &CancellationToken) -> bool {
+async fn write_with_retries(
+    pool: &Pool,
+    items: &mut [Item],
+    traceparents: &[Option<String>],
+    stop: &CancellationToken,
+) -> bool {
     let mut backoff = Backoff::new(Duration::from_millis(200), MAX_BACKOFF);
     let all: Vec<usize> = (0..items.len()).collect();
     let mut pending = vec![all];
     while let Some(chosen) = pending.pop() {
         loop {
-            match write(pool, items, &chosen).await {
+            match write(pool, items, traceparents, &chosen).await {
                 Ok(()) => break,
                 Err(e) if is_data_error(&e) && chosen.len() > 1 => {
                     pending.extend(chosen.iter().map(|&i| vec![i]));
@@ -172,7 +190,12 @@ enum WriteError {
     Db(#[from] tokio_postgres::Error),
 }
 
-async fn write(pool: &Pool, items: &[Item], chosen: &[usize]) -> Result<(), WriteError> {
+async fn write(
+    pool: &Pool,
+    items: &[Item],
+    traceparents: &[Option<String>],
+    chosen: &[usize],
+) -> Result<(), WriteError> {
     let mut client = pool.get().await?;
     let txn = client.transaction().await?;
     for &i in chosen {
@@ -181,7 +204,8 @@ async fn write(pool: &Pool, items: &[Item], chosen: &[usize]) -> Result<(), Writ
             Item::Conversation(message) => outbox::conversation_started(message),
             Item::Invalid(_) => None,
         };
-        if let Some(event) = event {
+        if let Some(mut event) = event {
+            event.traceparent = traceparents[i].clone();
             outbox::record(&txn, &event, None).await?;
         }
     }

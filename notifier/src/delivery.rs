@@ -19,6 +19,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde_json::Value;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::consumer::NotifierError;
@@ -67,6 +68,8 @@ pub struct Claimed {
     secret: String,
     previous_secret: Option<String>,
     previous_secret_expires_at: Option<DateTime<Utc>>,
+    /// Trace context of what fired the event.
+    traceparent: Option<String>,
 }
 
 /// What one attempt did, as logged.
@@ -125,11 +128,37 @@ pub fn webhook_client(policy: &AddressPolicy) -> Result<reqwest::Client, Notifie
         .map_err(|e| NotifierError::Client(e.to_string()))
 }
 
-/// Sends one attempt and reports what happened (never fails: failures are outcomes).
+/// Sends one attempt and reports what happened (never fails: failures are outcomes). The
+/// attempt is a span in the trace of what fired the event, and sends its `traceparent`.
 pub async fn attempt(
     client: &reqwest::Client,
     policy: &AddressPolicy,
     claimed: &Claimed,
+) -> AttemptLog {
+    let span = tracing::info_span!(
+        "gf.notifier.deliver",
+        delivery_id = %claimed.id,
+        endpoint_id = %claimed.endpoint_id,
+        attempt = claimed.attempt,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let parent = claimed.traceparent.as_deref();
+    gf_runtime::telemetry::continue_trace(&span, parent);
+    let traceparent = gf_runtime::telemetry::traceparent(&span, parent);
+    let log = send(client, policy, claimed, traceparent)
+        .instrument(span.clone())
+        .await;
+    if let Some(code) = log.status_code {
+        span.record("http.response.status_code", code);
+    }
+    log
+}
+
+async fn send(
+    client: &reqwest::Client,
+    policy: &AddressPolicy,
+    claimed: &Claimed,
+    traceparent: Option<String>,
 ) -> AttemptLog {
     let started_at = Utc::now();
     let started = Instant::now();
@@ -164,8 +193,11 @@ pub async fn attempt(
     let delivery = claimed.id.to_string();
     let timestamp = started_at.timestamp();
     let signature = sign(&secrets, &delivery, timestamp, &body);
-    let sent = client
-        .post(url)
+    let mut request = client.post(url);
+    if let Some(traceparent) = traceparent {
+        request = request.header("traceparent", traceparent);
+    }
+    let sent = request
         .header("content-type", "application/json")
         .header("X-Greenflash-Delivery", &delivery)
         .header("X-Greenflash-Timestamp", timestamp.to_string())
@@ -261,7 +293,7 @@ fn error_chain(error: &(dyn StdError + 'static)) -> String {
 
 /// What a claim returns, read by [`claimed`].
 const CLAIMED: &str = "d.id, d.endpoint_id, d.attempts, ev.payload, e.url, e.secret, \
-     e.previous_secret, e.previous_secret_expires_at";
+     e.previous_secret, e.previous_secret_expires_at, ev.traceparent";
 
 fn claimed(r: &tokio_postgres::Row) -> Claimed {
     Claimed {
@@ -273,6 +305,7 @@ fn claimed(r: &tokio_postgres::Row) -> Claimed {
         secret: r.get(5),
         previous_secret: r.get(6),
         previous_secret_expires_at: r.get(7),
+        traceparent: r.get(8),
     }
 }
 

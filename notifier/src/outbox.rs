@@ -21,6 +21,8 @@ pub struct WebhookEvent {
     pub event_type: EventType,
     pub created_at: DateTime<Utc>,
     pub data: Value,
+    /// Trace context of what caused the event; its deliveries continue that trace.
+    pub traceparent: Option<String>,
 }
 
 impl WebhookEvent {
@@ -55,6 +57,7 @@ pub fn conversation_started(message: &ConversationMessage) -> Option<WebhookEven
             "externalUserId": message.external_user_id,
             "startedAt": message.occurred_at.to_rfc3339_opts(SecondsFormat::Millis, true),
         }),
+        traceparent: None,
     })
 }
 
@@ -104,6 +107,7 @@ pub async fn evaluate_signal(
         event_type,
         created_at: signal.occurred_at,
         data,
+        traceparent: None,
     }))
 }
 
@@ -117,13 +121,14 @@ pub async fn record(
 ) -> Result<Vec<Uuid>, tokio_postgres::Error> {
     let inserted = txn
         .execute(
-            "INSERT INTO webhook_events (id, product_id, event_type, payload)
-             VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO webhook_events (id, product_id, event_type, payload, traceparent)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
             &[
                 &event.id,
                 &event.product_id,
                 &event.event_type.as_str(),
                 &event.payload(),
+                &event.traceparent,
             ],
         )
         .await?;

@@ -126,7 +126,7 @@ async fn setup() -> Setup {
 }
 
 async fn setup_with(extra: &[(&str, &str)]) -> Setup {
-    gf_runtime::telemetry::init("warn");
+    let _ = gf_runtime::telemetry::init("test", "warn");
     let db = TestDb::migrated().await;
     let client = db.client().await;
     let product = Uuid::new_v4();
@@ -543,6 +543,7 @@ async fn blocked_addresses_are_refused_at_connect_time() {
             event_type: EventType::ConversationRating,
             created_at: Utc::now(),
             data: json!({}),
+            traceparent: None,
         };
         let mut db = s.pool.get().await.unwrap();
         let txn = db.transaction().await.unwrap();

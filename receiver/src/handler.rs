@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use gf_schemas::Provider;
 use gf_schemas::raw::RawRecordMeta;
 use serde_json::json;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::api::{self, IngestError};
@@ -49,8 +50,20 @@ async fn ingest(
     let (provider, token) = path.into_inner();
     let request_id = Uuid::now_v7().to_string();
     let provider = provider.parse::<Provider>().ok();
+    // One span per request, continuing the caller's trace; never the token.
+    let span = tracing::info_span!(
+        "gf.receiver.ingest",
+        provider = provider.map_or("unknown", Provider::as_str),
+        request_id,
+        http.response.status_code = tracing::field::Empty,
+    );
+    gf_runtime::telemetry::continue_trace(&span, incoming_traceparent(&req));
     let result = match provider {
-        Some(p) => handle(&req, p, &token, body, &state, &request_id).await,
+        Some(p) => {
+            handle(&req, p, &token, body, &state, &request_id)
+                .instrument(span.clone())
+                .await
+        }
         None => Err(IngestError::NotFound),
     };
     let mut response = match result {
@@ -65,6 +78,7 @@ async fn ingest(
             e.error_response()
         }
     };
+    span.record("http.response.status_code", response.status().as_u16());
     let label = provider.map_or("unknown", Provider::as_str);
     state
         .metrics
@@ -143,9 +157,9 @@ async fn handle(
                 .get(CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
-            traceparent: Some(child_traceparent(
-                headers.get("traceparent").and_then(|v| v.to_str().ok()),
-            )),
+            // The request span's context when spans are recorded, else a child id made here.
+            traceparent: gf_runtime::telemetry::traceparent(&tracing::Span::current(), None)
+                .or_else(|| Some(child_traceparent(incoming_traceparent(req)))),
         };
         let took = state.sink.append(&meta, &body).await?;
         state
@@ -193,6 +207,12 @@ fn count_events(state: &AppState, provider: Provider, summary: BatchSummary) {
             .with_label_values(&[provider.as_str(), outcome])
             .inc_by(n as u64);
     }
+}
+
+fn incoming_traceparent(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
 }
 
 async fn healthz() -> HttpResponse {

@@ -31,7 +31,7 @@ pub async fn run(
     let receiver = Receiver::new(
         config,
         ReceiverOptions::from_config(config),
-        prometheus::Registry::new(),
+        gf_runtime::metrics::registry().clone(),
         stop,
     )?;
     receiver.serve(listener)?.await

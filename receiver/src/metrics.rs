@@ -1,8 +1,6 @@
 //! Prometheus metrics of the receiver.
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -49,11 +47,6 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
-        let mut buffer = Vec::new();
-        let encoder = TextEncoder::new();
-        if let Err(e) = encoder.encode(&self.registry.gather(), &mut buffer) {
-            tracing::warn!(error = %e, "cannot encode metrics");
-        }
-        String::from_utf8(buffer).unwrap_or_default()
+        gf_runtime::metrics::render(&self.registry)
     }
 }

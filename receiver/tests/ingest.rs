@@ -90,7 +90,7 @@ impl Harness {
     }
 
     async fn with(setup: Setup) -> Harness {
-        gf_runtime::telemetry::init("warn");
+        let _ = gf_runtime::telemetry::init("test", "warn");
         let infra = infra();
         let db = TestDb::migrated().await;
         let brokers = setup.brokers.unwrap_or(infra.kafka_brokers.clone());

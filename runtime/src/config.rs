@@ -43,7 +43,43 @@ pub struct Config {
     /// How long a claimed delivery is reserved for its attempt; after a crash it is retried this
     /// long after the claim. More than the 5-second attempt limit.
     pub webhook_lease_secs: u64,
+    /// Where a stage without the receiver serves `/metrics` (`GF_METRICS_ADDR`); the receiver
+    /// serves it on its own address.
+    pub metrics_addr: Option<SocketAddr>,
 }
+
+/// Every variable [`Config`] reads (a test holds this list to what `from_lookup` asks for), so
+/// deployment files can be checked against it.
+pub const VARIABLES: &[&str] = &[
+    "DATABASE_URL",
+    "KAFKA_BROKERS",
+    "GF_PUBLIC_URL",
+    "GF_RECEIVER_ADDR",
+    "GF_METRICS_ADDR",
+    "GF_TOPIC_PREFIX",
+    "GF_TOPIC_PARTITIONS",
+    "GF_TOPIC_REPLICATION",
+    "GF_KAFKA_COMPRESSION",
+    "GF_MAX_BODY_BYTES",
+    "GF_SCRYPT_LOG_N",
+    "GF_MAX_BATCH_EVENTS",
+    "GF_PRODUCE_TIMEOUT_MS",
+    "GF_AUTH_CACHE_TTL_SECS",
+    "GF_KAFKA_SESSION_TIMEOUT_MS",
+    "GF_WEBHOOK_ALLOWED_NETS",
+    "GF_WEBHOOK_CONCURRENCY",
+    "GF_WEBHOOK_ENDPOINT_CONCURRENCY",
+    "GF_WEBHOOK_RETRY_DELAYS",
+    "GF_WEBHOOK_LEASE_SECS",
+    "GF_WEBHOOK_LOG_RETENTION_DAYS",
+];
+
+/// Variables read by the logging and tracing set-up ([`crate::telemetry`]).
+pub const TELEMETRY_VARIABLES: &[&str] = &[
+    "RUST_LOG",
+    "GF_LOG_FORMAT",
+    crate::telemetry::OTLP_ENDPOINT_VAR,
+];
 
 /// `"5, 300, 1800"` (seconds, fractions allowed) as durations.
 fn parse_delays(list: &str) -> Result<Vec<std::time::Duration>, ConfigError> {
@@ -197,6 +233,9 @@ impl Config {
                 3_650,
                 "1 to 3650",
             )? as u32,
+            metrics_addr: get("GF_METRICS_ADDR")
+                .map(|a| parse("GF_METRICS_ADDR", a, "an address like 0.0.0.0:9100"))
+                .transpose()?,
         })
     }
 
@@ -229,6 +268,19 @@ fn parse<T: std::str::FromStr>(
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn the_variable_list_is_what_configuration_reads() {
+        let asked = std::sync::Mutex::new(std::collections::BTreeSet::new());
+        Config::from_lookup(|name| {
+            asked.lock().unwrap().insert(name.to_owned());
+            None
+        })
+        .unwrap();
+        let listed: std::collections::BTreeSet<String> =
+            VARIABLES.iter().map(|v| v.to_string()).collect();
+        assert_eq!(asked.into_inner().unwrap(), listed);
+    }
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let vars: HashMap<String, String> = vars

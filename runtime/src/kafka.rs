@@ -14,6 +14,9 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::topics::TopicSpec;
 
+/// The consumer every stage loop reads with.
+pub type StageConsumer = rdkafka::consumer::StreamConsumer<crate::metrics::KafkaStats>;
+
 /// Room above the body limit for record headers and batch framing.
 const RECORD_OVERHEAD_BYTES: usize = 1024 * 1024;
 
@@ -135,6 +138,21 @@ impl KafkaSettings {
                 (fetch_max + RECORD_OVERHEAD_BYTES).to_string(),
             );
         c
+    }
+
+    /// A stage's group consumer, reporting librdkafka's statistics (consumer lag among them) to
+    /// the process's Prometheus registry.
+    pub fn stage_consumer(
+        &self,
+        client_id: &str,
+        group: &str,
+    ) -> Result<StageConsumer, KafkaError> {
+        let mut config = self.consumer_config(client_id, group);
+        config.set(
+            "statistics.interval.ms",
+            crate::metrics::KAFKA_STATISTICS_INTERVAL_MS.to_string(),
+        );
+        config.create_with_context(crate::metrics::KafkaStats::new(client_id))
     }
 
     pub fn admin(&self) -> Result<AdminClient<DefaultClientContext>, KafkaError> {

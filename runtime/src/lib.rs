@@ -6,13 +6,14 @@
 //! - [`db`]: the PostgreSQL pool and the migrations;
 //! - [`token`]: ingest tokens and shared secrets (generation, format, scrypt hashing);
 //! - [`control`]: products and connections (the control plane behind `gf product|connection`);
-//! - [`telemetry`]: logging set-up;
+//! - [`telemetry`]: logs and OpenTelemetry traces; [`metrics`]: Prometheus, Kafka statistics;
 //! - [`shutdown`]: SIGINT/SIGTERM as a cancellation token.
 
 pub mod config;
 pub mod control;
 pub mod db;
 pub mod kafka;
+pub mod metrics;
 pub mod pipeline;
 pub mod shutdown;
 pub mod telemetry;

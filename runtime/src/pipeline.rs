@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use chrono::Utc;
 use gf_schemas::deadletter::{DeadLetter, SourceRecord};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::kafka::KafkaSettings;
+use crate::kafka::{KafkaSettings, StageConsumer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
@@ -195,7 +195,7 @@ impl Backoff {
 
 /// Waits for a record, then gathers more for up to `linger` or until `max`; `None` once stopped.
 pub async fn next_batch<'c>(
-    consumer: &'c StreamConsumer,
+    consumer: &'c StageConsumer,
     stop: &CancellationToken,
     max: usize,
     linger: Duration,
@@ -216,7 +216,7 @@ pub async fn next_batch<'c>(
 }
 
 /// Marks a record as done; the next commit includes it.
-pub fn store(consumer: &StreamConsumer, topic: &str, partition: i32, offset: i64) {
+pub fn store(consumer: &StageConsumer, topic: &str, partition: i32, offset: i64) {
     // Fails only for a partition revoked meanwhile; its new owner processes the record again.
     if let Err(e) = consumer.store_offset(topic, partition, offset) {
         tracing::debug!(error = %e, partition, offset, "offset not stored");
@@ -224,7 +224,7 @@ pub fn store(consumer: &StreamConsumer, topic: &str, partition: i32, offset: i64
 }
 
 /// Commits the stored offsets; a failure is retried by the next commit.
-pub fn commit_stored(consumer: &StreamConsumer, mode: CommitMode) {
+pub fn commit_stored(consumer: &StageConsumer, mode: CommitMode) {
     match consumer.commit_consumer_state(mode) {
         Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
         Err(e) => tracing::warn!(error = %e, "offset commit failed; will retry"),

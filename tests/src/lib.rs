@@ -241,6 +241,58 @@ pub fn unique_topic_prefix() -> String {
     format!("t{}", &Uuid::new_v4().simple().to_string()[..12])
 }
 
+/// What an end-to-end test or benchmark starts from: a migrated database of its own, a
+/// configuration with topics of its own (created), and a product.
+pub struct Stack {
+    pub db: TestDb,
+    pub config: gf_runtime::Config,
+    pub settings: gf_runtime::kafka::KafkaSettings,
+    pub topics: gf_runtime::topics::Topics,
+    pub control: gf_runtime::control::ControlPlane,
+    pub product: Uuid,
+}
+
+impl Stack {
+    /// `extra` goes on top of [`test_config`]; topics get `partitions` partitions.
+    pub async fn new(extra: &[(&str, &str)], partitions: i32) -> Stack {
+        let db = TestDb::migrated().await;
+        let mut vars = vec![("DATABASE_URL", db.url.as_str())];
+        vars.extend_from_slice(extra);
+        let config = test_config(&vars);
+        let settings = gf_runtime::kafka::KafkaSettings::from_config(&config).expect("settings");
+        let topics = gf_runtime::topics::Topics::new(&config.topic_prefix);
+        gf_runtime::kafka::ensure_topics(
+            &settings,
+            &topics.specs(partitions, 1, settings.max_record_bytes),
+        )
+        .await
+        .expect("topics");
+        let control = gf_runtime::control::ControlPlane::new(
+            gf_runtime::db::pool(&db.url, 4).expect("pool"),
+            gf_runtime::token::SecretHasher::new(config.scrypt_log_n).expect("hasher"),
+        );
+        let product = control.create_product("test").await.expect("product").id;
+        Stack {
+            db,
+            config,
+            settings,
+            topics,
+            control,
+            product,
+        }
+    }
+
+    /// A new connection of the product; returns its URL token.
+    pub async fn connection(&self, provider: gf_schemas::Provider) -> String {
+        self.control
+            .create_connection(self.product, provider, None)
+            .await
+            .expect("connection")
+            .token
+            .reveal()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

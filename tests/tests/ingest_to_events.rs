@@ -6,13 +6,9 @@ use std::time::{Duration, Instant};
 
 use gf_normalizer::mapping::MapOptions;
 use gf_receiver::{Receiver, ReceiverOptions};
-use gf_runtime::control::ControlPlane;
-use gf_runtime::kafka::{KafkaSettings, ensure_topics};
-use gf_runtime::token::SecretHasher;
-use gf_runtime::topics::Topics;
 use gf_schemas::Provider;
 use gf_schemas::canonical::{CanonicalEvent, EventValue, Influence};
-use gf_tests::{TestDb, infra, test_config};
+use gf_tests::{Stack, infra};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -21,39 +17,18 @@ use tokio_util::sync::CancellationToken;
 // Multi-threaded: the reader below blocks while the receiver and normalizer run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn posted_events_come_out_as_canonical_events() {
-    gf_runtime::telemetry::init("warn");
+    let _ = gf_runtime::telemetry::init("test", "warn");
     let infra = infra();
-    let db = TestDb::migrated().await;
-    let config = test_config(&[("DATABASE_URL", &db.url)]);
-    let settings = KafkaSettings::from_config(&config).unwrap();
-    let topics = Topics::new(&config.topic_prefix);
-    ensure_topics(&settings, &topics.specs(2, 1, settings.max_record_bytes))
-        .await
-        .unwrap();
-
-    let control = ControlPlane::new(
-        gf_runtime::db::pool(&db.url, 2).unwrap(),
-        SecretHasher::new(10).unwrap(),
-    );
-    let product = control.create_product("e2e").await.unwrap().id;
-    let amplitude = control
-        .create_connection(product, Provider::Amplitude, None)
-        .await
-        .unwrap()
-        .token
-        .reveal();
-    let segment = control
-        .create_connection(product, Provider::Segment, None)
-        .await
-        .unwrap()
-        .token
-        .reveal();
+    let stack = Stack::new(&[], 2).await;
+    let (config, topics) = (&stack.config, &stack.topics);
+    let amplitude = stack.connection(Provider::Amplitude).await;
+    let segment = stack.connection(Provider::Segment).await;
 
     let stop = CancellationToken::new();
-    let mut options = ReceiverOptions::from_config(&config);
+    let mut options = ReceiverOptions::from_config(config);
     options.workers = Some(2);
     let receiver =
-        Receiver::new(&config, options, prometheus::Registry::new(), stop.clone()).unwrap();
+        Receiver::new(config, options, prometheus::Registry::new(), stop.clone()).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(receiver.serve(listener).unwrap());
@@ -140,7 +115,7 @@ async fn posted_events_come_out_as_canonical_events() {
         (purchase.influence, &purchase.value),
         (Influence::Positive, &Some(EventValue::Number(49.0)))
     );
-    assert_eq!(purchase.product_id, product);
+    assert_eq!(purchase.product_id, stack.product);
     assert!(
         traceparent.is_some(),
         "trace context travels with the event"

@@ -18,6 +18,7 @@ use crate::infra;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Bench {
+    Receiver,
     Normalizer,
     Attributor,
     Notifier,
@@ -47,6 +48,13 @@ impl Figure {
             target: None,
             met: None,
         }
+    }
+
+    /// A latency that must be at most `target`.
+    fn at_most(mut self, target: f64) -> Self {
+        self.met = Some(self.value <= target);
+        self.target = Some(target);
+        self
     }
 
     /// A rate that must be at least `target`.
@@ -107,7 +115,12 @@ impl Machine {
 
 pub fn run(root: &Path, bench: Bench) -> anyhow::Result<()> {
     let benches = match bench {
-        Bench::All => vec![Bench::Normalizer, Bench::Attributor, Bench::Notifier],
+        Bench::All => vec![
+            Bench::Receiver,
+            Bench::Normalizer,
+            Bench::Attributor,
+            Bench::Notifier,
+        ],
         one => vec![one],
     };
     let env = infra::up(root, false, &infra::External::from_env())
@@ -122,6 +135,7 @@ pub fn run(root: &Path, bench: Bench) -> anyhow::Result<()> {
         migrate(root, &vars)?;
         for bench in &benches {
             let (name, (figures, details)) = match bench {
+                Bench::Receiver => ("receiver", receiver(root, &vars)?),
                 Bench::Normalizer => ("normalizer", (normalizer(root, &vars)?, Vec::new())),
                 Bench::Attributor => ("attributor", attributor(root, &vars)?),
                 Bench::Notifier => ("notifier", notifier(root, &vars)?),
@@ -146,6 +160,66 @@ pub fn run(root: &Path, bench: Bench) -> anyhow::Result<()> {
         eprintln!("warning: stopping the local infrastructure failed: {e:#}");
     }
     result
+}
+
+fn receiver(root: &Path, vars: &[(String, String)]) -> anyhow::Result<(Vec<Figure>, Vec<Value>)> {
+    let results = cargo_bench(root, vars, "gf-receiver", "ingest", &[])?;
+    let mut figures = Vec::new();
+    let find = |case: &str, batch: u64| {
+        results
+            .iter()
+            .find(|r| r["case"] == case && r["batch"].as_u64() == Some(batch))
+    };
+    for r in &results {
+        let case = r["case"].as_str().unwrap_or("?");
+        let batch = r["batch"].as_u64().unwrap_or(0);
+        let label = format!("{case}, {batch}-event batches");
+        let events = Figure::new(
+            format!("{label}: events"),
+            number(r, "events_per_second")?,
+            "events/s",
+        );
+        figures.push(if case == "receiver" && batch == 1000 {
+            events.at_least(200_000.0)
+        } else {
+            events
+        });
+        let requests = Figure::new(
+            format!("{label}: requests"),
+            number(r, "requests_per_second")?,
+            "requests/s",
+        );
+        figures.push(if case == "receiver" && batch == 1 {
+            requests.at_least(10_000.0)
+        } else {
+            requests
+        });
+        figures.push(Figure::new(
+            format!("{label}: p50"),
+            number(r, "p50_ms")?,
+            "ms",
+        ));
+        let p99 = Figure::new(format!("{label}: p99"), number(r, "p99_ms")?, "ms");
+        figures.push(if case.contains("paced") {
+            p99.at_most(25.0)
+        } else {
+            p99
+        });
+        if case == "receiver"
+            && batch >= 10
+            && let Some(direct) = find("rdkafka produce (ceiling a)", batch)
+        {
+            figures.push(
+                Figure::new(
+                    format!("receiver / direct produce, {batch}-event batches"),
+                    number(r, "events_per_second")? / number(direct, "events_per_second")?,
+                    "ratio",
+                )
+                .at_least(0.8),
+            );
+        }
+    }
+    Ok((figures, results))
 }
 
 fn normalizer(root: &Path, vars: &[(String, String)]) -> anyhow::Result<Vec<Figure>> {

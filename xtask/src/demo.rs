@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 use crate::infra;
-use crate::process::{free_port, run as run_command, terminate, wait_until};
+use crate::process::{free_port, run as run_command, spinner, terminate, wait_until};
 
 /// The documents' example time (2025-05-18T12:00:00Z); the conversation starts two minutes
 /// before, so the 15-minute window ties the events to it.
@@ -95,8 +95,11 @@ fn scripted(root: &Path, env: &infra::InfraEnv, options: &Options) -> anyhow::Re
     };
 
     step("Setting up: migrations, topics, a product, two connections, a webhook endpoint");
+    let bar = spinner("applying migrations");
     gf_json(&["migrate"])?;
+    bar.set_message("creating topics");
     gf_json(&["topics", "ensure"])?;
+    bar.set_message("creating the product, connections and endpoint");
     let product = text(&gf_json(&["product", "create", "--name", "Demo support bot"])?["id"]);
     let connection = |provider: &str| -> anyhow::Result<String> {
         let args = [
@@ -121,6 +124,7 @@ fn scripted(root: &Path, env: &infra::InfraEnv, options: &Options) -> anyhow::Re
         "--events",
         "*",
     ])?;
+    bar.finish_and_clear();
     let log_path = dir.join("webhooks.jsonl");
     let _ = std::fs::remove_file(&log_path);
 
@@ -350,10 +354,13 @@ fn scripted(root: &Path, env: &infra::InfraEnv, options: &Options) -> anyhow::Re
 
 fn build_gf(root: &Path) -> anyhow::Result<PathBuf> {
     step("Building gf");
+    let bar = spinner("cargo build --package gf (the first build takes a few minutes)");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(root)
         .args(["build", "--quiet", "--package", "gf"])
-        .status()?;
+        .status();
+    bar.finish_and_clear();
+    let status = status?;
     if !status.success() {
         bail!("cargo build --package gf failed ({status})");
     }

@@ -46,13 +46,29 @@ pub fn wait_until(
     mut ready: impl FnMut() -> bool,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
+    let bar = spinner(&format!("waiting for {what}"));
     while Instant::now() < deadline {
         if ready() {
+            bar.finish_and_clear();
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    bar.finish_and_clear();
     bail!("{what} did not become ready within {}s", timeout.as_secs())
+}
+
+/// A spinner with elapsed time on stderr; indicatif draws nothing when stderr is not a terminal,
+/// so logs and CI output stay clean.
+pub fn spinner(message: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.set_message(message.to_owned());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
 }
 
 pub fn is_root() -> bool {

@@ -13,8 +13,24 @@ use gf_notifier::signing::{SigningSecret, verify};
 use serde_json::{Value, json};
 
 struct Sink {
-    secret: SigningSecret,
+    secret: SecretSource,
     log: Mutex<std::fs::File>,
+}
+
+enum SecretSource {
+    Fixed(SigningSecret),
+    File(PathBuf),
+}
+
+impl SecretSource {
+    fn current(&self) -> Option<SigningSecret> {
+        match self {
+            SecretSource::Fixed(secret) => Some(secret.clone()),
+            SecretSource::File(path) => std::fs::read_to_string(path)
+                .ok()
+                .and_then(|s| SigningSecret::parse(s.trim()).ok()),
+        }
+    }
 }
 
 async fn receive(request: HttpRequest, body: web::Bytes, sink: web::Data<Sink>) -> HttpResponse {
@@ -28,15 +44,17 @@ async fn receive(request: HttpRequest, body: web::Bytes, sink: web::Data<Sink>) 
     };
     let delivery = header("webhook-id");
     let timestamp: i64 = header("webhook-timestamp").parse().unwrap_or_default();
-    let verified = verify(
-        &sink.secret,
-        &delivery,
-        timestamp,
-        &body,
-        &header("webhook-signature"),
-        chrono::Utc::now().timestamp(),
-    )
-    .is_ok();
+    let verified = sink.secret.current().is_some_and(|secret| {
+        verify(
+            &secret,
+            &delivery,
+            timestamp,
+            &body,
+            &header("webhook-signature"),
+            chrono::Utc::now().timestamp(),
+        )
+        .is_ok()
+    });
     let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let line = json!({"delivery": delivery, "verified": verified, "event": event});
     if let Ok(mut file) = sink.log.lock() {
@@ -49,10 +67,18 @@ async fn receive(request: HttpRequest, body: web::Bytes, sink: web::Data<Sink>) 
     }
 }
 
-pub async fn run(listen: SocketAddr, log: PathBuf) -> anyhow::Result<()> {
-    let secret = std::env::var("GF_DEMO_SINK_SECRET")
-        .context("GF_DEMO_SINK_SECRET must hold the endpoint's whsec_ secret")?;
-    let secret = SigningSecret::parse(&secret)?;
+pub async fn run(
+    listen: SocketAddr,
+    log: PathBuf,
+    secret_file: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let secret = match (std::env::var("GF_DEMO_SINK_SECRET"), secret_file) {
+        (Ok(secret), _) => SecretSource::Fixed(SigningSecret::parse(&secret)?),
+        (Err(_), Some(path)) => SecretSource::File(path),
+        (Err(_), None) => anyhow::bail!(
+            "give the endpoint's whsec_ secret in GF_DEMO_SINK_SECRET or a file with --secret-file"
+        ),
+    };
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

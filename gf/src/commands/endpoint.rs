@@ -104,6 +104,7 @@ pub async fn run(cmd: EndpointCommand, config: &Config, out: &Output) -> anyhow:
                 event_type,
                 created_at: chrono::Utc::now(),
                 data: json!({"test": true, "externalConversationId": "test-conversation"}),
+                traceparent: None,
             };
             let delivery = {
                 let mut client = pool.get().await?;

@@ -4,6 +4,7 @@ use crate::cli::RunCommand;
 
 pub async fn run(cmd: RunCommand, config: &Config) -> anyhow::Result<()> {
     let stop = gf_runtime::shutdown::on_signal();
+    gf_runtime::metrics::serve_if_configured(config, &stop);
     match cmd {
         RunCommand::Receiver => gf_receiver::run(config, stop).await?,
         RunCommand::Normalizer => {
