@@ -17,6 +17,9 @@ use crate::topics::TopicSpec;
 /// The consumer every stage loop reads with.
 pub type StageConsumer = rdkafka::consumer::StreamConsumer<crate::metrics::KafkaStats>;
 
+/// See `consumer_config`.
+const FETCH_WAIT_MAX_MS: u32 = 50;
+
 /// Room above the body limit for record headers and batch framing.
 const RECORD_OVERHEAD_BYTES: usize = 1024 * 1024;
 
@@ -128,6 +131,10 @@ impl KafkaSettings {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", self.session_timeout_ms.to_string())
+            // How long an empty fetch may wait at the broker. Some brokers (tansu among them) hold
+            // a fetch this long even when records arrive meanwhile; librdkafka's 500 ms default
+            // then adds up to half a second per stage. 50 ms costs a few idle requests a second.
+            .set("fetch.wait.max.ms", FETCH_WAIT_MAX_MS.to_string())
             .set(
                 "max.partition.fetch.bytes",
                 self.max_record_bytes.to_string(),

@@ -22,6 +22,8 @@ pub enum Bench {
     Normalizer,
     Attributor,
     Notifier,
+    /// `gf run all` under a sustained load for 60 s, then the scaling runs (partitions, batch size).
+    E2e,
     /// Every benchmark above, one after the other.
     All,
 }
@@ -37,6 +39,9 @@ pub struct Figure {
     pub target: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub met: Option<bool>,
+    /// The target is a ceiling (latency, memory) rather than a floor.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub target_is_maximum: bool,
 }
 
 impl Figure {
@@ -47,6 +52,7 @@ impl Figure {
             unit,
             target: None,
             met: None,
+            target_is_maximum: false,
         }
     }
 
@@ -54,6 +60,7 @@ impl Figure {
     fn at_most(mut self, target: f64) -> Self {
         self.met = Some(self.value <= target);
         self.target = Some(target);
+        self.target_is_maximum = true;
         self
     }
 
@@ -120,6 +127,7 @@ pub fn run(root: &Path, bench: Bench) -> anyhow::Result<()> {
             Bench::Normalizer,
             Bench::Attributor,
             Bench::Notifier,
+            Bench::E2e,
         ],
         one => vec![one],
     };
@@ -139,6 +147,7 @@ pub fn run(root: &Path, bench: Bench) -> anyhow::Result<()> {
                 Bench::Normalizer => ("normalizer", (normalizer(root, &vars)?, Vec::new())),
                 Bench::Attributor => ("attributor", attributor(root, &vars)?),
                 Bench::Notifier => ("notifier", notifier(root, &vars)?),
+                Bench::E2e => ("e2e", e2e(root, &vars)?),
                 Bench::All => unreachable!("expanded above"),
             };
             write_report(
@@ -294,6 +303,56 @@ fn notifier(root: &Path, vars: &[(String, String)]) -> anyhow::Result<(Vec<Figur
     Ok((figures, results))
 }
 
+fn e2e(root: &Path, vars: &[(String, String)]) -> anyhow::Result<(Vec<Figure>, Vec<Value>)> {
+    let results = cargo_bench(root, vars, "gf", "e2e", &["scaling"])?;
+    let mut figures = Vec::new();
+    for r in &results {
+        if r["run"] == "sustained" {
+            figures.push(Figure::new(
+                "sustained load: events in",
+                number(r, "events_per_second")?,
+                "events/s",
+            ));
+            figures.push(Figure::new(
+                "receive to attributed row: p50",
+                number(r, "latency_p50_ms")?,
+                "ms",
+            ));
+            figures.push(
+                Figure::new(
+                    "receive to attributed row: p99",
+                    number(r, "latency_p99_ms")?,
+                    "ms",
+                )
+                .at_most(1_000.0),
+            );
+            figures.push(
+                Figure::new("peak RSS of gf run all", number(r, "peak_rss_mib")?, "MiB")
+                    .at_most(300.0),
+            );
+            let exact = r["exactly_once"].as_bool() == Some(true);
+            figures.push(
+                Figure::new(
+                    "acknowledged events stored exactly once",
+                    f64::from(u8::from(exact)),
+                    "bool",
+                )
+                .at_least(1.0),
+            );
+        } else {
+            figures.push(Figure::new(
+                format!(
+                    "scaling: {} partitions, {}-event batches, whole pipeline",
+                    r["partitions"], r["batch"]
+                ),
+                number(r, "pipeline_events_per_second")?,
+                "events/s",
+            ));
+        }
+    }
+    Ok((figures, results))
+}
+
 fn number(v: &Value, key: &str) -> anyhow::Result<f64> {
     v[key]
         .as_f64()
@@ -400,15 +459,21 @@ fn table(report: &Report<'_>) -> String {
     for f in &report.figures {
         let target = match (f.target, f.met) {
             (Some(t), Some(met)) => {
-                format!("  target ≥ {t:.0}: {}", if met { "met" } else { "NOT MET" })
+                let bound = if f.target_is_maximum { "≤" } else { "≥" };
+                format!(
+                    "  target {bound} {t}: {}",
+                    if met { "met" } else { "NOT MET" }
+                )
             }
             _ => String::new(),
         };
-        let _ = writeln!(
-            out,
-            "{:<width$}  {:>12.0} {}{target}",
-            f.name, f.value, f.unit
-        );
+        // Ratios and milliseconds need decimals; rates do not.
+        let shown = if f.value.abs() < 100.0 {
+            format!("{:.2}", f.value)
+        } else {
+            format!("{:.0}", f.value)
+        };
+        let _ = writeln!(out, "{:<width$}  {shown:>12} {}{target}", f.name, f.unit);
     }
     out
 }
