@@ -215,8 +215,7 @@ impl Stage<'_> {
                 Item::Event(e) => {
                     let parent = traceparent_of(m);
                     let span = tracing::info_span!("gf.attributor.attribute", event_id = %e.id);
-                    gf_runtime::telemetry::continue_trace(&span, parent.as_deref());
-                    let next = gf_runtime::telemetry::traceparent(&span, parent.as_deref());
+                    let next = gf_runtime::telemetry::continue_trace(&span, parent.as_deref());
                     spans.push(span);
                     next.map(|t| (e.id, t))
                 }

@@ -188,25 +188,33 @@ async fn lag(http: &reqwest::Client, base: &str) -> BTreeMap<String, i64> {
     total
 }
 
-/// Sends batches from 16 connections for `seconds`, paced to `rate` events/s (`None`: as fast as
-/// the answers come). Returns (requests answered 200, events acknowledged, failures).
-async fn load(run: &Run, events: usize, rate: Option<f64>, seconds: u64) -> (u64, u64, u64) {
+/// When a load stops.
+#[derive(Clone, Copy)]
+enum Until {
+    Elapsed(Duration),
+    Batches(u64),
+}
+
+/// Sends batches of `events` from 16 connections until `until`, paced to `rate` events/s
+/// (`None`: as fast as the answers come). Returns (requests answered 200, events acknowledged,
+/// failures).
+async fn load(run: &Run, events: usize, rate: Option<f64>, until: Until) -> (u64, u64, u64) {
     const CONNECTIONS: usize = 16;
+    let (end, batches) = match until {
+        Until::Elapsed(d) => (Instant::now() + d, u64::MAX),
+        Until::Batches(n) => (Instant::now() + Duration::from_secs(24 * 3600), n),
+    };
     let http = reqwest::Client::new();
     let sequence = Arc::new(AtomicU64::new(0));
-    let acknowledged = Arc::new(AtomicU64::new(0));
-    let requests = Arc::new(AtomicU64::new(0));
-    let failures = Arc::new(AtomicU64::new(0));
-    let end = Instant::now() + Duration::from_secs(seconds);
+    let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
     let interval = rate.map(|r| Duration::from_secs_f64(CONNECTIONS as f64 * events as f64 / r));
     let mut tasks = Vec::new();
     for task in 0..CONNECTIONS {
-        let (http, url) = (http.clone(), run.ingest_url.clone());
-        let (sequence, acknowledged, requests, failures) = (
+        let (http, url, sequence, counts) = (
+            http.clone(),
+            run.ingest_url.clone(),
             sequence.clone(),
-            acknowledged.clone(),
-            requests.clone(),
-            failures.clone(),
+            counts.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let mut next = Instant::now()
@@ -218,16 +226,19 @@ async fn load(run: &Run, events: usize, rate: Option<f64>, seconds: u64) -> (u64
                     tokio::time::sleep_until(next.into()).await;
                     next += interval;
                 }
-                let body = batch(sequence.fetch_add(1, Ordering::Relaxed), events);
-                match http.post(&url).body(body).send().await {
+                let n = sequence.fetch_add(1, Ordering::Relaxed);
+                if n >= batches {
+                    break;
+                }
+                match http.post(&url).body(batch(n, events)).send().await {
                     Ok(r) if r.status() == 200 => {
                         let answer: Value = r.json().await.unwrap_or_default();
-                        acknowledged
-                            .fetch_add(answer["accepted"].as_u64().unwrap_or(0), Ordering::Relaxed);
-                        requests.fetch_add(1, Ordering::Relaxed);
+                        let accepted = answer["accepted"].as_u64().unwrap_or(0);
+                        counts[0].fetch_add(1, Ordering::Relaxed);
+                        counts[1].fetch_add(accepted, Ordering::Relaxed);
                     }
                     _ => {
-                        failures.fetch_add(1, Ordering::Relaxed);
+                        counts[2].fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
@@ -236,6 +247,7 @@ async fn load(run: &Run, events: usize, rate: Option<f64>, seconds: u64) -> (u64
     for task in tasks {
         task.await.unwrap();
     }
+    let [requests, acknowledged, failures] = &*counts;
     (
         requests.load(Ordering::Relaxed),
         acknowledged.load(Ordering::Relaxed),
@@ -286,7 +298,13 @@ async fn sustained(seconds: u64, rate: f64, events: usize) {
             timeline
         }
     });
-    let (requests, acknowledged, failures) = load(&run, events, Some(rate), seconds).await;
+    let (requests, acknowledged, failures) = load(
+        &run,
+        events,
+        Some(rate),
+        Until::Elapsed(Duration::from_secs(seconds)),
+    )
+    .await;
     let (rows, distinct, drain_seconds) = drained(&run, acknowledged).await;
     sampling.store(false, Ordering::Relaxed);
     let timeline = sampler.await.unwrap();
@@ -333,7 +351,8 @@ async fn sustained(seconds: u64, rate: f64, events: usize) {
 async fn scaling(partitions: u32, events: usize, total: u64) {
     let run = start(partitions).await;
     let started = Instant::now();
-    let (requests, acknowledged, failures) = load_count(&run, events, total).await;
+    let (requests, acknowledged, failures) =
+        load(&run, events, None, Until::Batches(total / events as u64)).await;
     let ingest_seconds = started.elapsed().as_secs_f64();
     let (rows, distinct, _) = drained(&run, acknowledged).await;
     let pipeline_seconds = started.elapsed().as_secs_f64();
@@ -352,51 +371,6 @@ async fn scaling(partitions: u32, events: usize, total: u64) {
         })
     );
     finish(run).await;
-}
-
-/// Sends `total` events in batches of `events` from 16 connections, as fast as answered.
-async fn load_count(run: &Run, events: usize, total: u64) -> (u64, u64, u64) {
-    let batches = total / events as u64;
-    let http = reqwest::Client::new();
-    let next = Arc::new(AtomicU64::new(0));
-    let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
-    let mut tasks = Vec::new();
-    for _ in 0..16 {
-        let (http, url, next, counts) = (
-            http.clone(),
-            run.ingest_url.clone(),
-            next.clone(),
-            counts.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let sequence = next.fetch_add(1, Ordering::Relaxed);
-                if sequence >= batches {
-                    break;
-                }
-                match http.post(&url).body(batch(sequence, events)).send().await {
-                    Ok(r) if r.status() == 200 => {
-                        let answer: Value = r.json().await.unwrap_or_default();
-                        let accepted = answer["accepted"].as_u64().unwrap_or(0);
-                        counts[0].fetch_add(1, Ordering::Relaxed);
-                        counts[1].fetch_add(accepted, Ordering::Relaxed);
-                    }
-                    _ => {
-                        counts[2].fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let [requests, acknowledged, failures] = &*counts;
-    (
-        requests.load(Ordering::Relaxed),
-        acknowledged.load(Ordering::Relaxed),
-        failures.load(Ordering::Relaxed),
-    )
 }
 
 #[tokio::main]

@@ -76,10 +76,10 @@ pub fn outputs_for(
                 offset = input.offset,
             );
             let parent = meta.traceparent.as_deref();
-            gf_runtime::telemetry::continue_trace(&span, parent);
+            let next = gf_runtime::telemetry::continue_trace(&span, parent);
             let _entered = span.enter();
             map_record(&input, options)
-                .map(|mapped| (gf_runtime::telemetry::traceparent(&span, parent), mapped))
+                .map(|mapped| (next, mapped))
                 .map_err(|e| e.to_string())
         });
     match result {

@@ -92,8 +92,7 @@ async fn run_once(
                 .map(|m| {
                     let parent = traceparent_of(m);
                     let span = tracing::info_span!("gf.notifier.evaluate", topic = m.topic());
-                    gf_runtime::telemetry::continue_trace(&span, parent.as_deref());
-                    let next = gf_runtime::telemetry::traceparent(&span, parent.as_deref());
+                    let next = gf_runtime::telemetry::continue_trace(&span, parent.as_deref());
                     (span, next)
                 })
                 .unzip();

@@ -143,8 +143,7 @@ pub async fn attempt(
         http.response.status_code = tracing::field::Empty,
     );
     let parent = claimed.traceparent.as_deref();
-    gf_runtime::telemetry::continue_trace(&span, parent);
-    let traceparent = gf_runtime::telemetry::traceparent(&span, parent);
+    let traceparent = gf_runtime::telemetry::continue_trace(&span, parent);
     let log = send(client, policy, claimed, traceparent)
         .instrument(span.clone())
         .await;

@@ -57,7 +57,8 @@ async fn ingest(
         request_id,
         http.response.status_code = tracing::field::Empty,
     );
-    gf_runtime::telemetry::continue_trace(&span, incoming_traceparent(&req));
+    // The record's header is made inside the span (a child of it, or of ours when not recording).
+    let _ = gf_runtime::telemetry::continue_trace(&span, incoming_traceparent(&req));
     let result = match provider {
         Some(p) => {
             handle(&req, p, &token, body, &state, &request_id)

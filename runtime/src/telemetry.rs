@@ -98,14 +98,16 @@ fn otlp_provider(
         .build())
 }
 
-/// Makes `span` a child of the trace in `parent` (a `traceparent` header), when there is one.
-pub fn continue_trace(span: &tracing::Span, parent: Option<&str>) {
+/// Makes `span` a child of the trace in `parent` (a `traceparent` header), when there is one, and
+/// returns the `traceparent` for what is written inside the span (see [`traceparent`]).
+pub fn continue_trace(span: &tracing::Span, parent: Option<&str>) -> Option<String> {
     if let Some(parent) = parent {
         let carrier = HashMap::from([("traceparent".to_owned(), parent.to_owned())]);
         let cx = TraceContextPropagator::new().extract(&carrier);
         // Fails only when the span is disabled; then there is nothing to link.
         let _ = span.set_parent(cx);
     }
+    traceparent(span, parent)
 }
 
 /// The `traceparent` for records written inside `span`: its own context when spans are recorded,
