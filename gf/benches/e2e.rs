@@ -53,19 +53,15 @@ fn gf_json(env: &BTreeMap<String, String>, args: &[&str]) -> Value {
 async fn start(partitions: u32) -> Run {
     let infra = infra();
     let db = TestDb::migrated().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
+    let addr = gf_tests::net::free_local_addr();
+    let base = format!("http://{addr}");
     let mut env: BTreeMap<String, String> = infra.env.clone().into_iter().collect();
     for (k, v) in [
         ("DATABASE_URL", db.url.clone()),
         ("KAFKA_BROKERS", infra.kafka_brokers.clone()),
         ("GF_TOPIC_PREFIX", unique_topic_prefix()),
         ("GF_TOPIC_PARTITIONS", partitions.to_string()),
-        ("GF_RECEIVER_ADDR", format!("127.0.0.1:{port}")),
+        ("GF_RECEIVER_ADDR", addr),
         ("GF_PUBLIC_URL", base.clone()),
         ("GF_KAFKA_SESSION_TIMEOUT_MS", "6000".into()),
         ("RUST_LOG", "warn".into()),

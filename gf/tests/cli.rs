@@ -723,12 +723,7 @@ async fn run_all_carries_an_event_from_the_ingest_url_to_postgres_and_a_webhook(
     let gf = Gf::new(&db);
     gf.json(&["topics", "ensure"]);
     let product = gf.product();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = gf_tests::net::free_local_addr();
     let (sink, hits) = tiny_sink("200 OK").await;
     let env = [
         ("GF_RECEIVER_ADDR", addr.as_str()),

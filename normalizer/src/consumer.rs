@@ -14,7 +14,7 @@ use gf_runtime::Config;
 use gf_runtime::kafka::KafkaSettings;
 use gf_runtime::pipeline::{
     Output, OutputError, acknowledged, commit_stored, dead_letter, enqueue, headers_of, producer,
-    store, supervise,
+    recv, store, supervise,
 };
 use gf_runtime::topics::{Topics, consumer_group};
 use gf_schemas::raw::RawRecordMeta;
@@ -148,7 +148,7 @@ async fn run_once(
                     acked?;
                     store(&consumer, &topic, partition, offset);
                 }
-                message = consumer.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
+                message = recv(&consumer), if in_flight.len() < MAX_IN_FLIGHT => {
                     let message = message?;
                     let outputs = outputs_for(topics, &options, &message, &mut counts);
                     let mut deliveries = Vec::with_capacity(outputs.len());

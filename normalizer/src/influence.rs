@@ -34,7 +34,8 @@
 
 use gf_schemas::canonical::Influence;
 
-const POSITIVE: &[&str] = &[
+/// Whole words that make a name positive.
+pub const POSITIVE: &[&str] = &[
     "signup",
     "signups",
     "upgrade",
@@ -68,7 +69,8 @@ const POSITIVE: &[&str] = &[
     "completion",
 ];
 
-const NEGATIVE: &[&str] = &[
+/// Whole words that make a name negative; they win over positive ones.
+pub const NEGATIVE: &[&str] = &[
     "churn",
     "churned",
     "churns",
@@ -108,7 +110,7 @@ const NEGATIVE: &[&str] = &[
 ];
 
 /// First words of two-word positive forms followed by `up` (`sign up`, `signed up`).
-const SIGN: &[&str] = &["sign", "signed", "signing"];
+pub const SIGN: &[&str] = &["sign", "signed", "signing"];
 
 /// The influence of an event name.
 pub fn from_name(name: &str) -> Influence {

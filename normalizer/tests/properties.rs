@@ -1,7 +1,10 @@
-//! Properties of the mapping over arbitrary input: it never panics, and ids are stable.
+//! Properties over arbitrary input: the mapping never panics and its ids are stable; the
+//! influence matcher reads whole words whatever the naming convention.
 
+use gf_normalizer::influence;
 use gf_normalizer::mapping::{MapOptions, RawInput, map_record};
 use gf_schemas::Provider;
+use gf_schemas::canonical::Influence;
 use gf_schemas::raw::RawRecordMeta;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
@@ -110,5 +113,85 @@ proptest! {
                 }
             }
         }
+    }
+}
+
+/// Influence words and ordinary ones, at least two letters (single capitals run together in
+/// PascalCase, `AB`, which no convention can split back).
+fn name_words() -> impl Strategy<Value = Vec<String>> {
+    let keyword = prop::sample::select(
+        [
+            influence::POSITIVE,
+            influence::NEGATIVE,
+            influence::SIGN,
+            &["up", "un"],
+        ]
+        .concat(),
+    )
+    .prop_map(str::to_owned);
+    let word = prop_oneof![keyword, "[a-z]{2,9}"];
+    prop::collection::vec(word, 1..5)
+}
+
+/// A name in one of the conventions senders use.
+fn render(words: &[String], convention: usize) -> String {
+    let capital = |w: &String| w[..1].to_uppercase() + &w[1..];
+    match convention {
+        0 => words.join("_"),
+        1 => words.join("-"),
+        2 => words.iter().map(capital).collect::<Vec<_>>().join(" "),
+        3 => words[0].clone() + &words[1..].iter().map(capital).collect::<String>(),
+        4 => words.iter().map(capital).collect(),
+        _ => words.join("_").to_uppercase(),
+    }
+}
+
+fn listed(word: &str) -> bool {
+    influence::POSITIVE.contains(&word)
+        || influence::NEGATIVE.contains(&word)
+        || influence::SIGN.contains(&word)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, .. ProptestConfig::default() })]
+
+    /// The convention a name is written in changes neither its words nor its influence.
+    #[test]
+    fn influence_ignores_the_naming_convention(words in name_words(), convention in 0usize..6) {
+        let name = render(&words, convention);
+        prop_assert_eq!(influence::words(&name), words.clone(), "{}", name);
+        prop_assert_eq!(influence::from_name(&name), influence::from_name(&words.join("_")), "{}", name);
+    }
+
+    /// Any negative word makes the name negative, whatever else it holds.
+    #[test]
+    fn a_negative_word_always_wins(words in name_words(), at in any::<prop::sample::Index>(),
+                                   negative in prop::sample::select(influence::NEGATIVE)) {
+        let mut words = words;
+        words.insert(at.index(words.len() + 1), negative.to_owned());
+        prop_assert_eq!(influence::from_name(&words.join(" ")), Influence::Negative);
+    }
+
+    /// Without a listed word the name is neutral; a keyword inside a longer word is no keyword.
+    #[test]
+    fn only_whole_listed_words_count(words in prop::collection::vec("[a-z]{2,9}", 1..5),
+                                     keyword in prop::sample::select([influence::POSITIVE, influence::NEGATIVE].concat()),
+                                     prefix in "[a-z]{0,3}", suffix in "[a-z]{0,3}") {
+        let glued = format!("{prefix}{keyword}{suffix}");
+        prop_assume!(!listed(&glued) && !words.iter().any(|w| listed(w)));
+        // `un` before `subscribe…` and `sign` before `up` are the two-word forms.
+        prop_assume!(!words.iter().any(|w| w == "un" || w == "up"));
+        let mut words = words;
+        words.push(glued);
+        prop_assert_eq!(influence::from_name(&words.join("_")), Influence::Neutral, "{:?}", words);
+    }
+
+    /// Splitting keeps every letter and digit, lowercased, and yields no empty word.
+    #[test]
+    fn words_lose_no_character(name in "\\PC{0,40}") {
+        let words = influence::words(&name);
+        prop_assert!(words.iter().all(|w| !w.is_empty()));
+        let kept: String = name.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect();
+        prop_assert_eq!(words.concat(), kept);
     }
 }

@@ -372,4 +372,100 @@ mod tests {
             assert_eq!(EventType::parse(t.as_str()), Some(t));
         }
     }
+
+    /// The threshold, direction and label each threshold rule uses, as the documents give them.
+    fn breaches(kind: SignalKind, score: f64, label: Option<&str>) -> bool {
+        use SignalKind::*;
+        match kind {
+            ConversationQualityIndex | ProductQualityIndex | ProductSentiment => score < 60.0,
+            ConversationSentiment => score < 0.0,
+            ConversationFrustration | ConversationStruggle => score > 0.5,
+            ConversationCommercialIntent => {
+                score > 0.4 && matches!(label, Some("medium" | "high" | "MEDIUM" | "High"))
+            }
+            other => panic!("{other:?} has no threshold"),
+        }
+    }
+
+    fn threshold_kind() -> impl proptest::strategy::Strategy<Value = SignalKind> {
+        use SignalKind::*;
+        proptest::sample::select(vec![
+            ConversationQualityIndex,
+            ConversationSentiment,
+            ConversationFrustration,
+            ConversationStruggle,
+            ConversationCommercialIntent,
+            ProductQualityIndex,
+            ProductSentiment,
+        ])
+    }
+
+    fn score() -> impl proptest::strategy::Strategy<Value = f64> {
+        use proptest::prelude::*;
+        prop_oneof![
+            -1.0..1.0f64,
+            0.0..100.0f64,
+            Just(60.0),
+            Just(0.5),
+            Just(0.4),
+            Just(0.0),
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 1024, ..Default::default() })]
+
+        /// Over any sequence of scores, a threshold rule fires exactly on each crossing into the
+        /// breached side; scores that are not numbers fire nothing and leave the state alone.
+        #[test]
+        fn threshold_rules_fire_once_per_crossing(
+            kind in threshold_kind(),
+            scores in proptest::collection::vec(score(), 1..40),
+            label in proptest::sample::select(vec![None, Some("low"), Some("medium"), Some("High")]),
+        ) {
+            let mut state = false;
+            let mut expected_state = false;
+            for score in scores {
+                let mut s = signal(kind, Some(score));
+                s.label = label.map(str::to_owned);
+                let evaluation = evaluate(&s, state);
+                if !score.is_finite() {
+                    proptest::prop_assert!(evaluation.is_none());
+                    continue;
+                }
+                let e = evaluation.unwrap();
+                let breached = breaches(kind, score, label);
+                proptest::prop_assert_eq!(e.fire, breached && !expected_state, "{:?} {}", kind, score);
+                proptest::prop_assert_eq!(e.breached, Some(breached));
+                expected_state = breached;
+                state = e.breached.unwrap();
+            }
+        }
+
+        /// Ratings fire on every finite score, whatever came before.
+        #[test]
+        fn ratings_fire_every_time(score in score(), before in proptest::bool::ANY) {
+            let e = evaluate(&signal(SignalKind::ConversationRating, Some(score)), before);
+            proptest::prop_assert_eq!(e.is_some_and(|e| e.fire), score.is_finite());
+        }
+
+        /// `*` covers everything, a name only itself, `prefix.*` exactly the names under it.
+        #[test]
+        fn subscriptions_cover_what_they_name(
+            pattern in proptest::sample::select(EventType::ALL.to_vec()),
+            event in proptest::sample::select(EventType::ALL.to_vec()),
+            star in proptest::bool::ANY,
+        ) {
+            proptest::prop_assert!(subscribed("*", event));
+            proptest::prop_assert_eq!(subscribed(pattern.as_str(), event), pattern == event);
+            let family = pattern.as_str().split('.').next().unwrap();
+            let wildcard = if star { format!("{family}.*") } else { format!("{family}*") };
+            proptest::prop_assert_eq!(
+                subscribed(&wildcard, event),
+                star && event.as_str().starts_with(&format!("{family}."))
+            );
+        }
+    }
 }

@@ -727,3 +727,94 @@ except Exception:\n    print('verified')\n";
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "verified");
 }
+
+/// A sink that resets its first `resets` connections (RST after reading the request), then
+/// answers 200; returns its URL and the `webhook-id` of every request it answered 200.
+async fn resetting_sink(resets: usize) -> (String, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/reset", listener.local_addr().unwrap());
+    let answered = Arc::new(Mutex::new(Vec::new()));
+    let seen = answered.clone();
+    tokio::spawn(async move {
+        let mut connections = 0;
+        while let Ok((mut stream, _)) = listener.accept().await {
+            connections += 1;
+            let reset = connections <= resets;
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 16 * 1024];
+                while !String::from_utf8_lossy(&request).contains("\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if reset {
+                    // Linger 0: closing sends RST instead of FIN.
+                    let _ = stream.set_zero_linger();
+                    return;
+                }
+                let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                let id = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("webhook-id:"))
+                    .map(|v| v.trim().to_owned())
+                    .unwrap_or_default();
+                seen.lock().unwrap().push(id);
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (url, answered)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sink_resetting_connections_gets_every_delivery_once() {
+    let s = setup_with(&[("GF_WEBHOOK_RETRY_DELAYS", "1,1,1")]).await;
+    let (url, answered) = resetting_sink(3).await;
+    s.endpoint(url, "conversation.rating").await;
+    let (stop, handle) = s.start();
+    for _ in 0..5 {
+        s.signal(Uuid::new_v4(), SignalKind::ConversationRating, 4.0)
+            .await;
+    }
+    assert!(
+        eventually(Duration::from_secs(40), async || {
+            let statuses = s.delivery_statuses().await;
+            statuses.len() == 5 && statuses.iter().all(|(_, status, _)| status == "delivered")
+        })
+        .await,
+        "{:?}",
+        s.delivery_statuses().await
+    );
+    stop.cancel();
+    handle.await.unwrap();
+    let answered = answered.lock().unwrap().clone();
+    let distinct: std::collections::HashSet<&String> = answered.iter().collect();
+    assert_eq!(
+        answered.len(),
+        5,
+        "each delivery answered once: {answered:?}"
+    );
+    assert_eq!(distinct.len(), 5);
+    let failed: Vec<(String, Option<String>)> = s
+        .client
+        .query(
+            "SELECT error_class, error FROM delivery_attempts WHERE error_class IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(failed.len(), 3, "one failed attempt per reset: {failed:?}");
+    assert!(
+        failed.iter().all(|(class, _)| class == "request"),
+        "{failed:?}"
+    );
+}

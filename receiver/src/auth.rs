@@ -94,6 +94,8 @@ pub struct Authenticator {
     epoch: AtomicU64,
     /// Recent invalidations as (epoch, lookup); `None` stands for "everything".
     invalidations: Mutex<VecDeque<(u64, Option<String>)>>,
+    /// scrypt runs, exported so an operator sees a guessing attack's cost.
+    verifications: prometheus::IntCounter,
 }
 
 /// Invalidations remembered for the race check; older races are treated as conflicting.
@@ -111,7 +113,17 @@ impl Authenticator {
             waiting: AtomicUsize::new(0),
             epoch: AtomicU64::new(0),
             invalidations: Mutex::default(),
+            verifications: prometheus::IntCounter::new(
+                "gf_receiver_scrypt_verifications_total",
+                "scrypt verifications of URL tokens and shared secrets (cache misses)",
+            )
+            .expect("a valid metric name"),
         }
+    }
+
+    /// The counter of scrypt runs, for the receiver's registry.
+    pub fn verifications(&self) -> prometheus::IntCounter {
+        self.verifications.clone()
     }
 
     /// Runs `change` on the cache unless `lookup` was invalidated since `epoch` (the check that
@@ -239,14 +251,18 @@ impl Authenticator {
             return Err(AuthError::InvalidToken);
         }
         drop(unknown);
-        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if failures
-            .get(lookup)
-            .is_some_and(|t| t.elapsed() < FAILURE_BACKOFF)
-        {
+        if self.backing_off(lookup) {
             return Err(AuthError::Busy);
         }
         Ok(())
+    }
+
+    /// Whether a verification on `lookup` failed within the last [`FAILURE_BACKOFF`].
+    fn backing_off(&self, lookup: &str) -> bool {
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures
+            .get(lookup)
+            .is_some_and(|t| t.elapsed() < FAILURE_BACKOFF)
     }
 
     async fn verify_uncached(
@@ -373,14 +389,8 @@ impl Authenticator {
         given: &str,
         epoch: u64,
     ) -> Result<(), AuthError> {
-        {
-            let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-            if failures
-                .get(lookup)
-                .is_some_and(|t| t.elapsed() < FAILURE_BACKOFF)
-            {
-                return Err(AuthError::Busy);
-            }
+        if self.backing_off(lookup) {
+            return Err(AuthError::Busy);
         }
         if !self.verify(lookup, hash, given).await? {
             return Err(AuthError::SecretWrong);
@@ -405,6 +415,12 @@ impl Authenticator {
         let permit = self.slots.acquire().await;
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         let _permit = permit.map_err(|_| AuthError::Busy)?;
+        // Guesses arrive in bursts: one that waited for a slot while another guess on the same
+        // lookup failed backs off too, so a lookup costs one run per backoff, not one per guess.
+        if self.backing_off(lookup) {
+            return Err(AuthError::Busy);
+        }
+        self.verifications.inc();
         let (hash, secret) = (hash.to_owned(), secret.to_owned());
         let ok = tokio::task::spawn_blocking(move || verify_hash(&hash, &secret).unwrap_or(false))
             .await

@@ -90,12 +90,14 @@ impl Receiver {
             }
         })?;
         let control = ControlPlane::new(pool.clone(), hasher);
-        let verify_slots = std::thread::available_parallelism().map_or(2, |n| n.get());
+        // Half the cores at most: a flood of guesses cannot take the CPU from accepted senders.
+        let verify_slots = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1));
         let auth = Arc::new(Authenticator::new(
             control.clone(),
             options.auth_cache_ttl,
             verify_slots,
         ));
+        registry.register(Box::new(auth.verifications()))?;
         let database_url_for_activity = database_url.clone();
         tokio::spawn(listen_for_changes(database_url, auth.clone(), stop.clone()));
         let kafka = KafkaSettings::from_config(config)?;

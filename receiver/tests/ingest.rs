@@ -896,3 +896,139 @@ async fn without_postgres_cached_connections_work_and_others_get_500() {
     );
     drop(h.db.client().await);
 }
+
+/// The scrypt runs /metrics reports so far.
+async fn scrypt_runs(h: &Harness) -> u64 {
+    let text = h
+        .http
+        .get(format!("{}/metrics", h.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("gf_receiver_scrypt_verifications_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no scrypt counter in /metrics:\n{text}"))
+}
+
+/// A token of well-formed shape with the given public lookup and a random secret part.
+fn guessed_token(lookup: &str) -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).unwrap();
+    let secret: String = bytes
+        .iter()
+        .chain(&bytes[..11])
+        .map(|b| {
+            let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            alphabet[(*b % 64) as usize] as char
+        })
+        .take(43)
+        .collect();
+    format!("gft_{lookup}_{secret}")
+}
+
+/// Guessing at URL tokens (random lookups, or a known lookup with random secrets) and at shared
+/// secrets costs at most one scrypt run per known lookup per second: unknown lookups are
+/// remembered, failures back off, and a cached sender never waits for scrypt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_cannot_drive_scrypt() {
+    let h = Harness::start().await;
+    let (_, sender) = h.connection(Provider::Amplitude, None).await;
+    let mut known = Vec::new();
+    for _ in 0..3 {
+        known.push(h.connection(Provider::Amplitude, None).await.1);
+    }
+    let (_, with_secret) = h
+        .connection(Provider::Amplitude, Some("the-right-one"))
+        .await;
+    let lookup = |t: &str| t[4..20].to_owned();
+    let ok = amplitude_batch(1);
+    assert_eq!(h.post("amplitude", &sender, ok.clone()).await.status(), 200);
+    let before = scrypt_runs(&h).await;
+
+    let attack = Duration::from_secs(4);
+    let started = Instant::now();
+    let mut attackers = Vec::new();
+    for worker in 0..24usize {
+        let http = h.http.clone();
+        let base = h.base.clone();
+        let known: Vec<String> = known.iter().map(|t| lookup(t)).collect();
+        let with_secret = with_secret.clone();
+        attackers.push(tokio::spawn(async move {
+            let mut sent = 0u64;
+            while started.elapsed() < attack {
+                let (token, secret) = match (worker + sent as usize) % 3 {
+                    // A lookup nobody has.
+                    0 => (guessed_token(&format!("{:016x}", rand_u64())), None),
+                    // A known lookup, a guessed secret part.
+                    1 => (guessed_token(&known[sent as usize % known.len()]), None),
+                    // The right token, a guessed shared secret.
+                    _ => (with_secret.clone(), Some(format!("guess-{sent}"))),
+                };
+                let mut request = http
+                    .post(format!("{base}/ingest/amplitude/{token}"))
+                    .body("{\"events\":[]}");
+                if let Some(s) = secret {
+                    request = request.header("x-greenflash-secret", s);
+                }
+                let status = request.send().await.unwrap().status().as_u16();
+                assert!(matches!(status, 401 | 503), "a guess got {status}");
+                sent += 1;
+            }
+            sent
+        }));
+    }
+    // Meanwhile the real sender is served from its cache.
+    let mut latencies = Vec::new();
+    while started.elapsed() < attack {
+        let at = Instant::now();
+        assert_eq!(h.post("amplitude", &sender, ok.clone()).await.status(), 200);
+        latencies.push(at.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut guesses = 0;
+    for a in attackers {
+        guesses += a.await.unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let runs = scrypt_runs(&h).await - before;
+    latencies.sort();
+    let p99 = latencies[latencies.len() * 99 / 100];
+    // What one run costs at the default cost (log N = 15), to turn runs into CPU time.
+    let hash = SecretHasher::new(15).unwrap().hash("x").unwrap();
+    let at = Instant::now();
+    gf_runtime::token::verify_hash(&hash, "y").unwrap();
+    let one = at.elapsed();
+    println!(
+        "{guesses} guesses in {elapsed:.1}s ({:.0}/s): {runs} scrypt runs ({:.1}/s), at default \
+         cost {:.2} CPU-seconds per second; sender p99 {p99:?} over {} requests",
+        guesses as f64 / elapsed,
+        runs as f64 / elapsed,
+        runs as f64 * one.as_secs_f64() / elapsed,
+        latencies.len()
+    );
+    // Four lookups the guesser knows (three tokens, one shared secret), each at most once per
+    // second after its first failure, plus the first round.
+    let bound = 4 * (elapsed.ceil() as u64 + 1);
+    assert!(
+        guesses > 1000,
+        "the attack was too slow to mean anything: {guesses}"
+    );
+    assert!(
+        runs <= bound,
+        "{runs} scrypt runs for {guesses} guesses (bound {bound})"
+    );
+    assert!(
+        p99 < Duration::from_millis(500),
+        "the sender waited: p99 {p99:?}"
+    );
+}
+
+fn rand_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).unwrap();
+    u64::from_le_bytes(bytes)
+}

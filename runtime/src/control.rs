@@ -413,13 +413,14 @@ impl ControlPlane {
     }
 
     /// One guarded UPDATE: `set` applies only where `allowed` holds; otherwise the error says
-    /// whether the row is missing or in a status that refuses `action`.
+    /// whether the row is missing or in a status that refuses `action`. Both are `'static` SQL
+    /// written here; values go in `params` ($2...).
     async fn update(
         &self,
         id: Uuid,
         action: &'static str,
-        set: &str,
-        allowed: &str,
+        set: &'static str,
+        allowed: &'static str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Connection, ControlError> {
         let client = self.pool.get().await?;

@@ -32,12 +32,24 @@ pub struct Output {
     pub traceparent: Option<String>,
 }
 
-/// A stage's producer: durable settings, and a long delivery timeout so a broker outage stalls
-/// the loop instead of failing it (shutdown still ends it).
+/// How long a stage waits for its outputs to be acknowledged. Past it the run fails and starts
+/// again from the committed offsets with a fresh producer: an idempotent producer whose records
+/// timed out, or whose broker restarted without its state (tansu's durable engine), may never
+/// be acknowledged again, and waiting on it would stall the stage for good.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// librdkafka holds idempotent records whose fate is unknown past `message.timeout.ms`.
+const DELIVERY_GRACE: Duration = Duration::from_secs(15);
+
+/// A stage's producer: durable settings, and a delivery timeout long enough to ride out a broker
+/// restart within one run.
 pub fn producer(settings: &KafkaSettings, client_id: &str) -> Result<FutureProducer, KafkaError> {
     settings
         .producer_config(client_id)
-        .set("message.timeout.ms", "300000")
+        .set(
+            "message.timeout.ms",
+            DELIVERY_TIMEOUT.as_millis().to_string(),
+        )
         .create()
 }
 
@@ -68,11 +80,25 @@ pub async fn enqueue(
 
 /// Resolves once every delivery is acknowledged, or with the first failure.
 pub async fn acknowledged(deliveries: Vec<DeliveryFuture>) -> Result<(), OutputError> {
+    acknowledged_within(deliveries, DELIVERY_TIMEOUT + DELIVERY_GRACE).await
+}
+
+/// [`acknowledged`], failing when the last acknowledgement has not come within `limit`.
+pub async fn acknowledged_within(
+    deliveries: Vec<DeliveryFuture>,
+    limit: Duration,
+) -> Result<(), OutputError> {
+    let deadline = tokio::time::Instant::now() + limit;
     for delivery in deliveries {
-        match delivery.await {
-            Ok(Ok(_)) => {}
-            Ok(Err((e, _))) => return Err(OutputError::Delivery(e.to_string())),
-            Err(_) => return Err(OutputError::Delivery("the producer was dropped".into())),
+        match tokio::time::timeout_at(deadline, delivery).await {
+            Ok(Ok(Ok(_))) => {}
+            Ok(Ok(Err((e, _)))) => return Err(OutputError::Delivery(e.to_string())),
+            Ok(Err(_)) => return Err(OutputError::Delivery("the producer was dropped".into())),
+            Err(_) => {
+                return Err(OutputError::Delivery(format!(
+                    "no acknowledgement within {limit:?}"
+                )));
+            }
         }
     }
     Ok(())
@@ -151,11 +177,18 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), E>>,
 {
-    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    let new_backoff = || Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    let mut backoff = new_backoff();
     while !stop.is_cancelled() {
+        let started = std::time::Instant::now();
         match run_once().await {
             Ok(()) => return,
             Err(e) => {
+                // A run that went well for a while starts the waits over: one failure an hour
+                // must not inherit the backoff of the last outage.
+                if started.elapsed() > Duration::from_secs(60) {
+                    backoff = new_backoff();
+                }
                 tracing::error!(stage, error = %e, retry_in = ?backoff.current(), "stage failed; restarting from committed offsets");
                 if !backoff.wait(stop).await {
                     return;
@@ -193,6 +226,36 @@ impl Backoff {
     }
 }
 
+/// The next record. Connection trouble is reported and waited out with the same consumer:
+/// librdkafka reconnects and rejoins the group by itself, while a new consumer for every
+/// outage would leave members behind that the group waits for.
+pub async fn recv(consumer: &StageConsumer) -> Result<BorrowedMessage<'_>, KafkaError> {
+    loop {
+        match consumer.recv().await {
+            Err(KafkaError::MessageConsumption(code)) if is_transient(code) => {
+                tracing::warn!(error = %code, "consumer waiting for the brokers");
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Errors librdkafka recovers from on its own.
+fn is_transient(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        code,
+        AllBrokersDown
+            | BrokerTransportFailure
+            | Resolve
+            | OperationTimedOut
+            | RequestTimedOut
+            | NetworkException
+            | CoordinatorNotAvailable
+            | NotCoordinator
+    )
+}
+
 /// Waits for a record, then gathers more for up to `linger` or until `max`; `None` once stopped.
 pub async fn next_batch<'c>(
     consumer: &'c StageConsumer,
@@ -202,12 +265,12 @@ pub async fn next_batch<'c>(
 ) -> Result<Option<Vec<BorrowedMessage<'c>>>, KafkaError> {
     let first = tokio::select! {
         _ = stop.cancelled() => return Ok(None),
-        m = consumer.recv() => m?,
+        m = recv(consumer) => m?,
     };
     let mut messages = vec![first];
     let deadline = tokio::time::Instant::now() + linger;
     while messages.len() < max {
-        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+        match tokio::time::timeout_at(deadline, recv(consumer)).await {
             Ok(m) => messages.push(m?),
             Err(_) => break,
         }
@@ -228,5 +291,39 @@ pub fn commit_stored(consumer: &StageConsumer, mode: CommitMode) {
     match consumer.commit_consumer_state(mode) {
         Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
         Err(e) => tracing::warn!(error = %e, "offset commit failed; will retry"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::Compression;
+
+    /// A broker that never answers must fail the run in bounded time, not hold it for good.
+    #[tokio::test]
+    async fn unacknowledged_outputs_fail_the_run_in_bounded_time() {
+        let settings = KafkaSettings {
+            // Nothing listens on port 1.
+            brokers: "127.0.0.1:1".into(),
+            compression: Compression::None,
+            max_record_bytes: 1024 * 1024,
+            session_timeout_ms: 6000,
+        };
+        let producer = producer(&settings, "test").unwrap();
+        let output = Output {
+            topic: "t".into(),
+            key: "k".into(),
+            value: b"v".to_vec(),
+            traceparent: None,
+        };
+        let delivery = enqueue(&producer, &output).await.unwrap();
+        let waited = tokio::time::timeout(
+            Duration::from_secs(10),
+            acknowledged_within(vec![delivery], Duration::from_secs(1)),
+        )
+        .await
+        .expect("acknowledged_within did not give up at its limit");
+        let error = waited.unwrap_err().to_string();
+        assert!(error.contains("no acknowledgement within"), "{error}");
     }
 }

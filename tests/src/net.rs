@@ -8,6 +8,13 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+/// A `127.0.0.1:PORT` no one listens on at the moment (for a server a test starts).
+pub fn free_local_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let port = listener.local_addr().expect("its address").port();
+    format!("127.0.0.1:{port}")
+}
+
 /// Forwards TCP connections to `target` until [`TcpProxy::cut`]: then every open connection is
 /// dropped and new ones are closed at once, as if the server were gone.
 pub struct TcpProxy {
@@ -58,23 +65,45 @@ impl TcpProxy {
     }
 }
 
-/// A tansu broker (memory engine) of one test's own, to stop and start at will.
+/// A tansu broker of one test's own, to stop and start at will.
 pub struct PrivateBroker {
+    /// Where clients reach it (what it advertises).
     pub address: String,
+    /// Where it listens: `address`, or the port a proxy at `address` forwards to.
+    listen: String,
     child: Option<Child>,
+    /// The sqlite engine's directory when durable; `None` for the memory engine.
+    data: Option<PathBuf>,
 }
 
 impl PrivateBroker {
+    /// Memory engine: fast, and empty again after a restart.
     pub fn start() -> PrivateBroker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let address = format!("127.0.0.1:{port}");
+        let address = free_local_addr();
+        Self::start_with(address.clone(), address, None)
+    }
+
+    /// Memory engine listening on `listen` and advertising `advertised`: with a [`TcpProxy`] at
+    /// `advertised` forwarding to `listen`, every client connection goes through the proxy.
+    pub fn behind(listen: &str, advertised: &str) -> PrivateBroker {
+        Self::start_with(advertised.to_owned(), listen.to_owned(), None)
+    }
+
+    /// sqlite engine: what it acknowledged survives a restart. It does not serve compressed
+    /// batches back, so clients must use `GF_KAFKA_COMPRESSION=none`.
+    pub fn durable() -> PrivateBroker {
+        let dir = std::env::temp_dir().join(format!("gf-broker-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("broker data directory");
+        let address = free_local_addr();
+        Self::start_with(address.clone(), address, Some(dir))
+    }
+
+    fn start_with(address: String, listen: String, data: Option<PathBuf>) -> PrivateBroker {
         let mut broker = PrivateBroker {
             address,
+            listen,
             child: None,
+            data,
         };
         broker.restart();
         broker
@@ -82,31 +111,48 @@ impl PrivateBroker {
 
     /// Starts the broker again on the same address (memory engine: it comes back empty).
     pub fn restart(&mut self) {
-        let url = format!("tcp://{}", self.address);
-        let child = Command::new(tansu())
+        let url = format!("tcp://{}", self.listen);
+        let advertised = format!("tcp://{}", self.address);
+        let storage = match &self.data {
+            Some(_) => "sqlite://tansu.db",
+            None => "memory://tansu/",
+        };
+        // Its own log, kept across restarts, for when a test fails.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(
+                std::env::temp_dir()
+                    .join(format!("gf-broker-{}.log", self.address.replace(':', "-"))),
+            )
+            .expect("broker log");
+        let mut command = Command::new(tansu());
+        if let Some(dir) = &self.data {
+            command.current_dir(dir);
+        }
+        let child = command
             .args([
                 "broker",
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
             ])
-            .args([
-                "--storage-engine",
-                "memory://tansu/",
-                "--cluster-id",
-                "gf-test",
-            ])
+            .args(["--storage-engine", storage, "--cluster-id", "gf-test"])
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .env("RUST_LOG", "error")
+            // GF_TEST_BROKER_LOG=debug to see what the broker did in a failed test.
+            .env(
+                "RUST_LOG",
+                std::env::var("GF_TEST_BROKER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().expect("broker log"))
+            .stderr(log)
             .spawn()
             .expect("start tansu (install it with `cargo xtask infra up`)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&self.address).is_err() {
+        while std::net::TcpStream::connect(&self.listen).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "tansu did not start on {}",
@@ -127,6 +173,9 @@ impl PrivateBroker {
 impl Drop for PrivateBroker {
     fn drop(&mut self) {
         self.stop();
+        if let Some(dir) = &self.data {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

@@ -1,9 +1,12 @@
 //! `cargo xtask`: what a developer runs. `infra` starts and stops the local PostgreSQL and broker,
-//! `test` is the whole check the CI runs, `demo` shows the pipeline end to end, `bench` measures.
+//! `test` is the whole check the CI runs, `demo` shows the pipeline end to end, `bench` measures,
+//! `fuzz` runs the fuzz targets for a bounded time.
 
 mod bench;
 mod demo;
+mod fuzz;
 mod infra;
+mod leaks;
 mod process;
 mod test;
 
@@ -34,6 +37,14 @@ enum Command {
     Bench {
         #[arg(value_enum)]
         name: bench::Bench,
+    },
+    /// The cargo-fuzz targets, each for a bounded time after replaying its past failures.
+    Fuzz {
+        /// Seconds of fuzzing per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Targets to run (default: all).
+        targets: Vec<String>,
     },
     /// Infrastructure up, formatting, lints, migrations, every test, infrastructure down.
     Test {
@@ -70,6 +81,7 @@ fn main() -> ExitCode {
         Command::Infra(InfraCommand::Down) => infra::down(&root),
         Command::Infra(InfraCommand::Status) => infra::status(&root),
         Command::Bench { name } => bench::run(&root, name),
+        Command::Fuzz { seconds, targets } => fuzz::run(&root, seconds, &targets),
         Command::Demo { no_wait } => demo::run(
             &root,
             demo::Options {

@@ -1,15 +1,17 @@
 //! `cargo xtask test`: the README's test command and what CI runs.
 //!
-//! Formatting, lints, infrastructure up, migrations, every test of the workspace, and
-//! infrastructure down again (also when something failed) if this run started it.
+//! Formatting, lints, infrastructure up, migrations, every test of the workspace, the secret-leak
+//! check of the run's output and logs, and infrastructure down again (also when something failed)
+//! if this run started it.
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use crate::infra;
+use crate::{infra, leaks};
 
 pub fn run(root: &Path, cargo_test_args: &[String]) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -65,13 +67,53 @@ fn with_infra(
         .1;
     drop_test_databases(database_url)?;
 
+    // Without capture, everything the tests print is in the output the leak check reads.
     let mut test = cargo(root);
-    test.args(["test", "--workspace"]);
-    if !cargo_test_args.is_empty() {
-        test.arg("--").args(cargo_test_args);
-    }
+    test.args(["test", "--workspace", "--", "--nocapture"])
+        .args(cargo_test_args);
     with_env(&mut test);
-    step("cargo test", &mut test)
+    let output = root.join("target/test-output.log");
+    let tested = step_teed("cargo test", &mut test, &output);
+    let leaks = leaks::check(root, &output);
+    tested.and(leaks)
+}
+
+/// Runs `cmd` with its stdout and stderr shown and also written to `log`.
+fn step_teed(name: &str, cmd: &mut Command, log: &Path) -> anyhow::Result<()> {
+    eprintln!("==> {name} (output also in {})", log.display());
+    let file = std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {name}"))?;
+    let copy = |from: Box<dyn Read + Send>, to: Box<dyn Write + Send>, file: std::fs::File| {
+        std::thread::spawn(move || {
+            let (mut from, mut to, mut file) = (BufReader::new(from), to, file);
+            let mut line = Vec::new();
+            while from.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                let _ = to.write_all(&line);
+                let _ = file.write_all(&line);
+                line.clear();
+            }
+        })
+    };
+    let out = copy(
+        Box::new(child.stdout.take().context("stdout")?),
+        Box::new(std::io::stdout()),
+        file.try_clone()?,
+    );
+    let err = copy(
+        Box::new(child.stderr.take().context("stderr")?),
+        Box::new(std::io::stderr()),
+        file,
+    );
+    let status = child.wait()?;
+    let _ = (out.join(), err.join());
+    if !status.success() {
+        bail!("{name} failed ({status})");
+    }
+    Ok(())
 }
 
 /// Each integration test makes a database of its own; clear the ones earlier runs left.

@@ -1,0 +1,382 @@
+//! Attacks and secrets through the real processes: every stage as its own `gf run`, logging at
+//! debug level to files.
+//!
+//! - Tokens, shared secrets and signing secrets appear in no log line, no metric and no error
+//!   answer, across successes, every kind of refusal, a rotation and a failing webhook.
+//! - Oversized, deeply nested and gzip-bomb bodies are refused, and the receiver's peak memory
+//!   stays bounded while many arrive at once.
+
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gf_tests::infra;
+use support::Pipeline;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A webhook sink that answers 500 to its first request and 200 after; returns its URL and the
+/// request count.
+async fn failing_once_sink() -> (String, Arc<Mutex<usize>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(0usize));
+    let count = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 8192];
+                // Read the headers and the body Content-Length announces.
+                loop {
+                    let Ok(n) = stream.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if request.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                let n = {
+                    let mut seen = count.lock().unwrap();
+                    *seen += 1;
+                    *seen
+                };
+                let status = if n == 1 {
+                    "500 Internal Server Error"
+                } else {
+                    "200 OK"
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nno"
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// Everything a reader of logs, metrics or answers could see, gathered in one string.
+#[derive(Default)]
+struct Seen(String);
+
+impl Seen {
+    async fn answer(&mut self, what: &str, response: reqwest::Response) -> u16 {
+        let status = response.status().as_u16();
+        self.0 += &format!("\n== {what}: {status}\n{:?}\n", response.headers());
+        self.0 += &response.text().await.unwrap_or_default();
+        status
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_stay_out_of_logs_metrics_and_answers() {
+    let _alone = support::one_at_a_time().await;
+    let brokers = infra().kafka_brokers;
+    let mut pipeline = Pipeline::new("secrets", None, &brokers).await;
+    pipeline.env.extend(
+        [
+            ("RUST_LOG", "debug"),
+            ("GF_WEBHOOK_ALLOWED_NETS", "127.0.0.0/8"),
+            ("GF_WEBHOOK_RETRY_DELAYS", "1,1"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    let product = pipeline.product();
+    let shared_secret = "s3cret-shared-Value";
+    let with_secret = pipeline.gf(&[
+        "connection",
+        "create",
+        "--product",
+        &product,
+        "--provider",
+        "amplitude",
+        "--secret",
+        shared_secret,
+    ]);
+    let rotated = pipeline.gf(&[
+        "connection",
+        "create",
+        "--product",
+        &product,
+        "--provider",
+        "segment",
+    ]);
+    let rotated_id = rotated["id"].as_str().unwrap().to_owned();
+    let new_url = pipeline.gf(&["connection", "rotate", &rotated_id])["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (sink, hits) = failing_once_sink().await;
+    let endpoint = pipeline.gf(&[
+        "endpoint",
+        "create",
+        "--product",
+        &product,
+        "--url",
+        &sink,
+        "--events",
+        "conversation.*",
+    ]);
+    let signing_secret = endpoint["secret"].as_str().unwrap().to_owned();
+
+    let token_of = |url: &str| url.rsplit('/').next().unwrap().to_owned();
+    let token = token_of(with_secret["url"].as_str().unwrap());
+    let old_token = token_of(rotated["url"].as_str().unwrap());
+    let new_token = token_of(&new_url);
+    let guessed_secret = "guessed-shared-secret";
+    // The same lookup with another secret part: what a guesser who saw the public half sends.
+    let forged = format!("{}{}", &token[..token.len() - 4], "AAAA");
+
+    pipeline.start_all();
+    let metrics_addr = gf_tests::net::free_local_addr();
+    pipeline
+        .env
+        .push(("GF_METRICS_ADDR".into(), metrics_addr.clone()));
+    pipeline.start("notifier");
+    pipeline.wait_ready().await;
+
+    let base = format!("http://{}", pipeline.addr);
+    let http = reqwest::Client::new();
+    let body = r#"{"events":[{"event_type":"purchase","user_id":"u-s","insert_id":"sec-1","time":1779105600000}]}"#;
+    let segment_body =
+        r#"{"type":"track","event":"Order Completed","userId":"u-s","messageId":"sec-2"}"#;
+    let post = |path: String, secret: Option<&str>| {
+        let body = if path.starts_with("/ingest/segment/") {
+            segment_body
+        } else {
+            body
+        };
+        let mut request = http.post(format!("{base}{path}")).body(body);
+        if let Some(s) = secret {
+            request = request.header("x-greenflash-secret", s);
+        }
+        request.send()
+    };
+    let mut seen = Seen::default();
+    let cases = [
+        (
+            "accepted",
+            format!("/ingest/amplitude/{token}"),
+            Some(shared_secret),
+            200,
+        ),
+        (
+            "wrong shared secret",
+            format!("/ingest/amplitude/{token}"),
+            Some(guessed_secret),
+            401,
+        ),
+        (
+            "missing shared secret",
+            format!("/ingest/amplitude/{token}"),
+            None,
+            401,
+        ),
+        (
+            "forged secret part",
+            format!("/ingest/amplitude/{forged}"),
+            Some(shared_secret),
+            401,
+        ),
+        (
+            "rotated token",
+            format!("/ingest/segment/{old_token}"),
+            None,
+            401,
+        ),
+        (
+            "wrong provider",
+            format!("/ingest/segment/{token}"),
+            Some(shared_secret),
+            404,
+        ),
+        (
+            "truncated token",
+            format!("/ingest/amplitude/{}", &token[..20]),
+            None,
+            401,
+        ),
+        (
+            "new token",
+            format!("/ingest/segment/{new_token}"),
+            None,
+            200,
+        ),
+    ];
+    for (what, path, secret, expected) in cases {
+        let status = seen.answer(what, post(path, secret).await.unwrap()).await;
+        assert_eq!(status, expected, "{what}");
+    }
+    pipeline.gf(&[
+        "emit",
+        "conversation",
+        "--product",
+        &product,
+        "--conversation",
+        "c-sec",
+        "--kind",
+        "started",
+        "--user",
+        "u-s",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while *hits.lock().unwrap() < 2 {
+        assert!(Instant::now() < deadline, "the webhook was not retried");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Let the stages log what followed, and the statistics reach /metrics.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    for addr in [&pipeline.addr, &metrics_addr] {
+        let metrics = http
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .unwrap();
+        seen.answer("metrics", metrics).await;
+    }
+    let deliveries = pipeline.gf(&["deliveries", "list"]);
+    seen.0 += &deliveries.to_string();
+    let failed_cli = pipeline
+        .command(&["connection", "set-secret", &rotated_id, "--secret", "short"])
+        .output()
+        .unwrap();
+    seen.0 += &String::from_utf8_lossy(&failed_cli.stderr);
+    let mut logs = String::new();
+    for stage in ["receiver", "normalizer", "attributor", "notifier"] {
+        logs += &std::fs::read_to_string(pipeline.logs.join(format!("{stage}.log"))).unwrap();
+    }
+    seen.0 += &logs;
+
+    // The logs talk about the connection and the refusals: the check below has material.
+    let connection_id = with_secret["id"].as_str().unwrap();
+    assert!(
+        logs.contains(connection_id),
+        "no log line names the connection"
+    );
+    assert!(seen.0.contains("gf_receiver_requests_total"));
+    assert!(seen.0.contains("x-greenflash-secret header does not match"));
+    assert!(logs.lines().count() > 50, "debug logging is off?");
+
+    let key = signing_secret
+        .strip_prefix("whsec_")
+        .expect("a Standard Webhooks secret");
+    let secrets = [
+        ("the URL token", token.as_str()),
+        (
+            "the URL token's secret part",
+            token.rsplit('_').next().unwrap(),
+        ),
+        ("the forged token", forged.as_str()),
+        ("the rotated token", old_token.as_str()),
+        ("the new token", new_token.as_str()),
+        ("the shared secret", shared_secret),
+        ("the guessed shared secret", guessed_secret),
+        ("the signing secret", signing_secret.as_str()),
+        ("the signing key", key),
+    ];
+    for (what, secret) in secrets {
+        assert!(
+            !seen.0.contains(secret),
+            "{what} appears in logs, metrics or answers (see target/faults/secrets/)"
+        );
+    }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// Peak resident memory of a process, from /proc (kB).
+fn peak_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_bodies_are_refused_within_bounded_memory() {
+    let _alone = support::one_at_a_time().await;
+    let brokers = infra().kafka_brokers;
+    let mut pipeline = Pipeline::new("hostile_bodies", None, &brokers).await;
+    let product = pipeline.product();
+    let path = pipeline.connection(&product);
+    pipeline.start("receiver");
+    pipeline.wait_ready().await;
+    let url = format!("http://{}{path}", pipeline.addr);
+    let http = reqwest::Client::new();
+    let ok = r#"{"events":[{"event_type":"purchase","user_id":"u","insert_id":"h-1"}]}"#;
+    assert_eq!(http.post(&url).body(ok).send().await.unwrap().status(), 200);
+    let pid = pipeline.pid("receiver");
+    let before = peak_rss_kb(pid);
+
+    // 1 GiB of zeros in about a megabyte, sent 16 times at once.
+    let bomb = gzip(&vec![0u8; 1 << 30]);
+    assert!(bomb.len() < 2 << 20, "bomb of {} bytes", bomb.len());
+    // Far deeper than any JSON parser should recurse.
+    let nested = format!(
+        r#"{{"events":[{}{}]}}"#,
+        "[".repeat(200_000),
+        "]".repeat(200_000)
+    );
+    // Larger than the default 10 MiB body limit.
+    let oversized = vec![b' '; 11 << 20];
+
+    let mut sends = Vec::new();
+    for i in 0..16 {
+        let http = http.clone();
+        let url = url.clone();
+        let (body, gzip) = match i % 3 {
+            0 => (bomb.clone(), true),
+            1 => (nested.clone().into_bytes(), false),
+            _ => (oversized.clone(), false),
+        };
+        sends.push(tokio::spawn(async move {
+            let mut request = http.post(&url).body(body);
+            if gzip {
+                request = request.header("content-encoding", "gzip");
+            }
+            let response = request.send().await.unwrap();
+            (
+                i % 3,
+                response.status().as_u16(),
+                response.text().await.unwrap(),
+            )
+        }));
+    }
+    for send in sends {
+        let (kind, status, answer) = send.await.unwrap();
+        match kind {
+            0 | 2 => assert_eq!(status, 413, "{answer}"),
+            _ => assert_eq!(status, 400, "{answer}"),
+        }
+    }
+    let after = peak_rss_kb(pid);
+    println!("receiver peak RSS: {before} kB before, {after} kB after the hostile bodies");
+    assert!(
+        after - before < 256 * 1024,
+        "peak memory grew by {} MiB",
+        (after - before) / 1024
+    );
+    // Still serving, and nothing of the refused bodies was stored.
+    assert_eq!(http.post(&url).body(ok).send().await.unwrap().status(), 200);
+}
