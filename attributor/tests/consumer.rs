@@ -311,3 +311,48 @@ async fn postgres_stopped_mid_stream_loses_nothing() {
     let letters = tokio::task::block_in_place(|| s.read(&s.topics.deadletter));
     assert!(letters.is_empty(), "nothing dead-lettered for an outage");
 }
+
+/// A stage that goes idle after a batch commits it anyway: otherwise its committed offsets, and
+/// the lag operators watch, stay one batch behind until the next record comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_attributor_commits_its_last_batch() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let s = setup(str::to_owned).await;
+    let (stop, handle) = s.start();
+    s.send_event(&event(s.product, "1", Some("u1"), at(10, 0)))
+        .await;
+    s.wait_for_rows(1, Duration::from_secs(60)).await;
+    let group = gf_runtime::topics::consumer_group(&s.config.topic_prefix, "attributor");
+    let reader: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", s.config.kafka_brokers().unwrap())
+        .set("group.id", &group)
+        .create()
+        .unwrap();
+    let mut partitions = rdkafka::TopicPartitionList::new();
+    for p in 0..2 {
+        partitions.add_partition(&s.topics.events, p);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let committed: i64 = reader
+            .committed_offsets(partitions.clone(), Duration::from_secs(5))
+            .unwrap()
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                rdkafka::Offset::Offset(n) => Some(n),
+                _ => None,
+            })
+            .sum();
+        if committed == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the idle attributor left its last batch uncommitted ({committed})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.cancel();
+    handle.await.unwrap();
+}

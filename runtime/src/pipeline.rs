@@ -240,6 +240,25 @@ pub async fn recv(consumer: &StageConsumer) -> Result<BorrowedMessage<'_>, Kafka
     }
 }
 
+/// How long a stage waits for records before committing what it stored.
+const IDLE_COMMIT: Duration = Duration::from_secs(1);
+
+/// [`recv`], but when nothing comes for [`IDLE_COMMIT`], commits the stored offsets first: a
+/// stage that commits between batches would otherwise leave its last batch uncommitted (and its
+/// lag showing) for as long as it stays idle.
+async fn recv_committing_when_idle(
+    consumer: &StageConsumer,
+) -> Result<BorrowedMessage<'_>, KafkaError> {
+    // recv is cancellation safe: a record is taken off the queue only when it is returned.
+    match tokio::time::timeout(IDLE_COMMIT, recv(consumer)).await {
+        Ok(message) => message,
+        Err(_) => {
+            commit_stored(consumer, CommitMode::Async);
+            recv(consumer).await
+        }
+    }
+}
+
 /// Errors librdkafka recovers from on its own.
 fn is_transient(code: RDKafkaErrorCode) -> bool {
     use RDKafkaErrorCode::*;
@@ -265,7 +284,7 @@ pub async fn next_batch<'c>(
 ) -> Result<Option<Vec<BorrowedMessage<'c>>>, KafkaError> {
     let first = tokio::select! {
         _ = stop.cancelled() => return Ok(None),
-        m = recv(consumer) => m?,
+        m = recv_committing_when_idle(consumer) => m?,
     };
     let mut messages = vec![first];
     let deadline = tokio::time::Instant::now() + linger;
