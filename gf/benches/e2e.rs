@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use gf_tests::{TestDb, infra, unique_topic_prefix};
+use gf_tests::{TestDb, infra, json_output, unique_topic_prefix};
 use serde_json::{Value, json};
 
 const EVENT_BYTES_HINT: &str = "~400";
@@ -40,13 +40,7 @@ fn gf() -> Command {
 }
 
 fn gf_json(env: &BTreeMap<String, String>, args: &[&str]) -> Value {
-    let out = gf().arg("--json").args(args).envs(env).output().unwrap();
-    assert!(
-        out.status.success(),
-        "gf {args:?}: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    json_output(gf().arg("--json").args(args).envs(env))
 }
 
 /// A fresh database and topics, a product with one Amplitude connection, `gf run all` started.

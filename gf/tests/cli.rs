@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use gf_runtime::token::{IngestToken, verify_hash};
-use gf_tests::{TestDb, infra, unique_topic_prefix};
+use gf_tests::{TestDb, infra, json_output, unique_topic_prefix};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::Value;
 use tokio_postgres::{AsyncMessage, NoTls};
@@ -47,37 +47,14 @@ impl Gf {
     fn json(&self, args: &[&str]) -> Value {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
-        let out = self.run(&all);
-        assert!(
-            out.status.success(),
-            "gf {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "gf {args:?} printed no JSON document ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
+        json_output(&mut self.command(&all))
     }
 
     /// [`Gf::json`] with extra environment variables.
     fn json_env(&self, env: &[(&str, &str)], args: &[&str]) -> Value {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
-        let out = self
-            .command(&all)
-            .envs(env.iter().copied())
-            .output()
-            .expect("run gf");
-        assert!(
-            out.status.success(),
-            "gf {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("one JSON document")
+        json_output(self.command(&all).envs(env.iter().copied()))
     }
 
     /// Runs with `--json`, expects failure; returns the error message of the JSON document.

@@ -85,6 +85,18 @@ impl Default for Setup {
 }
 
 impl Harness {
+    /// The receiver's `/metrics` text.
+    async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     async fn start() -> Harness {
         Harness::with(Setup::default()).await
     }
@@ -760,15 +772,7 @@ async fn health_readiness_and_metrics() {
         ready.json::<Value>().await.unwrap(),
         json!({"status": "ready", "broker": true, "postgres": true})
     );
-    let metrics = h
-        .http
-        .get(format!("{}/metrics", h.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.metrics().await;
     for line in [
         r#"gf_receiver_requests_total{code="200",provider="amplitude"} 1"#,
         r#"gf_receiver_requests_total{code="401",provider="amplitude"} 1"#,
@@ -899,15 +903,7 @@ async fn without_postgres_cached_connections_work_and_others_get_500() {
 
 /// The scrypt runs /metrics reports so far.
 async fn scrypt_runs(h: &Harness) -> u64 {
-    let text = h
-        .http
-        .get(format!("{}/metrics", h.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = h.metrics().await;
     text.lines()
         .find_map(|l| l.strip_prefix("gf_receiver_scrypt_verifications_total "))
         .and_then(|v| v.trim().parse().ok())

@@ -293,6 +293,25 @@ impl Stack {
     }
 }
 
+/// Runs `command` (a `gf --json …`), expects success, and returns the one JSON document it
+/// printed; panics with what it printed otherwise.
+pub fn json_output(command: &mut std::process::Command) -> serde_json::Value {
+    let out = command.output().expect("run gf");
+    let args: Vec<_> = command.get_args().collect();
+    assert!(
+        out.status.success(),
+        "gf {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "gf {args:?} printed no JSON document ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

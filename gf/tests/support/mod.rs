@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gf_tests::{TestDb, infra, read_topic, unique_topic_prefix, workspace_root};
+use gf_tests::{TestDb, infra, json_output, read_topic, unique_topic_prefix, workspace_root};
 use serde_json::{Value, json};
 
 /// One scenario at a time: three pipelines of processes at once starve each other on a small
@@ -84,17 +84,10 @@ impl Pipeline {
     /// Runs a control-plane command against the real database (not a proxy) and returns its
     /// JSON answer.
     pub fn gf(&self, args: &[&str]) -> Value {
-        let out = self
-            .command(&[&["--json"], args].concat())
-            .env("DATABASE_URL", &self.db.url)
-            .output()
-            .expect("run gf");
-        assert!(
-            out.status.success(),
-            "gf {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("a JSON answer")
+        json_output(
+            self.command(&[&["--json"], args].concat())
+                .env("DATABASE_URL", &self.db.url),
+        )
     }
 
     /// A new Amplitude connection; returns the path its URL points at.
