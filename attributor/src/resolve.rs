@@ -59,9 +59,11 @@ pub struct Plan {
     pub new_users: Vec<NewUser>,
 }
 
-/// The form emails are matched in; the same as the database's `lower(btrim(email))`.
+/// The form e-mails are matched in: Unicode whitespace trimmed, then Unicode default case
+/// folding (so `ΟΔΟΣ` and `οδοσ`, `Straße` and `STRASSE` match). Computed here only: the
+/// database stores it as written (`users.email_key`), never computes its own.
 pub fn email_key(email: &str) -> Option<String> {
-    let key = email.trim_matches(' ').to_lowercase();
+    let key = caseless::default_case_fold_str(email.trim());
     (!key.is_empty()).then_some(key)
 }
 
@@ -214,6 +216,29 @@ mod tests {
             plan.resolved,
             [(Some(Uuid::from_u128(11)), UserResolution::Email)]
         );
+    }
+
+    #[test]
+    fn email_keys_fold_case_and_trim_unicode_whitespace() {
+        let same = [
+            ("Ada@Example.com", "ada@example.com"),
+            ("\t ada@example.com\n", "ada@example.com"),
+            ("\u{a0}ada@example.com\u{3000}", "ada@example.com"),
+            ("Ä…@x.io", "ä…@x.io"),
+            ("ÄRGER@X.IO", "ärger@x.io"),
+            // Final sigma and sigma fold to the same letter.
+            ("ΟΔΟΣ@x.gr", "οδοσ@x.gr"),
+            ("οδος@x.gr", "οδοσ@x.gr"),
+            ("STRASSE@x.de", "straße@x.de"),
+            // Dotted capital I folds to i + combining dot, not to plain i.
+            ("İ@x.tr", "i\u{307}@x.tr"),
+        ];
+        for (a, b) in same {
+            assert_eq!(email_key(a), email_key(b), "{a:?} vs {b:?}");
+        }
+        assert_ne!(email_key("İ@x.tr"), email_key("i@x.tr"));
+        assert_eq!(email_key(" \t "), None);
+        assert_eq!(email_key(""), None);
     }
 
     #[test]

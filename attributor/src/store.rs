@@ -12,14 +12,15 @@ use std::future::Future;
 
 use chrono::{DateTime, Duration, Utc};
 use deadpool_postgres::{GenericClient, Pool, Transaction};
+use gf_runtime::classify::Class;
 use gf_runtime::pipeline::OutputError;
+use gf_runtime::stage::StageError;
 use gf_schemas::attributed::{
     AttributedEvent, ConversationResolution, OrganizationResolution, Resolution,
 };
 use gf_schemas::canonical::{CanonicalEvent, EventValue};
 use gf_schemas::conversation::{ConversationKind, ConversationMessage};
 use serde_json::{Value, json};
-use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 use crate::resolve::{Identity, KnownUser, Origin, created_from, email_key, lookup_keys, plan};
@@ -48,13 +49,9 @@ pub struct Written {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("PostgreSQL is unavailable: {0}")]
-    Unavailable(String),
-    /// The data itself was refused (bad text, a constraint): retrying the same batch cannot help.
-    #[error("PostgreSQL refused the data ({code}): {message}")]
-    Data { code: String, message: String },
-    #[error("PostgreSQL error: {0}")]
-    Database(String),
+    /// PostgreSQL failed, classified once ([`gf_runtime::classify`]): an outage or a refusal.
+    #[error(transparent)]
+    Postgres(StageError),
     #[error("attributed events were not published: {0}")]
     Publish(#[from] OutputError),
     /// A deadlock or a concurrent creation of the same user: the transaction can simply run again.
@@ -62,28 +59,19 @@ pub enum StoreError {
     Conflict(String),
 }
 
+impl StoreError {
+    /// Whether PostgreSQL refused the data itself (retrying the same batch cannot help).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, StoreError::Postgres(e) if e.class == Class::Refused)
+    }
+}
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
-        let Some(code) = e.code() else {
-            return StoreError::Unavailable(e.to_string());
-        };
-        let message = e
-            .as_db_error()
-            .map(|d| d.message().to_owned())
-            .unwrap_or_else(|| e.to_string());
-        let class = &code.code()[..2];
-        if *code == SqlState::T_R_DEADLOCK_DETECTED || *code == SqlState::T_R_SERIALIZATION_FAILURE
-        {
-            StoreError::Conflict(message)
-        } else if matches!(class, "08" | "53" | "57") {
-            StoreError::Unavailable(message)
-        } else if gf_runtime::db::is_data_error(&e) {
-            StoreError::Data {
-                code: code.code().to_owned(),
-                message,
-            }
-        } else {
-            StoreError::Database(format!("{} ({})", message, code.code()))
+        let e = StageError::from(e);
+        match e.class {
+            Class::Conflict => StoreError::Conflict(e.message),
+            _ => StoreError::Postgres(e),
         }
     }
 }
@@ -92,7 +80,7 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         match e {
             deadpool_postgres::PoolError::Backend(e) => e.into(),
-            other => StoreError::Unavailable(other.to_string()),
+            other => StoreError::Postgres(other.into()),
         }
     }
 }
@@ -353,15 +341,17 @@ async fn insert_users(
         .iter()
         .map(|u| {
             json!({"id": u.id, "product_id": u.product_id, "external_user_id": u.external_user_id,
-                   "email": u.email, "name": u.name, "properties": u.properties})
+                   "email": u.email, "email_key": u.email.as_deref().and_then(email_key),
+                   "name": u.name, "properties": u.properties})
         })
         .collect();
     let inserted = execute(
         txn,
-        "INSERT INTO users (id, product_id, external_user_id, email, name, properties)
-             SELECT id, product_id, external_user_id, email, name, properties
+        "INSERT INTO users (id, product_id, external_user_id, email, email_key, name, properties)
+             SELECT id, product_id, external_user_id, email, email_key, name, properties
                FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, product_id uuid,
-                    external_user_id text, email text, name text, properties jsonb)
+                    external_user_id text, email text, email_key text, name text,
+                    properties jsonb)
              ON CONFLICT DO NOTHING",
         &[&Value::Array(rows)],
     )

@@ -16,7 +16,7 @@ use gf_tests::net::TcpProxy;
 use gf_tests::{TestDb, read_topic, schema_validator, test_config};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use support::{at, event, message, product, with_email};
+use support::{at, event, message, product, with_email, with_org};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -353,6 +353,98 @@ async fn an_idle_attributor_commits_its_last_batch() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    stop.cancel();
+    handle.await.unwrap();
+}
+
+/// Each of these is one record any token holder can cause; each used to stop the attributor for
+/// every product. Now each lands in the dead-letter topic on its own, with its reason, and the
+/// other product's steady traffic around it is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_records_cost_only_themselves() {
+    let s = setup(str::to_owned).await;
+    let poisoned = s.product;
+    let healthy = product(&s.client).await;
+    let (stop, handle) = s.start();
+
+    // Random text, so PostgreSQL cannot compress it under its index row limit.
+    let long: String = (0..256)
+        .map(|_| Uuid::new_v4().simple().to_string())
+        .collect();
+    let long_org = with_org(
+        event(poisoned, "long-org", Some("u1"), at(1, 0)),
+        &long,
+        None,
+    );
+    let mut long_conversation = event(poisoned, "long-conv", Some("u1"), at(1, 0));
+    long_conversation.external_conversation_id = Some(long.clone());
+    // With an e-mail, so the analytics event creates the user its id is indexed for.
+    let long_user = with_email(
+        event(poisoned, "long-user", Some(&long), at(1, 0)),
+        "long@example.com",
+        None,
+    );
+    let mut nul = event(poisoned, "nul", None, at(1, 0));
+    nul.properties
+        .insert("note".into(), serde_json::json!("nul \u{0} inside"));
+    let poison = [&long_org, &long_conversation, &long_user, &nul];
+
+    // Healthy events before, between and after the poison, in the same batches.
+    let mut sent = 0;
+    for (i, bad) in poison.iter().enumerate() {
+        for j in 0..50 {
+            let e = event(healthy, &format!("h{i}-{j}"), Some("h-user"), at(2, j));
+            s.send_event(&e).await;
+            sent += 1;
+        }
+        s.send_event(bad).await;
+    }
+    for j in 0..50 {
+        s.send_event(&event(
+            healthy,
+            &format!("after-{j}"),
+            Some("h-user"),
+            at(3, j),
+        ))
+        .await;
+        sent += 1;
+    }
+    s.wait_for_rows(sent, Duration::from_secs(60)).await;
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let letters: Vec<DeadLetter> = loop {
+        let letters: Vec<DeadLetter> = tokio::task::block_in_place(|| s.read(&s.topics.deadletter))
+            .iter()
+            .map(|r| serde_json::from_slice(&r.value).unwrap())
+            .collect();
+        if letters.len() >= poison.len() || Instant::now() > deadline {
+            break letters;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(letters.len(), poison.len(), "{letters:#?}");
+    let validator = schema_validator("deadletter.v1.schema.json");
+    for letter in &letters {
+        let json = serde_json::to_value(letter).unwrap();
+        if let Err(e) = validator.validate(&json) {
+            panic!("dead letter does not match its schema: {e}\n{json:#}");
+        }
+        assert_eq!(letter.stage, consumer::STAGE);
+        assert_eq!(
+            letter.reason_class,
+            gf_schemas::deadletter::ReasonClass::DatabaseRefused,
+            "{}",
+            letter.reason
+        );
+        // The failing event itself is in the dead letter, whole.
+        let excerpt: CanonicalEvent = serde_json::from_str(&letter.excerpt).unwrap();
+        assert!(poison.iter().any(|p| p.id == excerpt.id));
+    }
+    assert_eq!(
+        s.stored().await,
+        sent,
+        "nothing of the poisoned product stored"
+    );
     stop.cancel();
     handle.await.unwrap();
 }

@@ -520,9 +520,49 @@ async fn data_postgresql_refuses_is_reported_as_data() {
     )
     .await
     .expect_err("PostgreSQL refuses NUL in jsonb");
-    assert!(
-        matches!(error, gf_attributor::store::StoreError::Data { .. }),
-        "{error}"
-    );
+    assert!(error.is_refusal(), "{error}");
     assert_eq!(db.count("SELECT count(*) FROM business_events").await, 0);
+}
+
+/// The e-mail key is the attributor's alone: an e-mail whose case PostgreSQL's `lower()` folds
+/// differently (final sigma, non-ASCII capitals) used to plan a user the unique index then
+/// refused, forever. Each pair here is one person.
+#[tokio::test]
+async fn emails_rust_and_postgresql_would_fold_differently_match_one_user() {
+    let db = db().await;
+    let pairs = [
+        ("ΟΔΟΣ@x.gr", "οδοσ@x.gr"),
+        ("Ä…@x.io", "ä…@x.io"),
+        ("\tSTRASSE@x.de ", "straße@x.de"),
+    ];
+    for (i, (first, second)) in pairs.iter().enumerate() {
+        let known = with_email(
+            event(
+                db.product,
+                &format!("a{i}"),
+                Some(&format!("user-{i}")),
+                at(0, 0),
+            ),
+            first,
+            None,
+        );
+        db.events(vec![known]).await;
+        // No user id, the same e-mail written another way: the same user, no conflict.
+        let later = with_email(
+            event(db.product, &format!("b{i}"), None, at(0, 1)),
+            second,
+            None,
+        );
+        let written = db.events(vec![later]).await;
+        assert_eq!(
+            written.attributed[0].resolution.user,
+            UserResolution::Email,
+            "{first} / {second}"
+        );
+        assert_eq!(
+            written.attributed[0].user_id,
+            Some(db.user_by_ext(&format!("user-{i}")).await)
+        );
+    }
+    assert_eq!(db.count("SELECT count(*) FROM users").await, 3);
 }

@@ -45,6 +45,9 @@ pub enum Command {
     /// Inspect and retry webhook deliveries.
     #[command(subcommand)]
     Deliveries(DeliveriesCommand),
+    /// Records a stage refused (gf.deadletter.v1): list them, replay them after a fix.
+    #[command(subcommand)]
+    Deadletters(DeadlettersCommand),
     /// A webhook receiver for the demo: verifies each delivery's signature with the endpoint's
     /// secret (GF_DEMO_SINK_SECRET, or the file --secret-file, read at each delivery so the sink
     /// can start before the endpoint exists) and appends what it received to a JSON-lines file.
@@ -112,6 +115,34 @@ pub enum DeliveriesCommand {
         #[arg(long, value_parser = parse_time)]
         failed_since: Option<chrono::DateTime<chrono::Utc>>,
     },
+}
+
+#[derive(Subcommand)]
+pub enum DeadlettersCommand {
+    /// Dead letters, oldest first: stage, reason class and reason, source, the failing event.
+    List {
+        #[command(flatten)]
+        filter: DeadletterFilterArgs,
+    },
+    /// Produce each dead letter's source record again to its source topic, so the current code
+    /// processes it (read back by offset while the topic retains it).
+    Replay {
+        #[command(flatten)]
+        filter: DeadletterFilterArgs,
+        /// Count what would be replayed; produce nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct DeadletterFilterArgs {
+    /// Only this stage's (normalizer, attributor, notifier).
+    #[arg(long)]
+    pub stage: Option<String>,
+    /// Only those that failed at or after this time (RFC 3339 or epoch milliseconds).
+    #[arg(long, value_parser = parse_time)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

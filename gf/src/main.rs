@@ -44,6 +44,7 @@ fn main() -> ExitCode {
             Command::Emit(cmd) => commands::emit::run(cmd, &config, &out).await,
             Command::Endpoint(cmd) => commands::endpoint::run(cmd, &config, &out).await,
             Command::Deliveries(cmd) => commands::deliveries::run(cmd, &config, &out).await,
+            Command::Deadletters(cmd) => commands::deadletters::run(cmd, &config, &out).await,
             Command::DemoSink {
                 listen,
                 log,

@@ -238,7 +238,7 @@ fn replay_blocking(
         per.dead_letters += counts.dead_letters - before.dead_letters;
         if let Some(producer) = &producer {
             for output in &outputs {
-                deliveries.push(runtime.block_on(enqueue(producer, output))?);
+                deliveries.push(runtime.block_on(enqueue(producer, &output.output))?);
             }
             if deliveries.len() >= ACK_BATCH {
                 runtime.block_on(acknowledged(std::mem::take(&mut deliveries)))?;

@@ -13,7 +13,7 @@ use gf_runtime::topics::Topics;
 use gf_runtime::topics::consumer_group;
 use gf_schemas::Provider;
 use gf_schemas::canonical::CanonicalEvent;
-use gf_schemas::deadletter::DeadLetter;
+use gf_schemas::deadletter::{DeadLetter, ReasonClass};
 use gf_schemas::raw::RawRecordMeta;
 use gf_tests::test_config;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -33,8 +33,12 @@ struct Setup {
 }
 
 async fn setup(partitions: i32) -> Setup {
+    setup_with(partitions, &[]).await
+}
+
+async fn setup_with(partitions: i32, vars: &[(&str, &str)]) -> Setup {
     let _ = gf_runtime::telemetry::init("test", "warn");
-    let config = test_config(&[]);
+    let config = test_config(vars);
     let settings = KafkaSettings::from_config(&config).unwrap();
     let topics = Topics::new(&config.topic_prefix);
     ensure_topics(
@@ -127,6 +131,7 @@ impl Setup {
                 &config,
                 MapOptions {
                     mapper_version: version,
+                    ..MapOptions::default()
                 },
                 token,
             )
@@ -149,6 +154,22 @@ impl Setup {
             .into_iter()
             .map(|(_, v)| serde_json::from_slice(&v).expect("a canonical event"))
             .collect()
+    }
+
+    /// The dead letters, once there are `n` (or after 20 s).
+    async fn wait_for_letters(&self, n: usize) -> Vec<DeadLetter> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let letters: Vec<DeadLetter> = self
+                .read_all(&self.topics.deadletter)
+                .into_iter()
+                .map(|(_, v)| serde_json::from_slice(&v).unwrap())
+                .collect();
+            if letters.len() >= n || Instant::now() > deadline {
+                return letters;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
     }
 
     async fn wait_for_events(&self, ids: &BTreeSet<Uuid>, within: Duration) -> Vec<CanonicalEvent> {
@@ -221,18 +242,7 @@ async fn raw_records_become_events_and_unreadable_ones_dead_letters() {
         .collect();
     assert!(keys.contains(&format!("{}:u9", s.product)), "{keys:?}");
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let letters = loop {
-        let letters: Vec<DeadLetter> = s
-            .read_all(&s.topics.deadletter)
-            .into_iter()
-            .map(|(_, v)| serde_json::from_slice(&v).unwrap())
-            .collect();
-        if letters.len() >= 2 || Instant::now() > deadline {
-            break letters;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let letters = s.wait_for_letters(2).await;
     assert_eq!(letters.len(), 2, "{letters:?}");
     let reasons: Vec<&str> = letters.iter().map(|l| l.reason.as_str()).collect();
     assert!(
@@ -369,7 +379,10 @@ async fn replay_with_a_newer_mapper_corrects_a_time_range() {
         to: Some(to),
         connection,
         dry_run,
-        mapper: MapOptions { mapper_version: 2 },
+        mapper: MapOptions {
+            mapper_version: 2,
+            ..MapOptions::default()
+        },
     };
 
     let dry = replay(&s.config, request(true, None), Arc::new(Silent))
@@ -422,4 +435,90 @@ async fn replay_with_a_newer_mapper_corrects_a_time_range() {
             .iter()
             .all(|e| !matches!(e.offset(), Offset::Offset(_)))
     );
+}
+
+/// One event that cannot be read or is past a bound costs only itself: its siblings in the same
+/// request are mapped, and it is dead-lettered alone, with its index and its own bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_event_costs_only_itself() {
+    let s = setup_with(2, &[("GF_MAX_EVENT_BYTES", "4096")]).await;
+    let connection = Uuid::new_v4();
+    let now = Utc::now().timestamp_millis();
+    let event = |id: &str, extra: &str| {
+        format!(
+            r#"{{"event_type":"purchase","user_id":"u1","insert_id":"{id}","time":{now}{extra}}}"#
+        )
+    };
+    let body = format!(
+        r#"{{"events":[{},{},{},{},{}]}}"#,
+        event("ok-0", ""),
+        event("out-of-range", r#","event_properties":{"n":1e400}"#),
+        event(
+            "long-user",
+            &format!(r#","device_id":"d","user_id":"{}""#, "u".repeat(2000))
+        )
+        .replacen(r#""user_id":"u1","#, "", 1),
+        event(
+            "too-big",
+            &format!(r#","event_properties":{{"blob":"{}"}}"#, "b".repeat(5000))
+        ),
+        event("ok-1", ""),
+    );
+    s.raw(connection, Provider::Amplitude, &body, now).await;
+    s.raw(
+        connection,
+        Provider::Amplitude,
+        &amplitude_batch("next", 2, now),
+        now,
+    )
+    .await;
+
+    let (stop, task) = s.start(1);
+    let expected: BTreeSet<Uuid> = [
+        "amplitude:ok-0",
+        "amplitude:ok-1",
+        "amplitude:next-0",
+        "amplitude:next-1",
+    ]
+    .iter()
+    .map(|i| id_of(s.product, i))
+    .collect();
+    let events = s.wait_for_events(&expected, Duration::from_secs(30)).await;
+    let ids: BTreeSet<Uuid> = events.iter().map(|e| e.id).collect();
+    assert_eq!(ids, expected);
+
+    let mut letters = s.wait_for_letters(3).await;
+    letters.sort_by_key(|l| l.event_index);
+    assert_eq!(letters.len(), 3, "{letters:#?}");
+    let validator = gf_tests::schema_validator("deadletter.v1.schema.json");
+    for (letter, (index, id, reason)) in letters.iter().zip([
+        (1, "out-of-range", "number out of range"),
+        (2, "long-user", "externalUserId is 2000 bytes long"),
+        (3, "too-big", "GF_MAX_EVENT_BYTES"),
+    ]) {
+        assert!(
+            validator
+                .validate(&serde_json::to_value(letter).unwrap())
+                .is_ok()
+        );
+        assert_eq!(letter.stage, "normalizer");
+        assert_eq!(
+            letter.reason_class,
+            ReasonClass::OutOfBounds,
+            "{}",
+            letter.reason
+        );
+        assert_eq!(letter.event_index, Some(index));
+        assert!(letter.reason.contains(reason), "{}", letter.reason);
+        assert!(
+            letter.excerpt.contains(id),
+            "the failing event itself: {}",
+            letter.excerpt
+        );
+        assert!(!letter.excerpt.contains("ok-0"), "not the whole body");
+        assert_eq!(letter.source.topic, s.topics.raw);
+    }
+    stop.cancel();
+    task.await.unwrap();
+    assert_eq!(committed_total(&s), 2, "both records done");
 }

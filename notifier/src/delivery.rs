@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use crate::consumer::NotifierError;
 use crate::endpoints::{check_addresses, signing_secrets};
+use crate::recorder;
 use crate::schedule::{self, Next, Outcome};
 use crate::signing::sign;
 use crate::ssrf::AddressPolicy;
@@ -259,7 +260,7 @@ async fn send(
         error_class: (!success).then_some("http_status"),
         error: read_error,
         response_headers,
-        response_body: Some(String::from_utf8_lossy(&logged).into_owned()),
+        response_body: Some(storable_text(&logged)),
         outcome: if success {
             Outcome::Delivered
         } else {
@@ -287,7 +288,18 @@ fn error_chain(error: &(dyn StdError + 'static)) -> String {
         parts.push(e.to_string());
         current = e.source();
     }
-    parts.join(": ")
+    storable_text(parts.join(": ").as_bytes())
+}
+
+/// Any bytes an endpoint answers with (NUL, invalid UTF-8, binary, gzip) as text PostgreSQL
+/// stores: invalid UTF-8 and NUL become U+FFFD.
+pub fn storable_text(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    if text.contains('\0') {
+        text.replace('\0', "\u{fffd}")
+    } else {
+        text.into_owned()
+    }
 }
 
 /// What a claim returns, read by [`claimed`].
@@ -655,8 +667,15 @@ pub async fn run(
     let per_endpoint = i32::try_from(config.webhook_endpoint_concurrency).unwrap_or(i32::MAX);
     let in_flight: Arc<Mutex<HashMap<Uuid, i32>>> = Arc::default();
     let mut tasks: JoinSet<()> = JoinSet::new();
-    let (recorder, results) = tokio::sync::mpsc::unbounded_channel();
-    let recording = tokio::spawn(record_results(pool.clone(), settings.clone(), results));
+    // Bounded: when PostgreSQL is slow to take the logs, workers wait instead of memory growing.
+    let (recorder, results) = tokio::sync::mpsc::channel(recorder::QUEUE);
+    let abandon = CancellationToken::new();
+    let recording = tokio::spawn(recorder::run(
+        pool.clone(),
+        settings.clone(),
+        results,
+        abandon.clone(),
+    ));
     let mut last_prune: Option<Instant> = None;
     let mut backoff = POLL_EVERY;
     tracing::info!(total, per_endpoint, "delivery workers running");
@@ -699,7 +718,7 @@ pub async fn run(
                 let endpoint = delivery.endpoint_id;
                 // The recorder logs it; if that never happens (a crash), the lease expires and
                 // the attempt is made again under the same delivery id.
-                let _ = recorded.send((delivery, log));
+                let _ = recorded.send((delivery, log)).await;
                 let mut map = lock(&in_flight);
                 if let Some(n) = map.get_mut(&endpoint) {
                     *n -= 1;
@@ -722,37 +741,14 @@ pub async fn run(
     let drain = async { while tasks.join_next().await.is_some() {} };
     let _ = tokio::time::timeout(ATTEMPT_TIMEOUT + Duration::from_secs(5), drain).await;
     drop(recorder);
-    let _ = tokio::time::timeout(Duration::from_secs(10), recording).await;
-    Ok(())
-}
-
-/// Logs finished attempts in batches (whatever arrived within 20 ms, up to 500), retrying while
-/// PostgreSQL is unavailable; ends when every sender is gone and the queue is empty.
-async fn record_results(
-    pool: Pool,
-    settings: DeliverySettings,
-    mut results: tokio::sync::mpsc::UnboundedReceiver<(Claimed, AttemptLog)>,
-) {
-    while let Some(first) = results.recv().await {
-        let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(20);
-        while batch.len() < 500 {
-            match tokio::time::timeout_at(deadline, results.recv()).await {
-                Ok(Some(result)) => batch.push(result),
-                _ => break,
-            }
-        }
-        let mut backoff = Duration::from_millis(200);
-        while let Err(e) = finish_batch(&pool, &settings, &batch).await {
-            tracing::warn!(error = %e, attempts = batch.len(), retry_in = ?backoff, "attempts not recorded yet");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(10));
-            if results.is_closed() && backoff >= Duration::from_secs(10) {
-                // Shutting down and PostgreSQL is gone: the leases bring these attempts back.
-                break;
-            }
-        }
+    if tokio::time::timeout(Duration::from_secs(10), recording)
+        .await
+        .is_err()
+    {
+        // Shutting down and PostgreSQL is gone: the leases bring these attempts back.
+        abandon.cancel();
     }
+    Ok(())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

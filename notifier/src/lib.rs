@@ -5,6 +5,7 @@
 //! - [`outbox`]: rule state, webhook events and pending deliveries, in one transaction;
 //! - [`consumer`]: the consumer loop that feeds the outbox;
 //! - [`delivery`]: the workers that drain it, one signed POST per attempt, every attempt logged;
+//! - [`recorder`]: writes the attempt logs in batches; a log PostgreSQL refuses costs only itself;
 //! - [`schedule`]: when a failed delivery is tried again, when an endpoint is given up on (pure);
 //! - [`signing`]: `whsec_` secrets and Standard Webhooks-compatible signatures (pure);
 //! - [`ssrf`]: which addresses a webhook may connect to, and the operator's allow-list (pure);
@@ -14,6 +15,7 @@ pub mod consumer;
 pub mod delivery;
 pub mod endpoints;
 pub mod outbox;
+pub mod recorder;
 pub mod rules;
 pub mod schedule;
 pub mod signing;

@@ -32,7 +32,8 @@ struct Received {
 
 /// An HTTP sink whose answer depends on the path: `/ok` 200, `/flaky` 500 then 200, `/gone`
 /// 410, `/redirect` 302 to `/ok`, `/limited` 429 with Retry-After: 120, `/slow` answers after 8 s,
-/// `/twice` 502 twice then 200, `/sluggish` 200 after 2 s.
+/// `/twice` 502 twice then 200, `/sluggish` 200 after 2 s, `/nul` 200 with NUL and invalid UTF-8
+/// in its body.
 #[derive(Clone, Default)]
 struct Sink {
     received: Arc<Mutex<Vec<Received>>>,
@@ -72,6 +73,7 @@ async fn answer(request: HttpRequest, body: web::Bytes, sink: web::Data<Sink>) -
             HttpResponse::Ok().finish()
         }
         "/twice" if seen <= 2 => HttpResponse::BadGateway().finish(),
+        "/nul" => HttpResponse::Ok().body(&b"ok\0 \xff\xfe binary \x1f\x8b\x08\0"[..]),
         "/sluggish" => {
             tokio::time::sleep(Duration::from_secs(2)).await;
             HttpResponse::Ok().finish()
@@ -817,4 +819,126 @@ async fn a_sink_resetting_connections_gets_every_delivery_once() {
         failed.iter().all(|(class, _)| class == "request"),
         "{failed:?}"
     );
+}
+
+/// An endpoint answering with bytes PostgreSQL cannot store as text (NUL, invalid UTF-8) used
+/// to stop the notifier recording any attempt for anyone, so every pending delivery was sent
+/// again after each lease. Its attempt is recorded, with a storable body, and sent once; the
+/// other endpoint's deliveries are recorded too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_endpoint_answering_nul_bytes_is_recorded_and_sent_once() {
+    let s = setup_with(&[("GF_WEBHOOK_LEASE_SECS", "10")]).await;
+    let (sink, base) = Sink::start();
+    s.endpoint(format!("{base}/nul"), "conversation.rating")
+        .await;
+    s.endpoint(format!("{base}/ok"), "conversation.rating")
+        .await;
+    let (stop, handle) = s.start();
+    for _ in 0..3 {
+        s.signal(Uuid::new_v4(), SignalKind::ConversationRating, 4.0)
+            .await;
+    }
+    assert!(
+        eventually(Duration::from_secs(30), async || {
+            let statuses = s.delivery_statuses().await;
+            statuses.len() == 6 && statuses.iter().all(|(_, status, _)| status == "delivered")
+        })
+        .await,
+        "{:?}",
+        s.delivery_statuses().await
+    );
+    // Past a lease: nothing is sent again.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    stop.cancel();
+    handle.await.unwrap();
+    assert_eq!(sink.on("/nul").len(), 3, "each delivery sent once");
+    assert_eq!(sink.on("/ok").len(), 3);
+    let bodies: Vec<Option<String>> = s
+        .client
+        .query(
+            "SELECT a.response_body FROM delivery_attempts a
+               JOIN deliveries d ON d.id = a.delivery_id
+               JOIN webhook_endpoints e ON e.id = d.endpoint_id
+              WHERE e.url LIKE '%/nul'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(bodies.len(), 3);
+    for body in bodies {
+        let body = body.expect("the body is logged");
+        assert!(
+            body.starts_with("ok\u{fffd} \u{fffd}\u{fffd} binary"),
+            "{body:?}"
+        );
+    }
+}
+
+/// A signal PostgreSQL refuses (its conversation id holds a NUL) is dead-lettered on its own;
+/// the signals around it fire their webhooks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_signal_postgresql_refuses_is_dead_lettered_alone() {
+    let s = setup().await;
+    let (sink, base) = Sink::start();
+    s.endpoint(format!("{base}/ok"), "conversation.rating")
+        .await;
+    let (stop, handle) = s.start();
+    s.signal(Uuid::new_v4(), SignalKind::ConversationRating, 4.0)
+        .await;
+    let bad = Signal {
+        id: Uuid::new_v4(),
+        product_id: s.product,
+        kind: SignalKind::ConversationRating,
+        external_conversation_id: Some("conv\u{0}nul".into()),
+        score: Some(4.0),
+        label: None,
+        custom_analysis: None,
+        occurred_at: Utc.with_ymd_and_hms(2026, 5, 18, 12, 0, 0).unwrap(),
+        details: Default::default(),
+    };
+    s.send(
+        &s.topics.signals,
+        &bad.kafka_key(),
+        serde_json::to_vec(&bad).unwrap(),
+    )
+    .await;
+    let mut after = bad.clone();
+    after.id = Uuid::new_v4();
+    after.external_conversation_id = Some("conv-2".into());
+    s.send(
+        &s.topics.signals,
+        &after.kafka_key(),
+        serde_json::to_vec(&after).unwrap(),
+    )
+    .await;
+    assert!(
+        eventually(Duration::from_secs(30), async || sink.on("/ok").len() >= 2).await,
+        "the healthy signals were delivered"
+    );
+    let brokers = s.config.kafka_brokers().unwrap().to_owned();
+    let topic = s.topics.deadletter.clone();
+    let mut letters = Vec::new();
+    assert!(
+        eventually(Duration::from_secs(20), async || {
+            letters = tokio::task::block_in_place(|| gf_tests::read_topic(&brokers, &topic));
+            !letters.is_empty()
+        })
+        .await
+    );
+    stop.cancel();
+    handle.await.unwrap();
+    assert_eq!(letters.len(), 1);
+    let letter: gf_schemas::deadletter::DeadLetter =
+        serde_json::from_slice(&letters[0].value).unwrap();
+    assert_eq!(letter.stage, "notifier");
+    assert_eq!(
+        letter.reason_class,
+        gf_schemas::deadletter::ReasonClass::DatabaseRefused,
+        "{}",
+        letter.reason
+    );
+    assert!(letter.excerpt.contains(&bad.id.to_string()));
 }

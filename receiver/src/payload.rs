@@ -7,6 +7,7 @@ use std::fmt;
 use std::io::Read;
 
 use gf_schemas::Provider;
+use gf_schemas::accept::{self, SegmentKind};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -50,9 +51,9 @@ pub fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, PayloadError> {
 
 /// Counts received / accepted / dropped events and checks the provider's shape.
 ///
-/// - Amplitude: `{"events": [...]}`; an event without a non-empty string `event_type` is dropped.
-/// - Segment: one message, or `{"batch": [...]}`; `track` with an `event`, `page` and `screen`
-///   are accepted, every other type is dropped.
+/// - Amplitude: `{"events": [...]}`; Segment: one message, or `{"batch": [...]}`.
+/// - Which events are accepted and which dropped is [`gf_schemas::accept`]'s rule, the one the
+///   normalizer maps by.
 pub fn inspect(
     provider: Provider,
     body: &[u8],
@@ -276,35 +277,29 @@ impl<'de> serde::Deserialize<'de> for Key {
     }
 }
 
-/// Whether a value is a non-empty string; reads any JSON value without keeping it.
+/// Whether a value is an event name ([`accept::event_name`]); reads any JSON value without
+/// keeping it.
 struct StringProbe(bool);
 
 impl<'de> serde::Deserialize<'de> for StringProbe {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ValueProbe(|s: &str| !s.is_empty()))
+        d.deserialize_any(ValueProbe(|s: &str| accept::event_name(s).is_some()))
             .map(StringProbe)
     }
 }
 
+/// A Segment message type, read by the shared rule ([`gf_schemas::accept`]).
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum TypeProbe {
-    Track,
-    PageOrScreen,
-    Other,
-}
+struct TypeProbe(SegmentKind);
 
 impl<'de> serde::Deserialize<'de> for TypeProbe {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let mut kind = TypeProbe::Other;
+        let mut kind = SegmentKind::Other;
         d.deserialize_any(ValueProbe(|s: &str| {
-            kind = match s {
-                "track" => TypeProbe::Track,
-                "page" | "screen" => TypeProbe::PageOrScreen,
-                _ => TypeProbe::Other,
-            };
+            kind = SegmentKind::of(s);
             true
         }))?;
-        Ok(kind)
+        Ok(TypeProbe(kind))
     }
 }
 
@@ -366,11 +361,7 @@ struct SegmentProbe {
 
 impl SegmentProbe {
     fn accepted_as(&self, kind: TypeProbe) -> bool {
-        match kind {
-            TypeProbe::Track => self.event,
-            TypeProbe::PageOrScreen => true,
-            TypeProbe::Other => false,
-        }
+        kind.0.accepts(self.event)
     }
 
     fn accepted(&self) -> bool {

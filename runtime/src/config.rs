@@ -7,6 +7,9 @@ use crate::kafka::Compression;
 /// Body limit of an ingest request, compressed or decoded.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 
+/// Largest canonical event, encoded (`GF_MAX_EVENT_BYTES`).
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub database_url: Option<String>,
@@ -19,6 +22,8 @@ pub struct Config {
     pub topic_replication: i32,
     pub kafka_compression: Compression,
     pub max_body_bytes: usize,
+    /// Largest canonical event the normalizer produces; a larger one is dead-lettered alone.
+    pub max_event_bytes: usize,
     /// scrypt cost (log2 N) for new token and secret hashes; existing hashes keep theirs.
     pub scrypt_log_n: u8,
     /// Most events (Amplitude) or messages (Segment) in one request.
@@ -57,6 +62,7 @@ pub const VARIABLES: &[&str] = &[
     "GF_RECEIVER_ADDR",
     "GF_METRICS_ADDR",
     "GF_TOPIC_PREFIX",
+    "GF_MAX_EVENT_BYTES",
     "GF_TOPIC_PARTITIONS",
     "GF_TOPIC_REPLICATION",
     "GF_KAFKA_COMPRESSION",
@@ -190,6 +196,13 @@ impl Config {
                 1024,
                 512 * 1024 * 1024,
                 "bytes, 1024 to 536870912",
+            )? as usize,
+            max_event_bytes: number(
+                "GF_MAX_EVENT_BYTES",
+                DEFAULT_MAX_EVENT_BYTES as i64,
+                1024,
+                64 * 1024 * 1024,
+                "bytes, 1024 to 67108864",
             )? as usize,
             scrypt_log_n: number("GF_SCRYPT_LOG_N", 15, 10, 22, "10 to 22")? as u8,
             max_batch_events: number("GF_MAX_BATCH_EVENTS", 1000, 1, 100_000, "1 to 100000")?

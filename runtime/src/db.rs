@@ -24,13 +24,6 @@ pub enum DbError {
     Migration(#[from] refinery::Error),
 }
 
-/// Whether PostgreSQL refused the data itself (SQLSTATE classes 22 and 23: bad text or numbers,
-/// a violated constraint): running the same statement again cannot succeed.
-pub fn is_data_error(e: &tokio_postgres::Error) -> bool {
-    e.code()
-        .is_some_and(|c| matches!(&c.code()[..2], "22" | "23"))
-}
-
 pub fn pool(database_url: &str, max_size: usize) -> Result<Pool, DbError> {
     let config: tokio_postgres::Config = database_url.parse().map_err(DbError::BadUrl)?;
     let manager = Manager::from_config(

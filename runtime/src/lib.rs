@@ -2,20 +2,25 @@
 //!
 //! - [`config`]: configuration from the environment, with errors that say what to set;
 //! - [`topics`] and [`kafka`]: topic names, Kafka client settings, `gf topics ensure`;
-//! - [`pipeline`]: producing outputs, dead letters and offsets, the same in every consumer loop;
-//! - [`db`]: the PostgreSQL pool and the migrations;
+//! - [`stage`]: the one batch-stage runner (batching, retries, isolation, dead letters, offsets);
+//!   [`pipeline`]: producing outputs, dead letters and offsets, shared by every consumer loop;
+//!   [`classify`]: the one answer to "outage or refusal?" for every error;
+//! - [`db`]: the PostgreSQL pool and the migrations; [`deadletters`]: listing and replaying them;
 //! - [`token`]: ingest tokens and shared secrets (generation, format, scrypt hashing);
 //! - [`control`]: products and connections (the control plane behind `gf product|connection`);
 //! - [`telemetry`]: logs and OpenTelemetry traces; [`metrics`]: Prometheus, Kafka statistics;
 //! - [`shutdown`]: SIGINT/SIGTERM as a cancellation token.
 
+pub mod classify;
 pub mod config;
 pub mod control;
 pub mod db;
+pub mod deadletters;
 pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
 pub mod shutdown;
+pub mod stage;
 pub mod telemetry;
 pub mod token;
 pub mod topics;

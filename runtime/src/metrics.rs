@@ -29,6 +29,26 @@ pub fn render(registry: &Registry) -> String {
     String::from_utf8(buffer).unwrap_or_default()
 }
 
+static DEAD_LETTERS: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
+    let counter = prometheus::IntCounterVec::new(
+        Opts::new(
+            "gf_dead_letters_total",
+            "Records (or events of them) a stage dead-lettered, by stage and reason class",
+        ),
+        &["stage", "reason_class"],
+    )
+    .expect("valid metric definition");
+    let _ = registry().register(Box::new(counter.clone()));
+    counter
+});
+
+/// Counts one dead letter.
+pub fn dead_letter(stage: &str, class: gf_schemas::deadletter::ReasonClass) {
+    DEAD_LETTERS
+        .with_label_values(&[stage, class.as_ref()])
+        .inc();
+}
+
 struct KafkaGauges {
     consumer_lag: IntGaugeVec,
     committed_offset: IntGaugeVec,

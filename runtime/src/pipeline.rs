@@ -13,14 +13,28 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::classify::{self, Class, ReasonClass};
 use crate::kafka::{KafkaSettings, StageConsumer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
     #[error("Kafka error: {0}")]
     Kafka(#[from] KafkaError),
+    /// The broker (or librdkafka) answered the record with an error.
+    #[error("an output was refused: {0}")]
+    Rejected(KafkaError),
     #[error("an output was not acknowledged: {0}")]
     Delivery(String),
+}
+
+impl OutputError {
+    /// Whether the broker refused the record itself (too large, invalid), or could not take it.
+    pub fn class(&self) -> Class {
+        match self {
+            OutputError::Kafka(e) | OutputError::Rejected(e) => classify::kafka(e),
+            OutputError::Delivery(_) => Class::Transient,
+        }
+    }
 }
 
 /// One record to produce.
@@ -92,7 +106,7 @@ pub async fn acknowledged_within(
     for delivery in deliveries {
         match tokio::time::timeout_at(deadline, delivery).await {
             Ok(Ok(Ok(_))) => {}
-            Ok(Ok(Err((e, _)))) => return Err(OutputError::Delivery(e.to_string())),
+            Ok(Ok(Err((e, _)))) => return Err(OutputError::Rejected(e)),
             Ok(Err(_)) => return Err(OutputError::Delivery("the producer was dropped".into())),
             Err(_) => {
                 return Err(OutputError::Delivery(format!(
@@ -102,6 +116,31 @@ pub async fn acknowledged_within(
         }
     }
     Ok(())
+}
+
+/// Like [`acknowledged`], but a record the broker refuses on its own (too large, invalid) does
+/// not fail the others: returns the positions of the refused ones with their errors. Only an
+/// outage (or no acknowledgement in time) is an error.
+pub async fn acknowledged_or_refused(
+    deliveries: Vec<DeliveryFuture>,
+) -> Result<Vec<(usize, KafkaError)>, OutputError> {
+    let limit = DELIVERY_TIMEOUT + DELIVERY_GRACE;
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut refused = Vec::new();
+    for (i, delivery) in deliveries.into_iter().enumerate() {
+        match tokio::time::timeout_at(deadline, delivery).await {
+            Ok(Ok(Ok(_))) => {}
+            Ok(Ok(Err((e, _)))) if classify::kafka(&e) == Class::Refused => refused.push((i, e)),
+            Ok(Ok(Err((e, _)))) => return Err(OutputError::Rejected(e)),
+            Ok(Err(_)) => return Err(OutputError::Delivery("the producer was dropped".into())),
+            Err(_) => {
+                return Err(OutputError::Delivery(format!(
+                    "no acknowledgement within {limit:?}"
+                )));
+            }
+        }
+    }
+    Ok(refused)
 }
 
 /// Produces every output and waits until all are acknowledged.
@@ -129,38 +168,105 @@ pub fn traceparent_of(message: &BorrowedMessage<'_>) -> Option<String> {
         .and_then(|(_, v)| std::str::from_utf8(v?).ok().map(str::to_owned))
 }
 
-/// A dead letter for a record `stage` could not process: the reason, where it came from, and
-/// an excerpt of it, so an operator can find and replay it.
+/// Why one record (or one event of it) could not be processed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refusal {
+    pub class: ReasonClass,
+    pub reason: String,
+    /// The failing event's index in the record, when its siblings went on.
+    pub event_index: Option<u32>,
+    /// The failing event's bytes, when it is not the whole record.
+    pub event: Option<Vec<u8>>,
+}
+
+impl Refusal {
+    pub fn new(class: ReasonClass, reason: impl Into<String>) -> Self {
+        Refusal {
+            class,
+            reason: reason.into(),
+            event_index: None,
+            event: None,
+        }
+    }
+
+    /// A refusal of one event of a batch record.
+    pub fn of_event(mut self, index: usize, event: Vec<u8>) -> Self {
+        self.event_index = Some(u32::try_from(index).unwrap_or(u32::MAX));
+        self.event = Some(event);
+        self
+    }
+}
+
+/// Where a record came from, owned, so a dead letter can be made after the record is gone.
+pub fn source_of(message: &BorrowedMessage<'_>) -> SourceRecord {
+    SourceRecord {
+        topic: message.topic().to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned()),
+        headers: headers_of(message)
+            .iter()
+            .map(|(k, v)| {
+                (
+                    (*k).to_owned(),
+                    String::from_utf8_lossy(v.unwrap_or_default()).into_owned(),
+                )
+            })
+            .collect::<BTreeMap<_, _>>(),
+    }
+}
+
+/// A dead letter for a record `stage` could not process: the reason and its class, where it
+/// came from, and the failing event (or the record), bounded, so an operator can find, read and
+/// replay it.
 pub fn dead_letter(
     deadletter_topic: &str,
     stage: &str,
     message: &BorrowedMessage<'_>,
-    reason: String,
+    refusal: Refusal,
 ) -> Output {
+    let payload = message.payload().unwrap_or_default();
+    dead_letter_from(
+        deadletter_topic,
+        stage,
+        source_of(message),
+        payload,
+        refusal,
+    )
+}
+
+/// [`dead_letter`] from an owned [`SourceRecord`] and the record's payload.
+pub fn dead_letter_from(
+    deadletter_topic: &str,
+    stage: &str,
+    source: SourceRecord,
+    payload: &[u8],
+    refusal: Refusal,
+) -> Output {
+    let (excerpt, truncated) = DeadLetter::excerpt_of(refusal.event.as_deref().unwrap_or(payload));
     let letter = DeadLetter {
         stage: stage.into(),
-        reason,
-        source: SourceRecord {
-            topic: message.topic().to_owned(),
-            partition: message.partition(),
-            offset: message.offset(),
-            key: message
-                .key()
-                .map(|k| String::from_utf8_lossy(k).into_owned()),
-            headers: headers_of(message)
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        (*k).to_owned(),
-                        String::from_utf8_lossy(v.unwrap_or_default()).into_owned(),
-                    )
-                })
-                .collect::<BTreeMap<_, _>>(),
-        },
-        excerpt: DeadLetter::excerpt_of(message.payload().unwrap_or_default()),
+        reason: refusal.reason,
+        reason_class: refusal.class,
+        source,
+        event_index: refusal.event_index,
+        excerpt,
+        truncated,
         failed_at: Utc::now(),
     };
-    tracing::warn!(stage, topic = message.topic(), partition = message.partition(), offset = message.offset(), reason = %letter.reason, "record dead-lettered");
+    crate::metrics::dead_letter(stage, letter.reason_class);
+    tracing::warn!(
+        stage,
+        topic = %letter.source.topic,
+        partition = letter.source.partition,
+        offset = letter.source.offset,
+        event_index = letter.event_index,
+        reason_class = %letter.reason_class,
+        reason = %letter.reason,
+        "record dead-lettered"
+    );
     Output {
         topic: deadletter_topic.to_owned(),
         key: letter.kafka_key(),

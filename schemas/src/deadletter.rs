@@ -1,12 +1,13 @@
-//! `gf.deadletter.v1`: records a stage could not process, with where they came from.
+//! `gf.deadletter.v1`: records a stage could not process, with why and where they came from.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use strum::{AsRefStr, Display, EnumString};
 
-/// Longest excerpt of the failing record kept in a dead letter.
-pub const EXCERPT_BYTES: usize = 1024;
+/// Longest excerpt of the failing record (or event) kept in a dead letter.
+pub const EXCERPT_BYTES: usize = 64 * 1024;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -14,11 +15,41 @@ pub struct DeadLetter {
     /// The stage that gave up (`normalizer`, `attributor`, `notifier`).
     pub stage: String,
     pub reason: String,
+    pub reason_class: ReasonClass,
     pub source: SourceRecord,
-    /// The start of the record's value, lossily decoded as UTF-8.
+    /// Which event of the source record failed, when the record is a batch whose other events
+    /// went on; `None` when the whole record failed.
+    #[serde(default)]
+    pub event_index: Option<u32>,
+    /// The failing event (or the whole record), lossily decoded as UTF-8, at most
+    /// [`EXCERPT_BYTES`].
     pub excerpt: String,
+    /// Whether [`DeadLetter::excerpt`] was cut short.
+    #[serde(default)]
+    pub truncated: bool,
     #[serde(with = "crate::time")]
     pub failed_at: DateTime<Utc>,
+}
+
+/// Why a record was dead-lettered, for operators, filters and the `gf_dead_letters_total` metric.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Display, EnumString, AsRefStr,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum ReasonClass {
+    /// Not readable as what the topic carries (bad JSON, wrong shape, bad headers).
+    Invalid,
+    /// Past a documented bound (an id too long, an event too large, a number out of range).
+    OutOfBounds,
+    /// Refers to something that does not exist (an unknown product).
+    Unknown,
+    /// PostgreSQL refused the record (its SQLSTATE is in the reason).
+    DatabaseRefused,
+    /// The broker refused the record's output (too large, invalid).
+    BrokerRefused,
+    /// Conflicted with concurrent writers every time it was tried.
+    Conflict,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,14 +63,16 @@ pub struct SourceRecord {
 }
 
 impl DeadLetter {
-    /// The excerpt of a record value: at most [`EXCERPT_BYTES`], cut on a character boundary.
-    pub fn excerpt_of(value: &[u8]) -> String {
+    /// The excerpt of a value: at most [`EXCERPT_BYTES`], cut on a character boundary; and
+    /// whether it was cut.
+    pub fn excerpt_of(value: &[u8]) -> (String, bool) {
         let text = String::from_utf8_lossy(&value[..value.len().min(EXCERPT_BYTES)]);
         let mut end = text.len().min(EXCERPT_BYTES);
         while !text.is_char_boundary(end) {
             end -= 1;
         }
-        text[..end].to_owned()
+        let truncated = value.len() > EXCERPT_BYTES || end < text.len();
+        (text[..end].to_owned(), truncated)
     }
 
     /// The Kafka key: where the record came from.
@@ -57,10 +90,27 @@ mod tests {
 
     #[test]
     fn excerpt_is_bounded_and_valid_utf8() {
-        let long = "é".repeat(2000);
-        let excerpt = DeadLetter::excerpt_of(long.as_bytes());
+        let long = "é".repeat(EXCERPT_BYTES);
+        let (excerpt, truncated) = DeadLetter::excerpt_of(long.as_bytes());
         assert!(excerpt.len() <= EXCERPT_BYTES);
+        assert!(truncated);
         assert!(excerpt.chars().all(|c| c == 'é' || c == '\u{fffd}'));
-        assert_eq!(DeadLetter::excerpt_of(b"{\"a\":"), "{\"a\":");
+        assert_eq!(
+            DeadLetter::excerpt_of(b"{\"a\":"),
+            ("{\"a\":".to_owned(), false)
+        );
+    }
+
+    #[test]
+    fn reason_classes_have_stable_names() {
+        assert_eq!(ReasonClass::DatabaseRefused.as_ref(), "database_refused");
+        assert_eq!(
+            serde_json::to_string(&ReasonClass::OutOfBounds).unwrap(),
+            "\"out_of_bounds\""
+        );
+        assert_eq!(
+            "broker_refused".parse::<ReasonClass>().unwrap(),
+            ReasonClass::BrokerRefused
+        );
     }
 }

@@ -16,6 +16,7 @@
 //!
 //! Consumers must ignore fields they do not know: new optional fields may appear within `v1`.
 
+pub mod accept;
 pub mod attributed;
 pub mod canonical;
 pub mod conversation;

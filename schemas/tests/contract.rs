@@ -261,6 +261,7 @@ fn dead_letter_matches() {
     let letter = DeadLetter {
         stage: "normalizer".into(),
         reason: "body is not JSON".into(),
+        reason_class: gf_schemas::deadletter::ReasonClass::Invalid,
         source: SourceRecord {
             topic: "gf.raw.v1".into(),
             partition: 2,
@@ -268,10 +269,20 @@ fn dead_letter_matches() {
             key: Some(Uuid::from_u128(1).to_string()),
             headers: [("gf-provider".to_owned(), "segment".to_owned())].into(),
         },
-        excerpt: DeadLetter::excerpt_of(b"{not json"),
+        event_index: None,
+        excerpt: DeadLetter::excerpt_of(b"{not json").0,
+        truncated: false,
         failed_at: at(1_747_569_600_000),
     };
     let value = serde_json::to_value(&letter).unwrap();
+    assert_valid("deadletter.v1.schema.json", &value);
+    let per_event = DeadLetter {
+        reason_class: gf_schemas::deadletter::ReasonClass::OutOfBounds,
+        event_index: Some(3),
+        truncated: true,
+        ..letter
+    };
+    let value = serde_json::to_value(&per_event).unwrap();
     assert_valid("deadletter.v1.schema.json", &value);
     assert_declared(&["deadletter.v1.schema.json"], &value);
 }

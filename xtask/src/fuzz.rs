@@ -11,7 +11,12 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-pub const TARGETS: [&str; 3] = ["receiver_body", "amplitude_mapper", "segment_mapper"];
+pub const TARGETS: [&str; 4] = [
+    "receiver_body",
+    "amplitude_mapper",
+    "segment_mapper",
+    "counting_agrees",
+];
 const CARGO_FUZZ_VERSION: &str = "0.13.1";
 
 pub fn run(root: &Path, seconds: u64, targets: &[String]) -> anyhow::Result<()> {

@@ -1,6 +1,7 @@
 //! One module per command group; each turns arguments into control-plane calls and output.
 
 pub mod connection;
+pub mod deadletters;
 pub mod deliveries;
 pub mod demo_sink;
 pub mod emit;

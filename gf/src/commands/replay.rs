@@ -36,7 +36,10 @@ pub async fn run(args: ReplayArgs, config: &Config, out: &Output) -> anyhow::Res
         to: args.to,
         connection: args.connection,
         dry_run: args.dry_run,
-        mapper: MapOptions::default(),
+        mapper: MapOptions {
+            max_event_bytes: config.max_event_bytes,
+            ..MapOptions::default()
+        },
     };
     let summary = replay(config, request, Arc::new(Bar(ProgressBar::new(0)))).await?;
     out.print(&summary, || {

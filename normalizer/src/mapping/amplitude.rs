@@ -13,6 +13,9 @@
 //! | `groups.organization`, else `groups.company`, else `user_properties.organization_id` | `externalOrganizationId` |
 //! | `user_properties.organization_name`, else `user_properties.company` | `organizationHints.name` |
 
+use gf_schemas::accept;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::{Draft, MapError, fields, revenue, warning};
@@ -20,26 +23,28 @@ use super::{Draft, MapError, fields, revenue, warning};
 const SHAPE: &str = "an Amplitude batch ({\"events\": [...]})";
 const REVENUE_FIELDS: [&str; 4] = ["revenue", "price", "quantity", "revenueType"];
 
-/// One draft per event, `None` for events that are dropped; with their index in the batch.
-pub fn drafts(body: &Value) -> Result<Vec<(usize, Option<Draft<'_>>)>, MapError> {
-    let events = body
-        .as_object()
-        .and_then(|o| o.get("events"))
-        .and_then(Value::as_array)
-        .ok_or(MapError::WrongShape(SHAPE))?;
-    Ok(events
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (i, draft(e)))
-        .collect())
+/// The events of a batch, each as its own unparsed JSON text.
+pub fn events(body: &RawValue) -> Result<Vec<&RawValue>, MapError> {
+    #[derive(Deserialize)]
+    struct Envelope<'a> {
+        #[serde(borrow)]
+        events: Vec<&'a RawValue>,
+    }
+    if !body.get().starts_with('{') {
+        return Err(MapError::WrongShape(SHAPE));
+    }
+    serde_json::from_str::<Envelope<'_>>(body.get())
+        .map(|e| e.events)
+        .map_err(|_| MapError::WrongShape(SHAPE))
 }
 
-fn draft(source: &Value) -> Option<Draft<'_>> {
+/// One event's draft; `None` when it is dropped (no event type).
+pub fn draft(source: &Value) -> Option<Draft<'_>> {
     let event = source.as_object()?;
     let event_type = event
         .get("event_type")
         .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())?;
+        .and_then(accept::event_name)?;
     let mut warnings = Vec::new();
     let mut properties = match event.get("event_properties") {
         Some(Value::Object(p)) => p.clone(),

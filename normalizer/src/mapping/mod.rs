@@ -14,11 +14,13 @@ use gf_schemas::canonical::{
     CanonicalEvent, EventValue, Influence, InfluenceRule, OrganizationHints, RawOrigin, UserHints,
     ValueType, Warning,
 };
+use gf_schemas::deadletter::ReasonClass;
 use gf_schemas::raw::RawRecordMeta;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::{influence, overrides};
+use crate::{bounds, influence, overrides};
 
 /// Bumped whenever a change to the mapping changes its output: replayed events with a newer
 /// version replace what an older one wrote.
@@ -36,12 +38,15 @@ pub struct RawInput<'a> {
 #[derive(Clone, Copy, Debug)]
 pub struct MapOptions {
     pub mapper_version: u32,
+    /// Largest encoded canonical event (`GF_MAX_EVENT_BYTES`); a larger one is dead-lettered.
+    pub max_event_bytes: usize,
 }
 
 impl Default for MapOptions {
     fn default() -> Self {
         MapOptions {
             mapper_version: MAPPER_VERSION,
+            max_event_bytes: gf_runtime::config::DEFAULT_MAX_EVENT_BYTES,
         }
     }
 }
@@ -52,6 +57,19 @@ pub struct Mapped {
     pub events: Vec<CanonicalEvent>,
     /// Messages received but not turned into events (no event type, identify, ...).
     pub dropped: usize,
+    /// Events that cannot be mapped on their own; each is dead-lettered, its siblings go on.
+    pub refused: Vec<RefusedEvent>,
+}
+
+/// One event of a batch that cannot be mapped, with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedEvent {
+    /// Its index in the batch.
+    pub index: usize,
+    pub class: ReasonClass,
+    pub reason: String,
+    /// The event as received.
+    pub event: Vec<u8>,
 }
 
 /// A record that cannot be mapped at all; it goes to the dead-letter topic.
@@ -63,18 +81,56 @@ pub enum MapError {
     WrongShape(&'static str),
 }
 
+/// Maps a record event by event: the envelope is read first without reading the events, so one
+/// event that cannot be read (a number out of range) or that is past the [`bounds`] costs only
+/// itself. A record whose envelope cannot be read at all is a [`MapError`].
 pub fn map_record(input: &RawInput<'_>, options: &MapOptions) -> Result<Mapped, MapError> {
-    let body: Value =
-        serde_json::from_slice(input.body).map_err(|e| MapError::InvalidJson(e.to_string()))?;
-    let drafts = match input.meta.provider {
-        Provider::Amplitude => amplitude::drafts(&body)?,
-        Provider::Segment => segment::drafts(&body)?,
+    let text = std::str::from_utf8(input.body)
+        .map_err(|e| MapError::InvalidJson(format!("the body is not UTF-8 ({e})")))?;
+    let body: &RawValue =
+        serde_json::from_str(text).map_err(|e| MapError::InvalidJson(e.to_string()))?;
+    let provider = input.meta.provider;
+    let events = match provider {
+        Provider::Amplitude => amplitude::events(body)?,
+        Provider::Segment => segment::events(body)?,
     };
     let mut mapped = Mapped::default();
-    for (index, draft) in drafts {
-        match draft {
-            Some(draft) => mapped.events.push(finish(draft, input, index, options)),
-            None => mapped.dropped += 1,
+    for (index, raw) in events.into_iter().enumerate() {
+        let refuse = |class, reason: String| RefusedEvent {
+            index,
+            class,
+            reason,
+            event: raw.get().as_bytes().to_vec(),
+        };
+        let value: Value = match serde_json::from_str(raw.get()) {
+            Ok(value) => value,
+            Err(e) => {
+                let class = if e.to_string().contains("out of range") {
+                    ReasonClass::OutOfBounds
+                } else {
+                    ReasonClass::Invalid
+                };
+                mapped
+                    .refused
+                    .push(refuse(class, format!("event {index} cannot be read: {e}")));
+                continue;
+            }
+        };
+        let draft = match provider {
+            Provider::Amplitude => amplitude::draft(&value),
+            Provider::Segment => segment::draft(&value),
+        };
+        let Some(draft) = draft else {
+            mapped.dropped += 1;
+            continue;
+        };
+        let mut event = finish(draft, input, index, options);
+        match bounds::enforce(&mut event) {
+            Ok(()) => mapped.events.push(event),
+            Err(e) => mapped.refused.push(refuse(
+                ReasonClass::OutOfBounds,
+                format!("event {index}: {e}"),
+            )),
         }
     }
     Ok(mapped)

@@ -15,35 +15,56 @@
 //!
 //! `identify`, `group`, `alias` and unknown types are dropped, as is a `track` without `event`.
 
+use gf_schemas::accept::{self, SegmentKind};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::{Draft, MapError, fields, revenue, warning};
 
 const SHAPE: &str = "a Segment message or {\"batch\": [...]}";
 
-pub fn drafts(body: &Value) -> Result<Vec<(usize, Option<Draft<'_>>)>, MapError> {
-    let object = body.as_object().ok_or(MapError::WrongShape(SHAPE))?;
-    if let Some(batch) = object.get("batch") {
-        let batch = batch.as_array().ok_or(MapError::WrongShape(SHAPE))?;
-        return Ok(batch
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (i, draft(m)))
-            .collect());
+/// The messages of a body (one message, or a batch), each as its own unparsed JSON text.
+pub fn events(body: &RawValue) -> Result<Vec<&RawValue>, MapError> {
+    #[derive(Deserialize)]
+    struct Envelope<'a> {
+        #[serde(borrow)]
+        batch: Option<Vec<&'a RawValue>>,
+        #[serde(rename = "type")]
+        kind: Option<IgnoredAny>,
     }
-    if !object.contains_key("type") {
+    if !body.get().starts_with('{') {
         return Err(MapError::WrongShape(SHAPE));
     }
-    Ok(vec![(0, draft(body))])
+    match serde_json::from_str::<Envelope<'_>>(body.get()) {
+        Ok(Envelope {
+            batch: Some(batch), ..
+        }) => Ok(batch),
+        Ok(Envelope {
+            batch: None,
+            kind: Some(_),
+        }) => Ok(vec![body]),
+        _ => Err(MapError::WrongShape(SHAPE)),
+    }
 }
 
-fn draft(source: &Value) -> Option<Draft<'_>> {
+/// One message's draft; `None` when it is dropped (identify, group, alias, a track without
+/// `event`, unknown types).
+pub fn draft(source: &Value) -> Option<Draft<'_>> {
     let message = source.as_object()?;
     let kind = message.get("type").and_then(Value::as_str)?;
-    let event_type = match kind {
-        "track" => fields::text(message.get("event"))?,
-        "page" | "screen" => fields::text(message.get("name")).unwrap_or_else(|| kind.to_owned()),
-        _ => return None,
+    // Which messages are events is the rule the receiver counts by.
+    let event_type = match SegmentKind::of(kind) {
+        SegmentKind::Track => message
+            .get("event")
+            .and_then(Value::as_str)
+            .and_then(accept::event_name)?
+            .to_owned(),
+        SegmentKind::PageOrScreen => {
+            fields::text(message.get("name")).unwrap_or_else(|| kind.to_owned())
+        }
+        SegmentKind::Other => return None,
     };
     let mut warnings = Vec::new();
     let properties = match message.get("properties") {

@@ -1,0 +1,506 @@
+//! The one batch-stage runner: every consumer stage that writes batches (the attributor, the
+//! notifier) is a [`BatchStage`] that says what it reads, how to [`BatchStage::parse`] a record
+//! and how to [`BatchStage::write`] a batch of them. The runner owns the rest, once:
+//!
+//! 1. gather a batch (up to [`BatchLimits::max_records`], or what arrives within the linger);
+//! 2. parse each record; one that cannot be parsed is refused on its own;
+//! 3. write the parsed ones, in order, as one batch. The [`classify`]ed failure decides:
+//!    an outage is retried with [`Backoff`] (no offset moves, however long it lasts); a conflict
+//!    is run again a bounded number of times; a refusal splits the batch in halves, left before
+//!    right, until the refused record stands alone and is dead-lettered. Every other record is
+//!    written exactly once and in its original order, so per-partition order holds by
+//!    construction;
+//! 4. produce the dead letters, then store every offset of the batch; committed every second,
+//!    when idle, and at shutdown.
+//!
+//! A record the stage cannot process therefore costs only itself: its siblings in the batch and
+//! every other product flow on, and nothing is retried forever unless the outage is real.
+
+use std::future::Future;
+use std::time::Duration;
+
+use gf_schemas::deadletter::ReasonClass;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::classify::{self, Class};
+use crate::kafka::KafkaSettings;
+use crate::pipeline::{
+    Backoff, Output, OutputError, Refusal, commit_stored, dead_letter, next_batch, produce_all,
+    producer, store, supervise, traceparent_of,
+};
+use crate::topics::{Topics, consumer_group};
+
+/// How a stage batches its input.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchLimits {
+    /// Records per write at most.
+    pub max_records: usize,
+    /// How long a batch waits for more records once it has one.
+    pub linger: Duration,
+}
+
+impl Default for BatchLimits {
+    fn default() -> Self {
+        BatchLimits {
+            max_records: 500,
+            linger: Duration::from_millis(20),
+        }
+    }
+}
+
+/// How the runner retries a write.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Runs of a batch that conflicted before it is split and its records refused.
+    pub conflicts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            first_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+            conflicts: 3,
+        }
+    }
+}
+
+/// Why a write failed, classified once.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct StageError {
+    pub class: Class,
+    /// The dead letter's class if this ends up refusing a record.
+    pub reason_class: ReasonClass,
+    pub message: String,
+}
+
+impl StageError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        StageError {
+            class: Class::Transient,
+            reason_class: ReasonClass::DatabaseRefused,
+            message: message.into(),
+        }
+    }
+
+    pub fn refused(reason_class: ReasonClass, message: impl Into<String>) -> Self {
+        StageError {
+            class: Class::Refused,
+            reason_class,
+            message: message.into(),
+        }
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        StageError {
+            class: Class::Conflict,
+            reason_class: ReasonClass::Conflict,
+            message: message.into(),
+        }
+    }
+
+    fn into_refusal(self) -> Refusal {
+        let class = if self.class == Class::Conflict {
+            ReasonClass::Conflict
+        } else {
+            self.reason_class
+        };
+        Refusal::new(class, self.message)
+    }
+}
+
+impl From<tokio_postgres::Error> for StageError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        let class = classify::postgres(&e);
+        let message = match (e.as_db_error(), e.code()) {
+            (Some(db), Some(code)) => {
+                format!("PostgreSQL refused it ({}): {}", code.code(), db.message())
+            }
+            _ => format!("PostgreSQL: {e}"),
+        };
+        StageError {
+            class,
+            reason_class: if class == Class::Conflict {
+                ReasonClass::Conflict
+            } else {
+                ReasonClass::DatabaseRefused
+            },
+            message,
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StageError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => StageError::transient(format!("PostgreSQL is unavailable: {other}")),
+        }
+    }
+}
+
+impl From<OutputError> for StageError {
+    fn from(e: OutputError) -> Self {
+        StageError {
+            class: e.class(),
+            reason_class: ReasonClass::BrokerRefused,
+            message: format!("the broker refused an output: {e}"),
+        }
+    }
+}
+
+/// One parsed record handed to [`BatchStage::write`].
+pub struct Record<'a, T> {
+    /// The record's position in the batch, to name it in [`Refused`].
+    pub index: usize,
+    pub item: &'a T,
+    /// The trace context for what this record produces (a child of the record's span).
+    pub traceparent: Option<&'a str>,
+}
+
+/// Records a write refused on its own terms (e.g. an unknown product) while writing the rest.
+pub type Refused = Vec<(usize, Refusal)>;
+
+/// A stage that consumes records in batches: what it reads, how it parses and writes.
+pub trait BatchStage: Sync {
+    type Item: Send + Sync;
+
+    /// The stage's name: consumer group `gf-NAME`, client id, dead letters, logs.
+    fn name(&self) -> &'static str;
+    /// The topics it consumes.
+    fn inputs(&self) -> Vec<String>;
+    fn limits(&self) -> BatchLimits {
+        BatchLimits::default()
+    }
+    /// The record as the stage's item, or why it cannot be processed.
+    fn parse(&self, message: &BorrowedMessage<'_>) -> Result<Self::Item, Refusal>;
+    /// The span for one record (open until its batch is written).
+    fn span(&self, message: &BorrowedMessage<'_>) -> tracing::Span;
+    /// Writes the records as one unit (all or nothing); returns the ones refused on their own.
+    fn write(
+        &self,
+        records: &[Record<'_, Self::Item>],
+    ) -> impl Future<Output = Result<Refused, StageError>> + Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("Kafka error: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+}
+
+/// Runs `stage` until `stop`, starting it again from the committed offsets after a Kafka
+/// failure.
+pub async fn run<S: BatchStage>(
+    stage: &S,
+    settings: &KafkaSettings,
+    prefix: &str,
+    stop: &CancellationToken,
+) {
+    supervise(stage.name(), stop, || {
+        run_once(stage, settings, prefix, stop)
+    })
+    .await
+}
+
+async fn run_once<S: BatchStage>(
+    stage: &S,
+    settings: &KafkaSettings,
+    prefix: &str,
+    stop: &CancellationToken,
+) -> Result<(), RunError> {
+    let name = stage.name();
+    let group = consumer_group(prefix, name);
+    let client_id = format!("gf-{name}");
+    let consumer = settings.stage_consumer(&client_id, &group)?;
+    let inputs = stage.inputs();
+    let topics: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+    let producer = producer(settings, &client_id)?;
+    let deadletter = Topics::new(prefix).deadletter;
+    let limits = stage.limits();
+    tracing::info!(stage = name, ?inputs, group, "consuming");
+    let mut last_commit = Instant::now();
+    let result: Result<(), RunError> = async {
+        loop {
+            let Some(messages) =
+                next_batch(&consumer, stop, limits.max_records, limits.linger).await?
+            else {
+                return Ok(());
+            };
+            let Some(refusals) = process(stage, &messages, stop).await else {
+                return Ok(()); // stopped before the batch was written: nothing is stored
+            };
+            let dead: Vec<Output> = refusals
+                .into_iter()
+                .map(|(i, refusal)| dead_letter(&deadletter, name, &messages[i], refusal))
+                .collect();
+            if !dead.is_empty() {
+                produce_all(&producer, &dead).await?;
+            }
+            for m in &messages {
+                store(&consumer, m.topic(), m.partition(), m.offset());
+            }
+            if last_commit.elapsed() >= Duration::from_secs(1) {
+                commit_stored(&consumer, CommitMode::Async);
+                last_commit = Instant::now();
+            }
+        }
+    }
+    .await;
+    commit_stored(&consumer, CommitMode::Sync);
+    tracing::info!(stage = name, "stage stopped");
+    result
+}
+
+/// Parses and writes one batch; the records refused, in order, or `None` once stopped.
+async fn process<S: BatchStage>(
+    stage: &S,
+    messages: &[BorrowedMessage<'_>],
+    stop: &CancellationToken,
+) -> Option<Vec<(usize, Refusal)>> {
+    let parsed: Vec<Result<S::Item, Refusal>> = messages.iter().map(|m| stage.parse(m)).collect();
+    let (spans, traceparents): (Vec<tracing::Span>, Vec<Option<String>>) = messages
+        .iter()
+        .map(|m| {
+            let span = stage.span(m);
+            let next = crate::telemetry::continue_trace(&span, traceparent_of(m).as_deref());
+            (span, next)
+        })
+        .unzip();
+    let mut refused: Vec<(usize, Refusal)> = Vec::new();
+    let mut good = Vec::with_capacity(parsed.len());
+    for (i, p) in parsed.iter().enumerate() {
+        match p {
+            Ok(_) => good.push(i),
+            Err(refusal) => refused.push((i, refusal.clone())),
+        }
+    }
+    let write = |chunk: Vec<usize>| {
+        let records: Vec<Record<'_, S::Item>> = chunk
+            .iter()
+            .filter_map(|&i| {
+                parsed[i].as_ref().ok().map(|item| Record {
+                    index: i,
+                    item,
+                    traceparent: traceparents[i].as_deref(),
+                })
+            })
+            .collect();
+        async move { stage.write(&records).await }
+    };
+    let written = write_isolating(stage.name(), good, write, stop, RetryPolicy::default()).await?;
+    drop(spans);
+    refused.extend(written);
+    refused.sort_by_key(|(i, _)| *i);
+    Some(refused)
+}
+
+/// Writes `indices` as one unit, isolating what is refused: an outage is waited out, a
+/// conflict is run again up to [`RetryPolicy::conflicts`] times, a refusal splits the unit in
+/// halves (left written before right) until the refused record stands alone. Returns the
+/// refused records; `None` when stopped while waiting.
+pub async fn write_isolating<F, Fut>(
+    stage: &str,
+    indices: Vec<usize>,
+    mut write: F,
+    stop: &CancellationToken,
+    policy: RetryPolicy,
+) -> Option<Vec<(usize, Refusal)>>
+where
+    F: FnMut(Vec<usize>) -> Fut,
+    Fut: Future<Output = Result<Refused, StageError>>,
+{
+    let mut refused = Vec::new();
+    // A stack: the left half is on top, so records are written in their order.
+    let mut pending = vec![indices];
+    while let Some(chunk) = pending.pop() {
+        if chunk.is_empty() {
+            continue;
+        }
+        let mut backoff = Backoff::new(policy.first_backoff, policy.max_backoff);
+        let mut conflicts = 0;
+        loop {
+            let error = match write(chunk.clone()).await {
+                Ok(r) => {
+                    refused.extend(r);
+                    break;
+                }
+                Err(e) => e,
+            };
+            match error.class {
+                Class::Transient => {
+                    tracing::warn!(stage, error = %error, records = chunk.len(), retry_in = ?backoff.current(), "batch not written; retrying (offsets stay where they are)");
+                }
+                Class::Conflict if conflicts < policy.conflicts => {
+                    conflicts += 1;
+                    tracing::debug!(stage, error = %error, conflicts, "batch conflicted; running it again");
+                }
+                _ if chunk.len() == 1 => {
+                    refused.push((chunk[0], error.into_refusal()));
+                    break;
+                }
+                _ => {
+                    let (left, right) = chunk.split_at(chunk.len() / 2);
+                    pending.push(right.to_vec());
+                    pending.push(left.to_vec());
+                    break;
+                }
+            }
+            if !backoff.wait(stop).await {
+                return None;
+            }
+        }
+    }
+    Some(refused)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn fast() -> RetryPolicy {
+        RetryPolicy {
+            first_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(2),
+            conflicts: 2,
+        }
+    }
+
+    /// A store that refuses a whole unit when it holds a poisoned record, and otherwise
+    /// "commits" it; records every committed record in order.
+    struct FakeStore {
+        poisoned: HashMap<usize, StageError>,
+        outages_left: RefCell<u32>,
+        committed: RefCell<Vec<usize>>,
+        calls: RefCell<u32>,
+    }
+
+    impl FakeStore {
+        fn new(poisoned: &[(usize, StageError)]) -> Self {
+            FakeStore {
+                poisoned: poisoned.iter().cloned().collect(),
+                outages_left: RefCell::new(0),
+                committed: RefCell::default(),
+                calls: RefCell::new(0),
+            }
+        }
+
+        async fn write(&self, chunk: Vec<usize>) -> Result<Refused, StageError> {
+            *self.calls.borrow_mut() += 1;
+            if *self.outages_left.borrow() > 0 {
+                *self.outages_left.borrow_mut() -= 1;
+                return Err(StageError::transient("connection refused"));
+            }
+            if let Some(e) = chunk.iter().find_map(|i| self.poisoned.get(i)) {
+                return Err(e.clone());
+            }
+            self.committed.borrow_mut().extend(chunk);
+            Ok(Vec::new())
+        }
+    }
+
+    async fn isolate(store: &FakeStore, n: usize) -> Vec<(usize, Refusal)> {
+        let stop = CancellationToken::new();
+        write_isolating("test", (0..n).collect(), |c| store.write(c), &stop, fast())
+            .await
+            .expect("not stopped")
+    }
+
+    #[tokio::test]
+    async fn a_refused_record_costs_only_itself_and_order_holds() {
+        let refusal = StageError::refused(
+            ReasonClass::DatabaseRefused,
+            "PostgreSQL refused it (54000): index row size exceeds btree maximum",
+        );
+        let store = FakeStore::new(&[(37, refusal)]);
+        let refused = isolate(&store, 100).await;
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].0, 37);
+        assert_eq!(refused[0].1.class, ReasonClass::DatabaseRefused);
+        assert!(refused[0].1.reason.contains("54000"));
+        let expected: Vec<usize> = (0..100).filter(|&i| i != 37).collect();
+        assert_eq!(
+            *store.committed.borrow(),
+            expected,
+            "written once each, in order"
+        );
+        // Bisection: a handful of writes, not one per record.
+        assert!(
+            *store.calls.borrow() < 20,
+            "{} writes",
+            store.calls.borrow()
+        );
+    }
+
+    #[tokio::test]
+    async fn several_refused_records_are_each_isolated() {
+        let r = || StageError::refused(ReasonClass::DatabaseRefused, "22P05");
+        let store = FakeStore::new(&[(0, r()), (5, r()), (6, r()), (9, r())]);
+        let refused: Vec<usize> = isolate(&store, 10)
+            .await
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(refused, vec![0, 5, 6, 9]);
+        assert_eq!(*store.committed.borrow(), vec![1, 2, 3, 4, 7, 8]);
+    }
+
+    #[tokio::test]
+    async fn an_outage_is_waited_out_and_refuses_nothing() {
+        let store = FakeStore::new(&[]);
+        *store.outages_left.borrow_mut() = 5;
+        let refused = isolate(&store, 10).await;
+        assert!(refused.is_empty());
+        assert_eq!(*store.committed.borrow(), (0..10).collect::<Vec<_>>());
+        assert_eq!(*store.calls.borrow(), 6);
+    }
+
+    #[tokio::test]
+    async fn a_conflict_that_repeats_is_capped_and_refused() {
+        let store = FakeStore::new(&[(2, StageError::conflict("a new user conflicts"))]);
+        let refused = isolate(&store, 4).await;
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].0, 2);
+        assert_eq!(refused[0].1.class, ReasonClass::Conflict);
+        assert_eq!(*store.committed.borrow(), vec![0, 1, 3]);
+    }
+
+    #[tokio::test]
+    async fn an_outage_that_never_ends_stops_with_the_stage() {
+        let store = FakeStore::new(&[]);
+        *store.outages_left.borrow_mut() = u32::MAX;
+        let stop = CancellationToken::new();
+        let stopper = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            stopper.cancel();
+        });
+        let result = write_isolating("test", vec![0, 1], |c| store.write(c), &stop, fast()).await;
+        assert!(result.is_none());
+        assert!(store.committed.borrow().is_empty());
+    }
+
+    #[test]
+    fn postgres_errors_without_a_sqlstate_are_outages() {
+        let e = StageError::from(OutputError::Delivery("no acknowledgement".into()));
+        assert_eq!(e.class, Class::Transient);
+        let e = StageError::from(OutputError::Rejected(KafkaError::MessageProduction(
+            rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge,
+        )));
+        assert_eq!(e.class, Class::Refused);
+        assert_eq!(e.reason_class, ReasonClass::BrokerRefused);
+    }
+}

@@ -1,0 +1,76 @@
+//! What counts as an event, decided once for the receiver (which answers `accepted` and
+//! `dropped`) and the normalizer (which maps the accepted ones): the two can never disagree, so
+//! every event acknowledged as accepted becomes a canonical event or a dead letter of its own.
+//!
+//! | provider | accepted | dropped |
+//! |---|---|---|
+//! | Amplitude | an object whose `event_type` is an [`event_name`] | anything else |
+//! | Segment | `track` with an [`event_name`] in `event`; `page`; `screen` | `identify`, `group`, `alias`, other types, a `track` without a name |
+//!
+//! An event name is a JSON string that is not blank; it is used trimmed. Numbers, `null`,
+//! objects and blank strings are not names.
+
+/// The event name `value` stands for, trimmed; `None` when it is blank.
+pub fn event_name(value: &str) -> Option<&str> {
+    let name = value.trim();
+    (!name.is_empty()).then_some(name)
+}
+
+/// A Segment message type, as far as counting goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentKind {
+    Track,
+    PageOrScreen,
+    /// `identify`, `group`, `alias` and unknown types: traits, not events.
+    Other,
+}
+
+impl SegmentKind {
+    pub fn of(kind: &str) -> Self {
+        match kind {
+            "track" => SegmentKind::Track,
+            "page" | "screen" => SegmentKind::PageOrScreen,
+            _ => SegmentKind::Other,
+        }
+    }
+
+    /// Whether a message of this kind is an event; `has_name`: its `event` is an
+    /// [`event_name`].
+    pub fn accepts(self, has_name: bool) -> bool {
+        match self {
+            SegmentKind::Track => has_name,
+            SegmentKind::PageOrScreen => true,
+            SegmentKind::Other => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_names() {
+        assert_eq!(event_name("Signed Up"), Some("Signed Up"));
+        assert_eq!(event_name("  Signed Up\t"), Some("Signed Up"));
+        assert_eq!(event_name(""), None);
+        assert_eq!(event_name(" \t\n"), None);
+    }
+
+    #[test]
+    fn segment_kinds() {
+        let table = [
+            ("track", true, true),
+            ("track", false, false),
+            ("page", false, true),
+            ("screen", false, true),
+            ("identify", true, false),
+            ("group", true, false),
+            ("alias", true, false),
+            ("Track", true, false),
+        ];
+        for (kind, has_name, accepted) in table {
+            assert_eq!(SegmentKind::of(kind).accepts(has_name), accepted, "{kind}");
+        }
+    }
+}
