@@ -108,6 +108,11 @@ impl Pipeline {
             .to_owned()
     }
 
+    /// The pipeline's topic names.
+    pub fn topics(&self) -> gf_runtime::topics::Topics {
+        gf_runtime::topics::Topics::new(&self.prefix)
+    }
+
     pub fn product(&self) -> String {
         self.gf(&["product", "create", "--name", "faults"])["id"]
             .as_str()
@@ -221,7 +226,7 @@ impl Pipeline {
             (stored, duplicate_rows) = self.stored(&acked).await;
         }
         // Duplicates the ids absorbed: canonical records beyond one per event.
-        let topic = format!("{}.events.canonical", self.prefix);
+        let topic = self.topics().events;
         let brokers = brokers.to_owned();
         let records = tokio::task::spawn_blocking(move || read_topic(&brokers, &topic))
             .await
