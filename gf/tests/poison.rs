@@ -25,6 +25,46 @@ fn long_random_text() -> String {
         .collect()
 }
 
+/// A canonical event as the normalizer would write it (bounds are the caller's business).
+fn canonical_event(
+    product: Uuid,
+    insert_id: &str,
+    organization: Option<String>,
+    topics: &gf_runtime::topics::Topics,
+) -> CanonicalEvent {
+    serde_json::from_value(json!({
+        "id": CanonicalEvent::derive_id(product, insert_id), "productId": product,
+        "connectionId": Uuid::new_v4(), "source": "amplitude", "eventType": "purchase",
+        "externalUserId": "hostile-user", "eventAt": "2026-05-18T12:00:00.000Z",
+        "insertId": insert_id, "value": null, "valueType": null, "properties": {},
+        "userHints": {"email": null, "name": null},
+        "externalOrganizationId": organization, "organizationHints": {"name": null},
+        "influence": "neutral", "influenceRule": "default", "qualityImpactScore": null,
+        "externalConversationId": null, "receivedAt": "2026-05-18T12:00:00.000Z",
+        "mapperVersion": 1,
+        "origin": {"topic": topics.raw, "partition": 0, "offset": 0, "index": 0},
+        "warnings": []
+    }))
+    .unwrap()
+}
+
+/// Writes `event` to the canonical topic, as a producer that skipped the normalizer would.
+async fn produce_event(brokers: &str, topics: &gf_runtime::topics::Topics, event: &CanonicalEvent) {
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    producer
+        .send(
+            FutureRecord::to(&topics.events)
+                .key(&event.kafka_key())
+                .payload(&serde_json::to_vec(event).unwrap()),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+}
+
 fn event(insert_id: &str, extra: Value) -> Value {
     let mut e = json!({"event_type": "purchase", "user_id": "hostile-user", "insert_id": insert_id,
                        "time": 1_779_105_600_000u64});
@@ -103,34 +143,13 @@ async fn poison_records_amid_steady_traffic() {
     // The attributor's: a canonical event whose organization id PostgreSQL cannot index, from a
     // producer that skipped the normalizer's bounds.
     let product: Uuid = hostile.parse().unwrap();
-    let insert_id = "amplitude:long-org".to_owned();
-    let canonical: CanonicalEvent = serde_json::from_value(json!({
-        "id": CanonicalEvent::derive_id(product, &insert_id), "productId": product,
-        "connectionId": Uuid::new_v4(), "source": "amplitude", "eventType": "purchase",
-        "externalUserId": "hostile-user", "eventAt": "2026-05-18T12:00:00.000Z",
-        "insertId": insert_id, "value": null, "valueType": null, "properties": {},
-        "userHints": {"email": null, "name": null},
-        "externalOrganizationId": long_random_text(), "organizationHints": {"name": null},
-        "influence": "neutral", "influenceRule": "default", "qualityImpactScore": null,
-        "externalConversationId": null, "receivedAt": "2026-05-18T12:00:00.000Z",
-        "mapperVersion": 1,
-        "origin": {"topic": topics.raw, "partition": 0, "offset": 0, "index": 0},
-        "warnings": []
-    }))
-    .unwrap();
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
-    producer
-        .send(
-            FutureRecord::to(&topics.events)
-                .key(&canonical.kafka_key())
-                .payload(&serde_json::to_vec(&canonical).unwrap()),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
+    let canonical = canonical_event(
+        product,
+        "amplitude:long-org",
+        Some(long_random_text()),
+        &topics,
+    );
+    produce_event(&brokers, &topics, &canonical).await;
 
     // The notifier's: a signal whose conversation id PostgreSQL cannot index; then a healthy one.
     let long_conversation = long_random_text();
@@ -252,4 +271,71 @@ async fn poison_records_amid_steady_traffic() {
         serde_json::to_string_pretty(&report).unwrap(),
     )
     .unwrap();
+}
+
+/// An operator's loop: a record refused for a reason that is then fixed (its product did not
+/// exist yet) is listed by `gf deadletters list`, and `gf deadletters replay` re-drives it
+/// through the current state, so it is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_and_replayed_after_a_fix() {
+    let _alone = one_at_a_time().await;
+    let brokers = infra().kafka_brokers;
+    let mut pipeline = Pipeline::new("deadletters_replay", None, &brokers).await;
+    let topics = pipeline.topics();
+    pipeline.start("attributor");
+    let product = Uuid::new_v4();
+    let event = canonical_event(product, "amplitude:early", None, &topics);
+    produce_event(&brokers, &topics, &event).await;
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let listed = loop {
+        let listed = pipeline.gf(&["deadletters", "list", "--stage", "attributor"]);
+        if listed.as_array().is_some_and(|l| !l.is_empty()) {
+            break listed;
+        }
+        assert!(Instant::now() < deadline, "nothing dead-lettered: {listed}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let letter = &listed[0];
+    assert_eq!(letter["reasonClass"], "unknown", "{letter}");
+    assert_eq!(letter["source"]["topic"], topics.events.as_str());
+    assert!(
+        letter["excerpt"]
+            .as_str()
+            .unwrap()
+            .contains("amplitude:early")
+    );
+    let none = pipeline.gf(&["deadletters", "list", "--stage", "normalizer"]);
+    assert_eq!(none, json!([]));
+
+    let dry = pipeline.gf(&[
+        "deadletters",
+        "replay",
+        "--stage",
+        "attributor",
+        "--dry-run",
+    ]);
+    assert_eq!(dry["replayed"], 1, "{dry}");
+    assert_eq!(dry["dryRun"], true);
+
+    // The fix: the product exists now.
+    let client = pipeline.db.client().await;
+    client
+        .execute(
+            "INSERT INTO products (id, name) VALUES ($1, 'late')",
+            &[&product],
+        )
+        .await
+        .unwrap();
+    let replayed = pipeline.gf(&["deadletters", "replay", "--stage", "attributor"]);
+    assert_eq!(replayed["replayed"], 1, "{replayed}");
+    assert_eq!(replayed["byTopic"][topics.events.as_str()], 1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pipeline.stored(&["early".to_owned()]).await.0 == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the replayed event was not stored"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
