@@ -1,0 +1,315 @@
+//! Writing a batch in one PostgreSQL transaction: conversation activity, users, organizations,
+//! conversation links, business events and the outcome summaries, then publishing what changed
+//! before the commit (so an offset is only ever committed for published, committed work).
+//!
+//! Every statement works on the whole batch at once (`jsonb_to_recordset`), so a batch of a
+//! thousand events costs a dozen round trips. Rows are written in key order so concurrent
+//! attributors lock in the same order; a deadlock, or a new user another writer created first,
+//! rolls the transaction back and runs it again.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+
+use chrono::Duration;
+use deadpool_postgres::{GenericClient, Pool, Transaction};
+use gf_runtime::classify::Class;
+use gf_runtime::pipeline::OutputError;
+use gf_runtime::stage::StageError;
+use gf_schemas::attributed::{
+    AttributedEvent, ConversationResolution, OrganizationResolution, Resolution,
+};
+use gf_schemas::canonical::CanonicalEvent;
+use gf_schemas::conversation::ConversationMessage;
+use uuid::Uuid;
+
+use crate::resolve::{Identity, Origin, plan};
+
+mod conversations;
+mod events;
+mod organizations;
+mod outcomes;
+mod users;
+
+use conversations::{
+    conversations_in_window, record_conversation_activity, upsert_explicit_conversations,
+};
+use events::upsert_events;
+use organizations::{link_users, upsert_organizations};
+use outcomes::{Contribution, OutcomeDeltas, previous_contributions, update_outcomes};
+use users::{insert_users, lookup_users};
+
+/// How far back an event looks for its user's conversation.
+pub const CONVERSATION_WINDOW: Duration = Duration::minutes(15);
+/// Transaction attempts before a deadlock or creation race is reported.
+const ATTEMPTS: usize = 8;
+
+/// What one transaction writes.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    pub conversations: Vec<ConversationMessage>,
+    pub events: Vec<CanonicalEvent>,
+}
+
+/// What a committed batch did.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// Events inserted or replaced (by a newer mapper version), as published.
+    pub attributed: Vec<AttributedEvent>,
+    /// Events already stored with the same or a newer mapper version.
+    pub unchanged: usize,
+    pub users_created: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// PostgreSQL failed, classified once ([`gf_runtime::classify`]): an outage or a refusal.
+    #[error(transparent)]
+    Postgres(StageError),
+    #[error("attributed events were not published: {0}")]
+    Publish(#[from] OutputError),
+    /// A deadlock or a concurrent creation of the same user: the transaction can simply run again.
+    #[error("conflict with a concurrent writer: {0}")]
+    Conflict(String),
+}
+
+impl StoreError {
+    /// Whether PostgreSQL refused the data itself (retrying the same batch cannot help).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, StoreError::Postgres(e) if e.class == Class::Refused)
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        let e = StageError::from(e);
+        match e.class {
+            Class::Conflict => StoreError::Conflict(e.message),
+            _ => StoreError::Postgres(e),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => StoreError::Postgres(other.into()),
+        }
+    }
+}
+
+/// Publishes attributed events; called inside the transaction, before the commit.
+pub trait Publisher {
+    fn publish(&self, events: &[AttributedEvent]) -> impl Future<Output = Result<(), OutputError>>;
+}
+
+/// For callers that only want the rows (tests, tools).
+pub struct NoPublish;
+
+impl Publisher for NoPublish {
+    async fn publish(&self, _: &[AttributedEvent]) -> Result<(), OutputError> {
+        Ok(())
+    }
+}
+
+/// The products among `ids` that exist.
+pub async fn known_products(pool: &Pool, ids: &[Uuid]) -> Result<HashSet<Uuid>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query("SELECT id FROM products WHERE id = ANY($1)", &[&ids])
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Writes a batch in one transaction, publishing what changed before committing; runs the
+/// transaction again after a deadlock or a creation race.
+pub async fn write(
+    pool: &Pool,
+    batch: &Batch,
+    publisher: &impl Publisher,
+) -> Result<Written, StoreError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut client = pool.get().await?;
+        let txn = client.transaction().await?;
+        let result = match attribute(&txn, batch).await {
+            Ok(written) => match publisher.publish(&written.attributed).await {
+                Ok(()) => txn.commit().await.map(|()| written).map_err(Into::into),
+                Err(e) => Err(e.into()),
+            },
+            Err(e) => Err(e),
+        };
+        match result {
+            Err(StoreError::Conflict(reason)) if attempt < ATTEMPTS => {
+                tracing::debug!(attempt, %reason, "attribution transaction conflicted; running it again");
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Everything one batch writes, inside `txn`; returns the events that changed.
+async fn attribute(txn: &Transaction<'_>, batch: &Batch) -> Result<Written, StoreError> {
+    let events = latest_versions(&batch.events);
+
+    // Users: every identity of the batch, conversation messages first (the SDK's identity is
+    // authoritative), resolved against one lookup.
+    let mut identities: Vec<Identity<'_>> = batch
+        .conversations
+        .iter()
+        .map(|m| Identity {
+            product_id: m.product_id,
+            external_user_id: m.external_user_id.as_deref(),
+            email: m.email.as_deref(),
+            name: m.name.as_deref(),
+            origin: Origin::Sdk,
+        })
+        .collect();
+    identities.extend(events.iter().map(|e| Identity {
+        product_id: e.product_id,
+        external_user_id: e.external_user_id.as_deref(),
+        email: e.user_hints.email.as_deref(),
+        name: e.user_hints.name.as_deref(),
+        origin: Origin::Analytics(e.source),
+    }));
+    let known = lookup_users(txn, &identities).await?;
+    let mut plan = plan(&identities, &known);
+    insert_users(txn, &mut plan.new_users).await?;
+    let (message_users, event_users) = plan.resolved.split_at(batch.conversations.len());
+
+    record_conversation_activity(txn, &batch.conversations, message_users).await?;
+
+    let organizations = upsert_organizations(txn, &events).await?;
+    let current: HashMap<Uuid, Option<Uuid>> =
+        known.iter().map(|u| (u.id, u.organization_id)).collect();
+    link_users(txn, &events, event_users, &organizations, &current).await?;
+    let explicit = upsert_explicit_conversations(txn, &events, event_users).await?;
+    let window = conversations_in_window(txn, &events, event_users, &explicit).await?;
+
+    let attributed: Vec<AttributedEvent> = events
+        .iter()
+        .zip(event_users)
+        .enumerate()
+        .map(|(i, (event, &(user_id, user)))| {
+            let organization_id = event
+                .external_organization_id
+                .as_ref()
+                .and_then(|o| organizations.get(&(event.product_id, o.clone())).copied());
+            let (conversation_id, conversation) = match explicit_key(event) {
+                Some(key) => (
+                    explicit.get(&key).copied(),
+                    ConversationResolution::Explicit,
+                ),
+                None => match window.get(&i) {
+                    Some(id) => (Some(*id), ConversationResolution::Window),
+                    None => (None, ConversationResolution::None),
+                },
+            };
+            AttributedEvent {
+                event: (*event).clone(),
+                user_id,
+                organization_id,
+                conversation_id,
+                resolution: Resolution {
+                    user,
+                    organization: if organization_id.is_some() {
+                        OrganizationResolution::ExternalId
+                    } else {
+                        OrganizationResolution::None
+                    },
+                    conversation,
+                },
+            }
+        })
+        .collect();
+
+    let previous = previous_contributions(txn, &attributed).await?;
+    let changed = upsert_events(txn, &attributed).await?;
+    let mut deltas = OutcomeDeltas::default();
+    for event in attributed.iter().filter(|a| changed.contains(&a.event.id)) {
+        if let Some(old) = previous.get(&event.event.id) {
+            deltas.add(old, -1);
+        }
+        deltas.add(&Contribution::of(event), 1);
+    }
+    update_outcomes(txn, deltas).await?;
+
+    let total = attributed.len();
+    let attributed: Vec<AttributedEvent> = attributed
+        .into_iter()
+        .filter(|a| changed.contains(&a.event.id))
+        .collect();
+    Ok(Written {
+        unchanged: total - attributed.len(),
+        users_created: plan.new_users.len(),
+        attributed,
+    })
+}
+
+/// Runs a statement prepared once per connection (parsing and describing it on every batch
+/// would cost a round trip and a parse each time).
+async fn query(
+    txn: &Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+    let statement = txn.prepare_cached(sql).await?;
+    Ok(txn.query(&statement, params).await?)
+}
+
+async fn execute(
+    txn: &Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<u64, StoreError> {
+    let statement = txn.prepare_cached(sql).await?;
+    Ok(txn.execute(&statement, params).await?)
+}
+
+/// One entry per event id, the highest mapper version (the last one on a tie), in batch order.
+fn latest_versions(events: &[CanonicalEvent]) -> Vec<&CanonicalEvent> {
+    let mut slot: HashMap<Uuid, usize> = HashMap::new();
+    let mut kept: Vec<&CanonicalEvent> = Vec::with_capacity(events.len());
+    for event in events {
+        match slot.get(&event.id) {
+            Some(&i) if kept[i].mapper_version > event.mapper_version => {}
+            Some(&i) => kept[i] = event,
+            None => {
+                slot.insert(event.id, kept.len());
+                kept.push(event);
+            }
+        }
+    }
+    kept
+}
+
+fn explicit_key(event: &CanonicalEvent) -> Option<(Uuid, String)> {
+    event
+        .external_conversation_id
+        .as_ref()
+        .filter(|c| !c.trim().is_empty())
+        .map(|c| (event.product_id, c.clone()))
+}
+
+/// Every key's id, or a conflict: a row another writer committed during the statement is
+/// neither written nor seen by it, and the next attempt reads it.
+fn all_found(
+    found: HashMap<(Uuid, String), Uuid>,
+    keys: &[(Uuid, String)],
+    what: &str,
+) -> Result<HashMap<(Uuid, String), Uuid>, StoreError> {
+    match keys.iter().find(|k| !found.contains_key(k)) {
+        None => Ok(found),
+        Some(_) => Err(StoreError::Conflict(format!(
+            "an {what} of this batch was created by another writer"
+        ))),
+    }
+}
+
+/// `(product_id, external id) -> id` from `RETURNING id, product_id, external_…_id` rows.
+fn ids_by_key(rows: &[tokio_postgres::Row]) -> HashMap<(Uuid, String), Uuid> {
+    rows.iter()
+        .map(|r| ((r.get(1), r.get(2)), r.get(0)))
+        .collect()
+}
