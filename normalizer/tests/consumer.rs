@@ -518,6 +518,18 @@ async fn a_bad_event_costs_only_itself() {
         assert!(!letter.excerpt.contains("ok-0"), "not the whole body");
         assert_eq!(letter.source.topic, s.topics.raw);
     }
+    // Operators see them counted by stage and class.
+    let metrics = gf_runtime::metrics::render(gf_runtime::metrics::registry());
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("gf_dead_letters_total{")
+                && l.contains("reason_class=\"out_of_bounds\"")
+                && l.contains("stage=\"normalizer\"")
+        })
+        .unwrap_or_else(|| panic!("no dead-letter metric:\n{metrics}"));
+    let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count >= 3.0, "{line}");
     stop.cancel();
     task.await.unwrap();
     assert_eq!(committed_total(&s), 2, "both records done");
