@@ -10,11 +10,11 @@
 //! PostgreSQL is unreachable, cached connections keep working and uncached ones get 500.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use gf_runtime::control::{
     CONNECTION_CHANGES_CHANNEL, ConnectionAuth, ConnectionStatus, ControlPlane,
 };
@@ -28,12 +28,21 @@ use uuid::Uuid;
 
 /// How long an unknown lookup is remembered as unknown (a rotation or a new connection notifies).
 const UNKNOWN_TTL: Duration = Duration::from_secs(60);
-/// After a failed verification, further uncached attempts on the same lookup wait this long.
-const FAILURE_BACKOFF: Duration = Duration::from_secs(1);
+/// How long a (lookup, presented secret) pair that failed verification is answered as wrong
+/// without scrypt: the same guess again costs nothing, and the right secret is never held up.
+const FAILURE_BACKOFF: Duration = Duration::from_secs(60);
 /// Bound on remembered unknown lookups and failures; cleared wholesale when reached.
 const MAX_NEGATIVE: usize = 100_000;
-/// Requests waiting for a verification slot beyond this are told to retry.
+/// Verifications waiting for a slot beyond this are refused (503 `auth_busy`).
 const MAX_WAITING: usize = 64;
+/// PostgreSQL lookups of uncached tokens at once: a flood of unknown tokens queues here instead
+/// of taking every pooled connection (a quarter of the receiver's pool of 16).
+const MAX_LOOKUPS: usize = 4;
+/// How long an uncached request waits for a lookup slot before it is told to retry.
+const LOOKUP_WAIT: Duration = Duration::from_secs(2);
+/// Verifications of one lookup waiting at once: a guesser on one URL cannot fill the queue that
+/// every other connection's first request needs.
+const MAX_WAITING_PER_LOOKUP: usize = 8;
 
 /// The connection a request is for, once authenticated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,9 +95,17 @@ pub struct Authenticator {
     ttl: Duration,
     cache: RwLock<HashMap<String, Entry>>,
     unknown: Mutex<HashMap<String, Instant>>,
-    failures: Mutex<HashMap<String, Instant>>,
-    slots: Semaphore,
-    waiting: AtomicUsize,
+    /// (lookup, digest of what was presented) that failed verification, and when.
+    failures: Arc<Mutex<HashMap<(String, Digest32), Instant>>>,
+    /// scrypt runs at once; a permit is held by the blocking task itself, so a cancelled
+    /// request cannot free its slot while its scrypt still runs.
+    slots: Arc<Semaphore>,
+    /// Verifications admitted and not yet running, in all and per lookup.
+    queue: Arc<Mutex<Queue>>,
+    /// PostgreSQL lookups of uncached tokens at once.
+    lookups: Semaphore,
+    /// Verifications in progress, shared by every request presenting the same thing.
+    inflight: Arc<Mutex<HashMap<VerifyKey, SharedVerdict>>>,
     /// Bumped by every invalidation; a lookup that raced an invalidation of its own lookup is
     /// answered but not cached (it may have read the row just before the change).
     epoch: AtomicU64,
@@ -108,9 +125,11 @@ impl Authenticator {
             ttl,
             cache: RwLock::default(),
             unknown: Mutex::default(),
-            failures: Mutex::default(),
-            slots: Semaphore::new(verify_concurrency.max(1)),
-            waiting: AtomicUsize::new(0),
+            failures: Arc::default(),
+            slots: Arc::new(Semaphore::new(verify_concurrency.max(1))),
+            queue: Arc::default(),
+            lookups: Semaphore::new(MAX_LOOKUPS),
+            inflight: Arc::default(),
             epoch: AtomicU64::new(0),
             invalidations: Mutex::default(),
             verifications: prometheus::IntCounter::new(
@@ -153,7 +172,7 @@ impl Authenticator {
         let mut log = self.invalidations.lock().unwrap_or_else(|e| e.into_inner());
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
         let mut unknown = self.unknown.lock().unwrap_or_else(|e| e.into_inner());
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let mut failures = lock(&self.failures);
         for lookup in lookups {
             let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
             if log.len() == REMEMBERED_INVALIDATIONS {
@@ -164,7 +183,7 @@ impl Authenticator {
                 Some(l) => {
                     cache.remove(*l);
                     unknown.remove(*l);
-                    failures.remove(*l);
+                    failures.retain(|(lookup, _), _| lookup != l);
                 }
                 None => {
                     cache.clear();
@@ -250,18 +269,13 @@ impl Authenticator {
         {
             return Err(AuthError::InvalidToken);
         }
-        drop(unknown);
-        if self.backing_off(lookup) {
-            return Err(AuthError::Busy);
-        }
         Ok(())
     }
 
-    /// Whether a verification on `lookup` failed within the last [`FAILURE_BACKOFF`].
-    fn backing_off(&self, lookup: &str) -> bool {
-        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures
-            .get(lookup)
+    /// Whether `presented` failed verification for `lookup` within [`FAILURE_BACKOFF`].
+    fn failed_recently(&self, lookup: &str, presented: &Digest32) -> bool {
+        lock(&self.failures)
+            .get(&(lookup.to_owned(), *presented))
             .is_some_and(|t| t.elapsed() < FAILURE_BACKOFF)
     }
 
@@ -274,7 +288,15 @@ impl Authenticator {
     ) -> Result<Caller, AuthError> {
         let epoch = self.epoch.load(Ordering::SeqCst);
         let stale = self.expired(token.lookup());
-        let row = match self.control.auth_by_lookup(token.lookup()).await {
+        let looked_up = {
+            // Dropped with the request if it is cancelled: the slot is a guard.
+            let Ok(Ok(_slot)) = tokio::time::timeout(LOOKUP_WAIT, self.lookups.acquire()).await
+            else {
+                return Err(AuthError::Busy);
+            };
+            self.control.auth_by_lookup(token.lookup()).await
+        };
+        let row = match looked_up {
             Ok(row) => row,
             // PostgreSQL is down: an expired entry still beats refusing a known sender.
             Err(e) => match stale {
@@ -305,7 +327,7 @@ impl Authenticator {
             },
         };
         let Some(row) = row else {
-            remember(&self.unknown, token.lookup());
+            remember(&self.unknown, token.lookup().to_owned());
             return Err(AuthError::InvalidToken);
         };
         // Unchanged hash: the expired entry's digest is still proof, no scrypt needed.
@@ -389,9 +411,6 @@ impl Authenticator {
         given: &str,
         epoch: u64,
     ) -> Result<(), AuthError> {
-        if self.backing_off(lookup) {
-            return Err(AuthError::Busy);
-        }
         if !self.verify(lookup, hash, given).await? {
             return Err(AuthError::SecretWrong);
         }
@@ -406,29 +425,44 @@ impl Authenticator {
         Ok(())
     }
 
-    /// One scrypt verification on the blocking pool, bounded in concurrency and queue length.
+    /// Whether `secret` matches `hash`: one scrypt run on the blocking pool, bounded in
+    /// concurrency and queue length, run once per (lookup, hash, presented secret) however many
+    /// requests present it, and run to the end (its verdict recorded) even if every request that
+    /// waited for it is gone.
     async fn verify(&self, lookup: &str, hash: &str, secret: &str) -> Result<bool, AuthError> {
-        if self.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
-            return Err(AuthError::Busy);
+        let presented = digest(secret);
+        if self.failed_recently(lookup, &presented) {
+            return Ok(false);
         }
-        let permit = self.slots.acquire().await;
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        let _permit = permit.map_err(|_| AuthError::Busy)?;
-        // Guesses arrive in bursts: one that waited for a slot while another guess on the same
-        // lookup failed backs off too, so a lookup costs one run per backoff, not one per guess.
-        if self.backing_off(lookup) {
-            return Err(AuthError::Busy);
-        }
-        self.verifications.inc();
-        let (hash, secret) = (hash.to_owned(), secret.to_owned());
-        let ok = tokio::task::spawn_blocking(move || verify_hash(&hash, &secret).unwrap_or(false))
-            .await
-            .map_err(|_| AuthError::Busy)?;
-        if !ok {
-            remember(&self.failures, lookup);
-        }
-        Ok(ok)
+        let key = VerifyKey {
+            lookup: lookup.to_owned(),
+            hash: digest(hash),
+            presented,
+        };
+        let verdict = {
+            let mut inflight = lock(&self.inflight);
+            match inflight.get(&key) {
+                Some(shared) => shared.clone(),
+                None => {
+                    let queued = Queued::admit(&self.queue, lookup).ok_or(AuthError::Busy)?;
+                    let run = Run {
+                        key: key.clone(),
+                        hash: hash.to_owned(),
+                        secret: secret.to_owned(),
+                        queued,
+                        slots: self.slots.clone(),
+                        failures: self.failures.clone(),
+                        inflight: self.inflight.clone(),
+                        verifications: self.verifications.clone(),
+                    };
+                    let task = tokio::spawn(run.verify());
+                    let shared = async move { task.await.ok().flatten() }.boxed().shared();
+                    inflight.insert(key, shared.clone());
+                    shared
+                }
+            }
+        };
+        verdict.await.ok_or(AuthError::Busy)
     }
 
     /// A copy of the expired entry for `lookup`, if there is one.
@@ -473,12 +507,119 @@ fn check_provider(caller: Caller, provider: Provider) -> Result<Caller, AuthErro
     }
 }
 
-fn remember(map: &Mutex<HashMap<String, Instant>>, lookup: &str) {
-    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+fn remember<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, Instant>>, key: K) {
+    let mut map = lock(map);
     if map.len() >= MAX_NEGATIVE {
         map.clear();
     }
-    map.insert(lookup.to_owned(), Instant::now());
+    map.insert(key, Instant::now());
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What one verification checks: a lookup, the stored hash it is checked against, and the
+/// digest of what was presented.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct VerifyKey {
+    lookup: String,
+    hash: Digest32,
+    presented: Digest32,
+}
+
+/// A verification's verdict, awaited by every request presenting the same thing; `None` when it
+/// could not run.
+type SharedVerdict =
+    futures_util::future::Shared<futures_util::future::BoxFuture<'static, Option<bool>>>;
+
+/// Verifications admitted and not yet running.
+#[derive(Debug, Default)]
+struct Queue {
+    total: usize,
+    per_lookup: HashMap<String, usize>,
+}
+
+/// A place in the [`Queue`], given back when dropped (when the run starts, or if it never
+/// does), whatever happens to the requests.
+struct Queued {
+    queue: Arc<Mutex<Queue>>,
+    lookup: String,
+}
+
+impl Queued {
+    fn admit(queue: &Arc<Mutex<Queue>>, lookup: &str) -> Option<Queued> {
+        let mut q = lock(queue);
+        let mine = q.per_lookup.get(lookup).copied().unwrap_or(0);
+        if q.total >= MAX_WAITING || mine >= MAX_WAITING_PER_LOOKUP {
+            return None;
+        }
+        q.total += 1;
+        q.per_lookup.insert(lookup.to_owned(), mine + 1);
+        Some(Queued {
+            queue: queue.clone(),
+            lookup: lookup.to_owned(),
+        })
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        let mut q = lock(&self.queue);
+        q.total = q.total.saturating_sub(1);
+        if let Some(n) = q.per_lookup.get_mut(&self.lookup) {
+            *n -= 1;
+            if *n == 0 {
+                q.per_lookup.remove(&self.lookup);
+            }
+        }
+    }
+}
+
+/// One verification, run on its own task so that no request's cancellation can interrupt its
+/// bookkeeping.
+struct Run {
+    key: VerifyKey,
+    hash: String,
+    secret: String,
+    queued: Queued,
+    slots: Arc<Semaphore>,
+    failures: Arc<Mutex<HashMap<(String, Digest32), Instant>>>,
+    inflight: Arc<Mutex<HashMap<VerifyKey, SharedVerdict>>>,
+    verifications: prometheus::IntCounter,
+}
+
+impl Run {
+    async fn verify(self) -> Option<bool> {
+        let Run {
+            key,
+            hash,
+            secret,
+            queued,
+            slots,
+            failures,
+            inflight,
+            verifications,
+        } = self;
+        let verdict = async {
+            let permit = slots.acquire_owned().await.ok()?;
+            drop(queued);
+            verifications.inc();
+            // The permit lives as long as scrypt runs.
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                verify_hash(&hash, &secret).unwrap_or(false)
+            })
+            .await
+            .ok()
+        }
+        .await;
+        if verdict == Some(false) {
+            remember(&failures, (key.lookup.clone(), key.presented));
+        }
+        lock(&inflight).remove(&key);
+        verdict
+    }
 }
 
 /// Keeps a `LISTEN gf_connection_changes` session open and evicts what each notification names.
@@ -618,7 +759,7 @@ mod tests {
     fn eviction_drops_cached_and_negative_state() {
         let auth = authenticator();
         auth.cache.write().unwrap().insert("a".into(), entry());
-        remember(&auth.unknown, "b");
+        remember(&auth.unknown, "b".to_owned());
         auth.evict(&["a", "b"]);
         assert_eq!(auth.cached_connections(), 0);
         assert!(auth.unknown.lock().unwrap().is_empty());

@@ -72,7 +72,13 @@ async fn ingest(
         Err(e) => {
             let status = e.status_code();
             if status.is_server_error() {
-                tracing::warn!(request_id, error = %e, source = ?std::error::Error::source(&e).map(|s| s.to_string()), "ingest request failed");
+                static LIMIT: std::sync::LazyLock<gf_runtime::telemetry::LogLimiter> =
+                    std::sync::LazyLock::new(|| {
+                        gf_runtime::telemetry::LogLimiter::new(std::time::Duration::from_secs(10))
+                    });
+                if let Some(held_back) = LIMIT.admit(e.code()) {
+                    tracing::warn!(request_id, error = %e, source = ?std::error::Error::source(&e).map(|s| s.to_string()), held_back, "ingest request failed (one line per cause per 10 s; held_back: the same since the last)");
+                }
             } else {
                 tracing::debug!(request_id, code = e.code(), "ingest request refused");
             }
@@ -221,20 +227,10 @@ async fn healthz() -> HttpResponse {
 }
 
 /// Ready when both the broker and PostgreSQL answer.
+/// Reads what the background check last saw ([`crate::readiness`]); queries nothing.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let sink = state.sink.clone();
-    let broker = web::block(move || sink.broker_reachable(Duration::from_secs(2)))
-        .await
-        .unwrap_or(false);
-    let postgres = tokio::time::timeout(Duration::from_secs(2), async {
-        let client = state.pool.get().await.ok()?;
-        client.simple_query("SELECT 1").await.ok()
-    })
-    .await
-    .ok()
-    .flatten()
-    .is_some();
-    let ready = broker && postgres;
+    let readiness = &state.readiness;
+    let (ready, broker, postgres) = (readiness.ready(), readiness.broker(), readiness.postgres());
     let status = if ready {
         StatusCode::OK
     } else {

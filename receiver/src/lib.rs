@@ -7,6 +7,7 @@
 //! - [`sink`]: the Kafka producer, waiting for every acknowledgement;
 //! - [`api`]: every status code and body, in one place;
 //! - [`handler`]: the HTTP handlers; [`server`]: wiring and graceful shutdown;
+//! - [`readiness`]: what `/readyz` says, checked in the background;
 //! - [`activity`], [`metrics`], [`trace`]: first/last-event times, Prometheus, W3C trace context.
 
 pub mod activity;
@@ -15,6 +16,7 @@ pub mod auth;
 pub mod handler;
 pub mod metrics;
 pub mod payload;
+pub mod readiness;
 pub mod server;
 pub mod sink;
 pub mod trace;

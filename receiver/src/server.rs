@@ -62,6 +62,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub pool: Pool,
     pub options: ReceiverOptions,
+    /// What `/readyz` answers, refreshed in the background.
+    pub readiness: Arc<crate::readiness::Readiness>,
 }
 
 pub struct Receiver {
@@ -108,6 +110,8 @@ impl Receiver {
         let activity_control =
             ControlPlane::new(gf_runtime::db::pool(&database_url_for_activity, 2)?, hasher);
         let (activity, activity_writer) = ActivityRecorder::spawn(activity_control, stop.clone());
+        let readiness = Arc::new(crate::readiness::Readiness::default());
+        readiness.spawn(sink.clone(), pool.clone(), stop.clone());
         let state = AppState {
             auth,
             sink,
@@ -115,6 +119,7 @@ impl Receiver {
             metrics: Metrics::new(registry)?,
             pool,
             options,
+            readiness,
         };
         Ok(Receiver {
             state: web::Data::new(state),

@@ -257,16 +257,23 @@ pub fn dead_letter_from(
         failed_at: Utc::now(),
     };
     crate::metrics::dead_letter(stage, letter.reason_class);
-    tracing::warn!(
-        stage,
-        topic = %letter.source.topic,
-        partition = letter.source.partition,
-        offset = letter.source.offset,
-        event_index = letter.event_index,
-        reason_class = %letter.reason_class,
-        reason = %letter.reason,
-        "record dead-lettered"
-    );
+    // Any token holder can send a dead letter per event: one line per stage and class per 10 s,
+    // with how many were held back; every one is in the topic and the metric.
+    static LIMIT: std::sync::LazyLock<crate::telemetry::LogLimiter> =
+        std::sync::LazyLock::new(|| crate::telemetry::LogLimiter::new(Duration::from_secs(10)));
+    if let Some(held_back) = LIMIT.admit(&format!("{stage}/{}", letter.reason_class)) {
+        tracing::warn!(
+            stage,
+            topic = %letter.source.topic,
+            partition = letter.source.partition,
+            offset = letter.source.offset,
+            event_index = letter.event_index,
+            reason_class = %letter.reason_class,
+            reason = %letter.reason,
+            held_back,
+            "record dead-lettered"
+        );
+    }
     Output {
         topic: deadletter_topic.to_owned(),
         key: letter.kafka_key(),

@@ -37,13 +37,103 @@ impl Drop for Telemetry {
     }
 }
 
+/// Dependencies whose debug and trace logs carry what must never be logged: query parameters
+/// (signing secrets, scrypt hashes), request headers (shared secrets, bearer keys), client
+/// configuration. They log at `info` at most, whatever `RUST_LOG` says.
+pub const QUIET_TARGETS: &[&str] = &[
+    "tokio_postgres",
+    "postgres",
+    "deadpool_postgres",
+    "refinery",
+    "refinery_core",
+    "actix_http",
+    "actix_web",
+    "actix_server",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+    "rdkafka",
+    "librdkafka",
+];
+
+/// The log filter: `rust_log` (else `default_filter`) without anything it says about
+/// [`QUIET_TARGETS`], which are capped at `info`.
+pub fn log_filter(rust_log: Option<&str>, default_filter: &str) -> EnvFilter {
+    let quiet = |directive: &str| {
+        let target = directive.split(['=', '[']).next().unwrap_or("").trim();
+        QUIET_TARGETS
+            .iter()
+            .any(|q| target == *q || target.starts_with(&format!("{q}::")))
+    };
+    let text = rust_log
+        .filter(|t| !t.trim().is_empty())
+        .unwrap_or(default_filter);
+    let kept: Vec<&str> = text.split(',').filter(|d| !quiet(d)).collect();
+    let mut filter =
+        EnvFilter::try_new(kept.join(",")).unwrap_or_else(|_| EnvFilter::new(default_filter));
+    for target in QUIET_TARGETS {
+        if let Ok(directive) = format!("{target}=info").parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    filter
+}
+
+/// Rate limit for log lines of one cause: at most one per interval; the next line let through
+/// carries how many were held back, so an attacker who triggers a warning per request cannot
+/// flood the logs and an operator still sees the volume.
+pub struct LogLimiter {
+    interval: std::time::Duration,
+    seen: std::sync::Mutex<HashMap<String, (std::time::Instant, u64)>>,
+}
+
+impl LogLimiter {
+    pub fn new(interval: std::time::Duration) -> Self {
+        LogLimiter {
+            interval,
+            seen: std::sync::Mutex::default(),
+        }
+    }
+
+    /// `Some(held_back)` when a line for `cause` may be written now.
+    pub fn admit(&self, cause: &str) -> Option<u64> {
+        self.admit_at(cause, std::time::Instant::now())
+    }
+
+    fn admit_at(&self, cause: &str, now: std::time::Instant) -> Option<u64> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        // Causes are few (error codes); a bound keeps a bug from growing the map.
+        if seen.len() > 1024 {
+            seen.clear();
+        }
+        match seen.get_mut(cause) {
+            Some((last, held)) if now.duration_since(*last) < self.interval => {
+                *held += 1;
+                None
+            }
+            Some((last, held)) => {
+                *last = now;
+                Some(std::mem::take(held))
+            }
+            None => {
+                seen.insert(cause.to_owned(), (now, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
 /// Installs the global subscriber for `service` (the OpenTelemetry `service.name`): `RUST_LOG`
 /// filters (default `default_filter`), `GF_LOG_FORMAT=json` switches to one JSON object per line,
 /// and spans are exported when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 pub fn init(service: &'static str, default_filter: &str) -> Telemetry {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter = log_filter(rust_log.as_deref(), default_filter);
+    // Colour codes only for a person at a terminal, never in files or collectors.
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let fmt = if std::env::var("GF_LOG_FORMAT").is_ok_and(|f| f == "json") {
         fmt.json().boxed()
     } else {
@@ -118,4 +208,64 @@ pub fn traceparent(span: &tracing::Span, parent: Option<&str>) -> Option<String>
     carrier
         .remove("traceparent")
         .or_else(|| parent.map(str::to_owned))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{QUIET_TARGETS, log_filter};
+
+    fn is_quiet(target: &str) -> bool {
+        QUIET_TARGETS
+            .iter()
+            .any(|q| target == *q || target.starts_with(&format!("{q}::")))
+    }
+
+    #[test]
+    fn repeated_causes_are_let_through_once_an_interval_with_a_count() {
+        use std::time::{Duration, Instant};
+        let limiter = super::LogLimiter::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert_eq!(limiter.admit_at("auth_busy", t0), Some(0));
+        for i in 1..=500 {
+            assert_eq!(
+                limiter.admit_at("auth_busy", t0 + Duration::from_millis(i)),
+                None
+            );
+        }
+        // Another cause is not held back by the first.
+        assert_eq!(limiter.admit_at("broker_unavailable", t0), Some(0));
+        assert_eq!(
+            limiter.admit_at("auth_busy", t0 + Duration::from_secs(10)),
+            Some(500)
+        );
+        assert_eq!(
+            limiter.admit_at("auth_busy", t0 + Duration::from_secs(11)),
+            None
+        );
+    }
+
+    #[test]
+    fn dependencies_that_log_secrets_stay_at_info() {
+        for rust_log in [
+            Some("trace"),
+            Some("debug,tokio_postgres=trace,tokio_postgres::query=trace"),
+            Some("actix_http[request]=trace,h2=debug"),
+            None,
+        ] {
+            let text = log_filter(rust_log, "info").to_string();
+            for directive in text.split(',') {
+                let target = directive.split(['=', '[']).next().unwrap_or("");
+                if is_quiet(target) {
+                    assert!(directive.ends_with("=info"), "{rust_log:?}: {text}");
+                }
+            }
+            assert!(text.contains("tokio_postgres=info"), "{text}");
+        }
+        // Everything else keeps what RUST_LOG asked for.
+        let text = log_filter(Some("debug,gf_receiver=trace"), "info").to_string();
+        assert!(
+            text.contains("gf_receiver=trace") && text.contains("debug"),
+            "{text}"
+        );
+    }
 }
