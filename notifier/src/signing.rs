@@ -101,7 +101,12 @@ pub fn verify(
     header: &str,
     now: i64,
 ) -> Result<(), SigningError> {
-    if (now - timestamp).abs() > TOLERANCE_SECS {
+    // Checked: a timestamp of i64::MIN or MAX must be refused, not overflow.
+    if now
+        .checked_sub(timestamp)
+        .and_then(i64::checked_abs)
+        .is_none_or(|skew| skew > TOLERANCE_SECS)
+    {
         return Err(SigningError::Stale);
     }
     let expected = secret.mac(delivery_id, timestamp, body);
@@ -161,6 +166,18 @@ mod tests {
             verify(&other, "d1", 100, b"{}", &header, 100),
             Err(SigningError::Mismatch)
         );
+    }
+
+    #[test]
+    fn timestamps_at_the_edges_of_i64_are_stale_not_a_panic() {
+        let secret = SigningSecret::generate().unwrap();
+        for (timestamp, now) in [(i64::MIN, 1000), (i64::MAX, -1000), (i64::MIN, i64::MAX)] {
+            let header = sign(std::slice::from_ref(&secret), "d1", timestamp, b"{}");
+            assert_eq!(
+                verify(&secret, "d1", timestamp, b"{}", &header, now),
+                Err(SigningError::Stale)
+            );
+        }
     }
 
     #[test]

@@ -112,6 +112,8 @@ fn blocked_v4(ip: Ipv4Addr) -> Option<Blocked> {
     let [a, b, c, _] = ip.octets();
     Some(match (a, b, c) {
         _ if ip == Ipv4Addr::new(169, 254, 169, 254) => Blocked::Metadata,
+        // Azure's wireserver (platform metadata and agent channel).
+        _ if ip == Ipv4Addr::new(168, 63, 129, 16) => Blocked::Metadata,
         (0, ..) => Blocked::Unspecified,
         (10, ..) => Blocked::Private,
         (100, 64..=127, _) => Blocked::SharedAddressSpace,
@@ -141,6 +143,11 @@ fn blocked_v6(ip: Ipv6Addr) -> Option<Blocked> {
         [x, ..] if x & 0xffc0 == 0xfec0 => Blocked::Private,
         [x, ..] if x & 0xff00 == 0xff00 => Blocked::Multicast,
         [0x2001, 0x0db8, ..] => Blocked::Documentation,
+        // Local-use NAT64 64:ff9b:1::/48: translated inside someone's network.
+        [0x64, 0xff9b, 1, ..] => Blocked::Private,
+        // IPv4-translated ::ffff:0:0:0/96 (SIIT): a translator decides where it goes. (The
+        // IPv4-mapped ::ffff:0:0/96 is judged as the IPv4 address it carries.)
+        [0, 0, 0, 0, 0xffff, 0, ..] => Blocked::Reserved,
         // Teredo 2001::/32 tunnels to addresses we cannot see.
         [0x2001, 0, ..] => Blocked::Reserved,
         // Discard-only 100::/64.
@@ -190,6 +197,11 @@ mod tests {
             ("64:ff9b::10.0.0.1", Blocked::Private),
             ("2002:c0a8:0101::1", Blocked::Private),
             ("::10.0.0.1", Blocked::Private),
+            ("168.63.129.16", Blocked::Metadata),
+            ("64:ff9b:1::8.8.8.8", Blocked::Private),
+            ("64:ff9b:1:ffff::1", Blocked::Private),
+            ("::ffff:0:808:808", Blocked::Reserved),
+            ("::ffff:0:0", Blocked::Unspecified),
         ] {
             assert_eq!(policy.check(ip(address)), Err(reason), "{address}");
         }

@@ -942,3 +942,49 @@ async fn a_signal_postgresql_refuses_is_dead_lettered_alone() {
     );
     assert!(letter.excerpt.contains(&bad.id.to_string()));
 }
+
+/// Proxy variables in the environment used to route webhooks through whatever they named,
+/// around the address check. The webhook client ignores them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_variables_in_the_environment_are_ignored() {
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = proxy.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    for var in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+    ] {
+        // SAFETY: set before any thread of this test reads the environment; every client
+        // in this binary ignores these variables anyway, which is what is tested.
+        unsafe { std::env::set_var(var, &proxy_url) };
+    }
+    let (sink, base) = Sink::start();
+    let client = webhook_client(&AddressPolicy::parse("127.0.0.0/8").unwrap()).unwrap();
+    let answer = client
+        .post(format!("{base}/ok"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        sink.on("/ok").len(),
+        1,
+        "delivered straight to the endpoint"
+    );
+    assert_eq!(
+        seen.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the proxy was used"
+    );
+}

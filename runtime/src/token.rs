@@ -167,12 +167,41 @@ impl SecretHasher {
 /// CPU- and memory-heavy by design: call it off the async threads.
 pub fn verify_hash(phc: &str, secret: &str) -> Result<bool, TokenError> {
     let parsed = PasswordHash::new(phc).map_err(|_| TokenError::BadHash)?;
+    // A stored hash is data: one with an absurd cost (a row written by hand, a bad migration)
+    // must be refused, not computed for minutes with gigabytes of memory.
+    let params = scrypt::Params::try_from(&parsed).map_err(|_| TokenError::BadHash)?;
+    if params.log_n() > MAX_LOG_N || params.r() > MAX_R || params.p() > MAX_P {
+        return Err(TokenError::BadHash);
+    }
     Ok(Scrypt.verify_password(secret.as_bytes(), &parsed).is_ok())
 }
+
+/// The costliest scrypt parameters a stored hash may have (log2 N as `GF_SCRYPT_LOG_N` allows
+/// at most; r and p as hashes are made, with room).
+const MAX_LOG_N: u8 = 22;
+const MAX_R: u32 = 16;
+const MAX_P: u32 = 4;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_hashes_with_an_absurd_cost_are_refused_unrun() {
+        let good = SecretHasher::new(10).unwrap().hash("s").unwrap();
+        assert_eq!(verify_hash(&good, "s").unwrap(), true);
+        // Same salt and hash, cost raised by hand: refused at once.
+        for (from, to) in [("ln=10", "ln=40"), (",r=8", ",r=4096"), (",p=1", ",p=64")] {
+            assert!(good.contains(from), "{good}");
+            let absurd = good.replacen(from, to, 1);
+            let started = std::time::Instant::now();
+            assert!(
+                matches!(verify_hash(&absurd, "s"), Err(TokenError::BadHash)),
+                "{absurd}"
+            );
+            assert!(started.elapsed() < std::time::Duration::from_millis(100));
+        }
+    }
 
     #[test]
     fn generated_tokens_parse_back() {

@@ -44,6 +44,9 @@ impl Resolve for GuardedResolver {
 /// The webhook HTTP client: no redirects, a 5-second limit per attempt, guarded DNS.
 pub fn webhook_client(policy: &AddressPolicy) -> Result<reqwest::Client, NotifierError> {
     reqwest::Client::builder()
+        // HTTP(S)_PROXY from the environment would send webhooks where the address check never
+        // looked; there is no proxy unless one is configured here.
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(ATTEMPT_TIMEOUT)
         .user_agent(concat!("gf-notifier/", env!("CARGO_PKG_VERSION")))
