@@ -90,7 +90,8 @@ async fn secrets_stay_out_of_logs_metrics_and_answers() {
     let mut pipeline = Pipeline::new("secrets", None, &brokers).await;
     pipeline.env.extend(
         [
-            ("RUST_LOG", "debug"),
+            // Every level, dependencies included, for the stages and for the CLI commands.
+            ("RUST_LOG", "trace"),
             ("GF_WEBHOOK_ALLOWED_NETS", "127.0.0.0/8"),
             ("GF_WEBHOOK_RETRY_DELAYS", "1,1"),
         ]
@@ -133,6 +134,50 @@ async fn secrets_stay_out_of_logs_metrics_and_answers() {
         "conversation.*",
     ]);
     let signing_secret = endpoint["secret"].as_str().unwrap().to_owned();
+    // The CLI at RUST_LOG=trace, its stderr kept: creating secrets must not log them (nor the
+    // queries that store their hashes).
+    let mut cli_logs = String::new();
+    let mut cli = |args: &[&str]| -> serde_json::Value {
+        let out = pipeline
+            .command(&[&["--json"], args].concat())
+            .env("DATABASE_URL", &pipeline.db.url)
+            .output()
+            .unwrap();
+        cli_logs += &String::from_utf8_lossy(&out.stderr);
+        serde_json::from_slice(&out.stdout).expect("a JSON answer")
+    };
+    let cli_connection = cli(&[
+        "connection",
+        "create",
+        "--product",
+        &product,
+        "--provider",
+        "amplitude",
+        "--secret",
+        "cli-shared-secret-1",
+    ]);
+    let cli_endpoint = cli(&[
+        "endpoint",
+        "create",
+        "--product",
+        &product,
+        "--url",
+        &sink,
+        "--events",
+        "product.*",
+    ]);
+    let cli_token = cli_connection["url"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let cli_signing_secret = cli_endpoint["secret"].as_str().unwrap().to_owned();
+    assert!(
+        cli_logs.contains("TRACE") || cli_logs.contains("DEBUG"),
+        "the CLI logged nothing at trace"
+    );
 
     let token_of = |url: &str| url.rsplit('/').next().unwrap().to_owned();
     let token = token_of(with_secret["url"].as_str().unwrap());
@@ -261,6 +306,7 @@ async fn secrets_stay_out_of_logs_metrics_and_answers() {
         logs += &std::fs::read_to_string(pipeline.logs.join(format!("{stage}.log"))).unwrap();
     }
     seen.0 += &logs;
+    seen.0 += &cli_logs;
 
     // The logs talk about the connection and the refusals: the check below has material.
     let connection_id = with_secret["id"].as_str().unwrap();
@@ -271,10 +317,34 @@ async fn secrets_stay_out_of_logs_metrics_and_answers() {
     assert!(seen.0.contains("gf_receiver_requests_total"));
     assert!(seen.0.contains("x-greenflash-secret header does not match"));
     assert!(logs.lines().count() > 50, "debug logging is off?");
+    assert!(
+        logs.contains("TRACE") || logs.contains("DEBUG"),
+        "trace logging is off?"
+    );
 
     let key = signing_secret
         .strip_prefix("whsec_")
         .expect("a Standard Webhooks secret");
+    // What is stored instead of the secrets: the scrypt hashes (PHC strings) must not leak
+    // either, whole or as their hash part.
+    let client = pipeline.db.client().await;
+    let mut hashes: Vec<String> = Vec::new();
+    for row in client
+        .query(
+            "SELECT token_hash FROM connections UNION ALL
+             SELECT secret_hash FROM connections WHERE secret_hash IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        let phc: String = row.get(0);
+        hashes.push(phc.rsplit('$').next().unwrap().to_owned());
+        hashes.push(phc);
+    }
+    assert!(hashes.len() >= 8, "{hashes:?}");
+    let secret_part = token.rsplit('_').next().unwrap();
+    let (first_half, second_half) = secret_part.split_at(secret_part.len() / 2);
     let secrets = [
         ("the URL token", token.as_str()),
         (
@@ -288,8 +358,22 @@ async fn secrets_stay_out_of_logs_metrics_and_answers() {
         ("the guessed shared secret", guessed_secret),
         ("the signing secret", signing_secret.as_str()),
         ("the signing key", key),
+        ("half of the URL token's secret part", first_half),
+        ("the other half of the URL token's secret part", second_half),
+        ("half of the signing key", &key[..key.len() / 2]),
+        ("the token the CLI made", cli_token.as_str()),
+        ("the shared secret given to the CLI", "cli-shared-secret-1"),
+        (
+            "the signing secret the CLI made",
+            cli_signing_secret.as_str(),
+        ),
+        (
+            "the signing key the CLI made",
+            cli_signing_secret.trim_start_matches("whsec_"),
+        ),
     ];
-    for (what, secret) in secrets {
+    let hashes = hashes.iter().map(|h| ("a stored scrypt hash", h.as_str()));
+    for (what, secret) in secrets.into_iter().chain(hashes) {
         assert!(
             !seen.0.contains(secret),
             "{what} appears in logs, metrics or answers (see target/faults/secrets/)"

@@ -176,6 +176,14 @@ async fn handle(
             .observe(took.as_secs_f64());
         state.activity.note(caller.connection_id, received_at);
     }
+    tracing::debug!(
+        request_id,
+        connection = %caller.connection_id,
+        received = summary.received,
+        accepted = summary.accepted,
+        dropped = summary.dropped,
+        "ingest request stored"
+    );
     Ok(api::accepted(summary))
 }
 
