@@ -1161,7 +1161,7 @@ async fn cancelled_requests_release_what_they_held() {
             let _ = stream.write_all(request.as_bytes()).await;
             tokio::time::sleep(Duration::from_millis(3)).await;
             // SO_LINGER 0: the close is a reset, as a client that gives up sends it.
-            let _ = stream.set_linger(Some(Duration::ZERO));
+            let _ = stream.set_zero_linger();
             drop(stream);
         }));
     }
