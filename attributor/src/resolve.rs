@@ -1,9 +1,15 @@
 //! Who an identity is: the pure part of user resolution, planned for a whole batch at once.
 //!
-//! Order of the rules: the external user id, then the email (trimmed, case-insensitive); no match
+//! Order of the rules: the external user id, then the email (trimmed, case-folded); no match
 //! and an email present creates the user (an SDK identity may create one from its external id
 //! alone); otherwise the identity stays anonymous. Users planned earlier in the batch count as
 //! known, so two events of one new user create one row.
+//!
+//! A user is known by every key that resolved to it: an external id found through its e-mail
+//! (and an e-mail found through its external id) becomes an alias of that user
+//! (`user_identities`), so a later event with only that key finds the user, whatever arrived
+//! first. An external id of one user seen with the e-mail of another is a conflict: attributed
+//! by external id, never merged.
 
 use std::collections::HashMap;
 
@@ -57,6 +63,45 @@ pub struct Plan {
     /// One entry per identity, in order.
     pub resolved: Vec<(Option<Uuid>, UserResolution)>,
     pub new_users: Vec<NewUser>,
+    /// Identities to record: every key of a new user, and each key that resolved to a known user
+    /// through the other key (an external id found by e-mail, an e-mail found by external id).
+    pub identities: Vec<NewIdentity>,
+    /// Identities that prove two known users are one; not merged, attributed by external id.
+    pub conflicts: Vec<IdentityConflict>,
+}
+
+/// Which kind of key an identity is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IdentityKind {
+    ExternalId,
+    Email,
+}
+
+impl IdentityKind {
+    /// The name stored in `user_identities.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityKind::ExternalId => "external_id",
+            IdentityKind::Email => "email",
+        }
+    }
+}
+
+/// A (product, kind, value) that names a user from now on.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct NewIdentity {
+    pub product_id: Uuid,
+    pub kind: IdentityKind,
+    pub value: String,
+    pub user_id: Uuid,
+}
+
+/// An external id known as one user and an e-mail known as another, seen together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityConflict {
+    pub product_id: Uuid,
+    pub by_external_id: Uuid,
+    pub by_email: Uuid,
 }
 
 /// The form e-mails are matched in: Unicode whitespace trimmed, then Unicode default case
@@ -111,15 +156,42 @@ pub fn plan(identities: &[Identity<'_>], known: &[KnownUser]) -> Plan {
         let ext = external_id(identity.external_user_id);
         let key = identity.email.and_then(email_key);
         let product = identity.product_id;
-        if let Some(id) = ext.and_then(|e| by_external.get(&(product, e.to_owned()))) {
-            plan.resolved.push((Some(*id), UserResolution::ExternalId));
+        let identity_of = |kind, value: &str, user_id| NewIdentity {
+            product_id: product,
+            kind,
+            value: value.to_owned(),
+            user_id,
+        };
+        if let Some(id) = ext.and_then(|e| by_external.get(&(product, e.to_owned())).copied()) {
+            if let Some(k) = &key {
+                match by_email.get(&(product, k.clone())).copied() {
+                    Some(other) if other != id => plan.conflicts.push(IdentityConflict {
+                        product_id: product,
+                        by_external_id: id,
+                        by_email: other,
+                    }),
+                    Some(_) => {}
+                    None => {
+                        by_email.insert((product, k.clone()), id);
+                        plan.identities
+                            .push(identity_of(IdentityKind::Email, k, id));
+                    }
+                }
+            }
+            plan.resolved.push((Some(id), UserResolution::ExternalId));
             continue;
         }
         if let Some(id) = key
             .as_ref()
-            .and_then(|k| by_email.get(&(product, k.clone())))
+            .and_then(|k| by_email.get(&(product, k.clone())).copied())
         {
-            plan.resolved.push((Some(*id), UserResolution::Email));
+            // The external id is not known (checked above): from now on it names this user.
+            if let Some(e) = ext {
+                by_external.insert((product, e.to_owned()), id);
+                plan.identities
+                    .push(identity_of(IdentityKind::ExternalId, e, id));
+            }
+            plan.resolved.push((Some(id), UserResolution::Email));
             continue;
         }
         let creates = match identity.origin {
@@ -133,9 +205,13 @@ pub fn plan(identities: &[Identity<'_>], known: &[KnownUser]) -> Plan {
         let id = Uuid::now_v7();
         if let Some(ext) = ext {
             by_external.insert((product, ext.to_owned()), id);
+            plan.identities
+                .push(identity_of(IdentityKind::ExternalId, ext, id));
         }
         if let Some(key) = &key {
             by_email.insert((product, key.clone()), id);
+            plan.identities
+                .push(identity_of(IdentityKind::Email, key, id));
         }
         plan.new_users.push(NewUser {
             id,
@@ -152,6 +228,16 @@ pub fn plan(identities: &[Identity<'_>], known: &[KnownUser]) -> Plan {
             properties: created_from(identity.origin),
         });
         plan.resolved.push((Some(id), UserResolution::Created));
+    }
+    // An identity left anonymous whose external id a later identity of the batch made known
+    // (created, or aliased by e-mail) is that user: the batch's order does not matter either.
+    for (identity, resolved) in identities.iter().zip(plan.resolved.iter_mut()) {
+        if resolved.0.is_none()
+            && let Some(id) = external_id(identity.external_user_id)
+                .and_then(|e| by_external.get(&(identity.product_id, e.to_owned())))
+        {
+            *resolved = (Some(*id), UserResolution::ExternalId);
+        }
     }
     plan
 }

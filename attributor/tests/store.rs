@@ -566,3 +566,150 @@ async fn emails_rust_and_postgresql_would_fold_differently_match_one_user() {
     }
     assert_eq!(db.count("SELECT count(*) FROM users").await, 3);
 }
+
+/// An event whose external id names one user and whose e-mail names another proves they are one
+/// person; they are not merged silently: the event goes to the external id's user (the
+/// documented precedence), the e-mail stays the other's, and the conflict is counted.
+#[tokio::test]
+async fn an_identity_conflict_is_attributed_by_external_id_and_counted() {
+    let db = db().await;
+    let conflicts = || {
+        gf_runtime::metrics::render(gf_runtime::metrics::registry())
+            .lines()
+            .find_map(|l| l.strip_prefix("gf_attributor_identity_conflicts_total "))
+            .map_or(0, |v| v.trim().parse::<u64>().unwrap())
+    };
+    // The SDK knows alice by her id only; analytics knows alice-2 by an e-mail.
+    db.messages(vec![message(
+        db.product,
+        "c1",
+        ConversationKind::Started,
+        Some("alice"),
+        at(0, 0),
+    )])
+    .await;
+    db.events(vec![with_email(
+        event(db.product, "a", Some("alice-2"), at(0, 1)),
+        "a@x.io",
+        None,
+    )])
+    .await;
+    let before = conflicts();
+    let written = db
+        .events(vec![with_email(
+            event(db.product, "b", Some("alice"), at(0, 2)),
+            "A@x.io",
+            None,
+        )])
+        .await;
+    let a = &written.attributed[0];
+    assert_eq!(a.resolution.user, UserResolution::ExternalId);
+    assert_eq!(a.user_id, Some(db.user_by_ext("alice").await));
+    assert_ne!(a.user_id, Some(db.user_by_ext("alice-2").await));
+    assert_eq!(
+        db.count("SELECT count(*) FROM users").await,
+        2,
+        "not merged"
+    );
+    let email_owner: Uuid = db
+        .client
+        .query_one(
+            "SELECT user_id FROM user_identities WHERE kind = 'email' AND value = 'a@x.io'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(email_owner, db.user_by_ext("alice-2").await);
+    assert!(conflicts() > before, "the conflict was not counted");
+}
+
+/// An external id found through an e-mail becomes an alias: the next event with only that id
+/// finds the user (it used to get none).
+#[tokio::test]
+async fn an_external_id_found_by_email_becomes_an_alias() {
+    let db = db().await;
+    let first = with_email(
+        event(db.product, "1", Some("alice-2"), at(0, 0)),
+        "alice@example.com",
+        None,
+    );
+    db.events(vec![first]).await;
+    let by_email = with_email(
+        event(db.product, "2", Some("alice"), at(0, 1)),
+        "Alice@Example.com",
+        None,
+    );
+    let written = db.events(vec![by_email]).await;
+    assert_eq!(written.attributed[0].resolution.user, UserResolution::Email);
+    let user = written.attributed[0].user_id;
+    let written = db
+        .events(vec![event(db.product, "3", Some("alice"), at(0, 2))])
+        .await;
+    assert_eq!(
+        written.attributed[0].resolution.user,
+        UserResolution::ExternalId
+    );
+    assert_eq!(written.attributed[0].user_id, user);
+}
+
+/// An event read before the first message of its conversation gets it when the message comes:
+/// re-attributed in the message's transaction and published again (same id), and the outcome
+/// summary counts it.
+#[tokio::test]
+async fn a_late_conversation_message_attaches_the_events_after_it() {
+    let db = db().await;
+    let mut started = message(
+        db.product,
+        "c-late",
+        ConversationKind::Started,
+        Some("u1"),
+        at(0, 0),
+    );
+    started.email = Some("u1@x.io".into());
+    // The user exists (from an earlier event with an e-mail), the conversation not yet.
+    db.events(vec![with_email(
+        event(db.product, "0", Some("u1"), at(0, 0)),
+        "u1@x.io",
+        None,
+    )])
+    .await;
+    let early = db
+        .events(vec![event(db.product, "1", Some("u1"), at(5, 0))])
+        .await;
+    assert_eq!(early.attributed[0].conversation_id, None);
+    let written = write(
+        &db.pool,
+        &Batch {
+            conversations: vec![started],
+            events: Vec::new(),
+        },
+        &NoPublish,
+    )
+    .await
+    .unwrap();
+    let conversation = db.conversation("c-late").await;
+    let republished: Vec<_> = written
+        .attributed
+        .iter()
+        .filter(|a| a.event.id == early.attributed[0].event.id)
+        .collect();
+    assert_eq!(republished.len(), 1, "published again, once");
+    assert_eq!(republished[0].conversation_id, Some(conversation));
+    assert_eq!(
+        republished[0].resolution.conversation,
+        ConversationResolution::Window
+    );
+    let stored: Option<Uuid> = db
+        .client
+        .query_one(
+            "SELECT conversation_id FROM business_events WHERE id = $1",
+            &[&early.attributed[0].event.id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, Some(conversation));
+    // Both events of u1 are within 15 minutes after the start: both are counted.
+    assert_eq!(db.outcome().await.0, 2);
+}

@@ -15,6 +15,7 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -70,10 +71,17 @@ pub fn log_filter(rust_log: Option<&str>, default_filter: &str) -> EnvFilter {
         .filter(|t| !t.trim().is_empty())
         .unwrap_or(default_filter);
     let kept: Vec<&str> = text.split(',').filter(|d| !quiet(d)).collect();
+    // The cap never raises a level: `warn` everywhere keeps them at `warn`.
+    let global = kept
+        .iter()
+        .filter_map(|d| d.trim().parse::<LevelFilter>().ok())
+        .max()
+        .unwrap_or(LevelFilter::OFF);
+    let cap = global.min(LevelFilter::INFO);
     let mut filter =
         EnvFilter::try_new(kept.join(",")).unwrap_or_else(|_| EnvFilter::new(default_filter));
     for target in QUIET_TARGETS {
-        if let Ok(directive) = format!("{target}=info").parse() {
+        if let Ok(directive) = format!("{target}={cap}").parse() {
             filter = filter.add_directive(directive);
         }
     }
@@ -249,7 +257,7 @@ mod tests {
         for rust_log in [
             Some("trace"),
             Some("debug,tokio_postgres=trace,tokio_postgres::query=trace"),
-            Some("actix_http[request]=trace,h2=debug"),
+            Some("info,actix_http[request]=trace,h2=debug"),
             None,
         ] {
             let text = log_filter(rust_log, "info").to_string();
@@ -261,6 +269,16 @@ mod tests {
             }
             assert!(text.contains("tokio_postgres=info"), "{text}");
         }
+        let text = log_filter(Some("actix_http[request]=trace,h2=debug"), "info").to_string();
+        assert!(
+            text.contains("actix_http=off") && !text.contains("trace"),
+            "{text}"
+        );
+        // Never raised: a quiet default stays quiet for them too.
+        let text = log_filter(Some("warn"), "info").to_string();
+        assert!(text.contains("tokio_postgres=warn"), "{text}");
+        let text = log_filter(Some("gf_receiver=debug"), "info").to_string();
+        assert!(text.contains("tokio_postgres=off"), "{text}");
         // Everything else keeps what RUST_LOG asked for.
         let text = log_filter(Some("debug,gf_receiver=trace"), "info").to_string();
         assert!(

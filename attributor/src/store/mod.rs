@@ -22,10 +22,11 @@ use gf_schemas::canonical::CanonicalEvent;
 use gf_schemas::conversation::ConversationMessage;
 use uuid::Uuid;
 
-use crate::resolve::{Identity, Origin, plan};
+use crate::resolve::{Identity, IdentityConflict, IdentityKind, Origin, plan};
 
 mod conversations;
 mod events;
+mod late;
 mod organizations;
 mod outcomes;
 mod users;
@@ -34,9 +35,10 @@ use conversations::{
     conversations_in_window, record_conversation_activity, upsert_explicit_conversations,
 };
 use events::upsert_events;
+use late::{Learned, reattribute};
 use organizations::{link_users, upsert_organizations};
 use outcomes::{Contribution, OutcomeDeltas, previous_contributions, update_outcomes};
-use users::{insert_users, lookup_users};
+use users::{insert_identities, insert_users, lookup_users};
 
 /// How far back an event looks for its user's conversation.
 pub const CONVERSATION_WINDOW: Duration = Duration::minutes(15);
@@ -176,6 +178,10 @@ async fn attribute(txn: &Transaction<'_>, batch: &Batch) -> Result<Written, Stor
     let known = lookup_users(txn, &identities).await?;
     let mut plan = plan(&identities, &known);
     insert_users(txn, &mut plan.new_users).await?;
+    insert_identities(txn, &mut plan.identities).await?;
+    for conflict in &plan.conflicts {
+        identity_conflict(conflict);
+    }
     let (message_users, event_users) = plan.resolved.split_at(batch.conversations.len());
 
     record_conversation_activity(txn, &batch.conversations, message_users).await?;
@@ -235,16 +241,65 @@ async fn attribute(txn: &Transaction<'_>, batch: &Batch) -> Result<Written, Stor
     }
     update_outcomes(txn, deltas).await?;
 
+    // What this batch learned may change events stored before it.
+    let learned = Learned {
+        identified: plan
+            .identities
+            .iter()
+            .filter(|i| i.kind == IdentityKind::ExternalId)
+            .map(|i| ((i.product_id, i.value.clone()), i.user_id))
+            .collect(),
+        activity: batch
+            .conversations
+            .iter()
+            .zip(message_users)
+            .filter_map(|(m, (user, _))| user.map(|u| (m.product_id, u, m.occurred_at)))
+            .collect(),
+        written: attributed.iter().map(|a| a.event.id).collect(),
+    };
+    let late = reattribute(txn, &learned).await?;
+
     let total = attributed.len();
-    let attributed: Vec<AttributedEvent> = attributed
+    let mut attributed: Vec<AttributedEvent> = attributed
         .into_iter()
         .filter(|a| changed.contains(&a.event.id))
         .collect();
+    let unchanged = total - attributed.len();
+    attributed.extend(late);
     Ok(Written {
-        unchanged: total - attributed.len(),
+        unchanged,
         users_created: plan.new_users.len(),
         attributed,
     })
+}
+
+/// Two known users an identity proves to be one: attributed by external id (the documented
+/// precedence), counted, and logged once per 10 s with how many more were seen.
+fn identity_conflict(conflict: &IdentityConflict) {
+    static CONFLICTS: std::sync::LazyLock<prometheus::IntCounter> =
+        std::sync::LazyLock::new(|| {
+            let counter = prometheus::IntCounter::new(
+                "gf_attributor_identity_conflicts_total",
+                "Events whose external id names one user and whose e-mail names another",
+            )
+            .expect("a valid metric");
+            let _ = gf_runtime::metrics::registry().register(Box::new(counter.clone()));
+            counter
+        });
+    static LOG: std::sync::LazyLock<gf_runtime::telemetry::LogLimiter> =
+        std::sync::LazyLock::new(|| {
+            gf_runtime::telemetry::LogLimiter::new(std::time::Duration::from_secs(10))
+        });
+    CONFLICTS.inc();
+    if let Some(held_back) = LOG.admit("identity_conflict") {
+        tracing::warn!(
+            product = %conflict.product_id,
+            by_external_id = %conflict.by_external_id,
+            by_email = %conflict.by_email,
+            held_back,
+            "an event's external id and e-mail name two users; attributed by external id, not merged"
+        );
+    }
 }
 
 /// Runs a statement prepared once per connection (parsing and describing it on every batch

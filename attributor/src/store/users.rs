@@ -4,7 +4,7 @@ use deadpool_postgres::Transaction;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::resolve::{Identity, KnownUser, email_key, lookup_keys};
+use crate::resolve::{Identity, IdentityKind, KnownUser, NewIdentity, email_key, lookup_keys};
 
 use super::{StoreError, execute, query};
 
@@ -18,31 +18,69 @@ pub(super) async fn lookup_users(
     }
     let (ext_products, ext_ids): (Vec<Uuid>, Vec<String>) = by_external.into_iter().unzip();
     let (email_products, email_keys): (Vec<Uuid>, Vec<String>) = by_email.into_iter().unzip();
+    // Through every identity of a user, not only the ones it was created with.
     let rows = query(
         txn,
-        "SELECT u.id, u.product_id, u.external_user_id, u.email_key, u.organization_id
-               FROM unnest($1::uuid[], $2::text[]) AS k(product_id, external_user_id)
-               JOIN users u ON u.product_id = k.product_id
-                           AND u.external_user_id = k.external_user_id
-             UNION
-             SELECT u.id, u.product_id, u.external_user_id, u.email_key, u.organization_id
-               FROM unnest($3::uuid[], $4::text[]) AS k(product_id, email_key)
-               JOIN users u ON u.product_id = k.product_id AND u.email_key = k.email_key
-                           -- The partial index's own condition, so the planner can use it.
-                           AND u.email_key IS NOT NULL AND u.email_key <> ''",
+        "SELECT u.id, u.product_id, i.kind, i.value, u.organization_id
+               FROM unnest($1::uuid[], $2::text[]) AS k(product_id, value)
+               JOIN user_identities i ON i.product_id = k.product_id AND i.kind = 'external_id'
+                                     AND i.value = k.value
+               JOIN users u ON u.id = i.user_id
+             UNION ALL
+             SELECT u.id, u.product_id, i.kind, i.value, u.organization_id
+               FROM unnest($3::uuid[], $4::text[]) AS k(product_id, value)
+               JOIN user_identities i ON i.product_id = k.product_id AND i.kind = 'email'
+                                     AND i.value = k.value
+               JOIN users u ON u.id = i.user_id",
         &[&ext_products, &ext_ids, &email_products, &email_keys],
     )
     .await?;
     Ok(rows
         .iter()
-        .map(|r| KnownUser {
-            id: r.get(0),
-            product_id: r.get(1),
-            external_user_id: r.get(2),
-            email_key: r.get(3),
-            organization_id: r.get(4),
+        .map(|r| {
+            let kind: &str = r.get(2);
+            let value: String = r.get(3);
+            let external = kind == IdentityKind::ExternalId.as_str();
+            KnownUser {
+                id: r.get(0),
+                product_id: r.get(1),
+                external_user_id: external.then(|| value.clone()),
+                email_key: (!external).then_some(value),
+                organization_id: r.get(4),
+            }
         })
         .collect())
+}
+
+/// Records identities in key order; one another writer recorded for someone else meanwhile makes
+/// the transaction run again (the next lookup sees it).
+pub(super) async fn insert_identities(
+    txn: &Transaction<'_>,
+    identities: &mut Vec<NewIdentity>,
+) -> Result<(), StoreError> {
+    if identities.is_empty() {
+        return Ok(());
+    }
+    identities.sort();
+    identities.dedup();
+    let products: Vec<Uuid> = identities.iter().map(|i| i.product_id).collect();
+    let kinds: Vec<&str> = identities.iter().map(|i| i.kind.as_str()).collect();
+    let values: Vec<&str> = identities.iter().map(|i| i.value.as_str()).collect();
+    let users: Vec<Uuid> = identities.iter().map(|i| i.user_id).collect();
+    let inserted = execute(
+        txn,
+        "INSERT INTO user_identities (product_id, kind, value, user_id)
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[])
+             ON CONFLICT DO NOTHING",
+        &[&products, &kinds, &values, &users],
+    )
+    .await?;
+    if inserted as usize != identities.len() {
+        return Err(StoreError::Conflict(
+            "an identity of this batch was recorded by another writer".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Inserts the planned users; one that another writer created meanwhile makes the transaction
