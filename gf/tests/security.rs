@@ -464,3 +464,98 @@ async fn hostile_bodies_are_refused_within_bounded_memory() {
     // Still serving, and nothing of the refused bodies was stored.
     assert_eq!(http.post(&url).body(ok).send().await.unwrap().status(), 200);
 }
+
+/// 150 concurrent gzip bodies of about 10 KB that each decode to almost 10 MiB used to pin
+/// ~20 MiB each for seconds. The receiver holds at most its body budget (256 MiB, a quarter of
+/// it per connection): the rest are answered 503 with `Retry-After`, and another connection's
+/// requests are answered 200 meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_gzip_bodies_stays_within_the_body_budget() {
+    let _alone = support::one_at_a_time().await;
+    let brokers = infra().kafka_brokers;
+    let mut pipeline = Pipeline::new("gzip_burst", None, &brokers).await;
+    let product = pipeline.product();
+    let hostile = pipeline.connection(&product);
+    let honest = pipeline.connection(&product);
+    pipeline.start("receiver");
+    pipeline.wait_ready().await;
+    let base = format!("http://{}", pipeline.addr);
+    let http = reqwest::Client::new();
+    let ok = r#"{"events":[{"event_type":"purchase","user_id":"u","insert_id":"g-0"}]}"#;
+    assert_eq!(
+        http.post(format!("{base}{honest}"))
+            .body(ok)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let pid = pipeline.pid("receiver");
+    let before = peak_rss_kb(pid);
+
+    // Decodes to 10 MiB minus a little; refused after decoding (not a batch), so nothing of it
+    // is stored: only the memory it needs while it is read matters here.
+    let pad = "a".repeat((10 << 20) - 64);
+    let body = gzip(format!(r#"{{"pad":"{pad}","events":5}}"#).as_bytes());
+    assert!(body.len() < 64 * 1024, "{} bytes compressed", body.len());
+    let mut burst = Vec::new();
+    for _ in 0..150 {
+        let (http, url, body) = (http.clone(), format!("{base}{hostile}"), body.clone());
+        burst.push(tokio::spawn(async move {
+            let answer = http
+                .post(&url)
+                .header("content-encoding", "gzip")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let retry_after = answer.headers().contains_key("retry-after");
+            (answer.status().as_u16(), retry_after)
+        }));
+    }
+    let mut honest_answers = Vec::new();
+    for i in 0..20 {
+        let body = ok.replace("g-0", &format!("g-{}", i + 1));
+        honest_answers.push(
+            http.post(format!("{base}{honest}"))
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    let mut statuses = std::collections::BTreeMap::new();
+    for b in burst {
+        let (status, retry_after) = b.await.unwrap();
+        if status == 503 {
+            assert!(retry_after, "503 without Retry-After");
+        }
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    let after = peak_rss_kb(pid);
+    println!(
+        "gzip burst: {statuses:?}; honest {honest_answers:?}; receiver peak RSS {} MiB -> {} MiB",
+        before / 1024,
+        after / 1024
+    );
+    assert!(
+        statuses.keys().all(|s| *s == 400 || *s == 503),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains_key(&503),
+        "the budget never ran out? {statuses:?}"
+    );
+    assert!(
+        honest_answers.iter().all(|s| *s == 200),
+        "{honest_answers:?}"
+    );
+    assert!(
+        after - before < 400 * 1024,
+        "peak memory grew by {} MiB",
+        (after - before) / 1024
+    );
+}

@@ -49,6 +49,7 @@ impl IngestError {
                 PayloadError::TooLarge { .. } => "body_too_large",
                 PayloadError::UnsupportedEncoding(_) => "unsupported_encoding",
                 PayloadError::BadGzip(_) => "invalid_gzip",
+                PayloadError::BudgetSpent => "body_budget_spent",
             },
             IngestError::Sink(SinkError::TooLarge) => "body_too_large",
             IngestError::Sink(_) => "broker_unavailable",
@@ -59,7 +60,8 @@ impl IngestError {
     /// Seconds a client should wait before retrying, for the retryable answers.
     fn retry_after(&self) -> Option<u32> {
         match self {
-            IngestError::Auth(AuthError::Busy) => Some(1),
+            IngestError::Auth(AuthError::Busy)
+            | IngestError::Payload(PayloadError::BudgetSpent) => Some(1),
             IngestError::Sink(SinkError::Unavailable(_) | SinkError::Setup(_)) => Some(5),
             _ => None,
         }
@@ -73,7 +75,8 @@ impl ResponseError for IngestError {
                 StatusCode::NOT_FOUND
             }
             IngestError::Auth(AuthError::LookupFailed(_)) => StatusCode::INTERNAL_SERVER_ERROR,
-            IngestError::Auth(AuthError::Busy) => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Auth(AuthError::Busy)
+            | IngestError::Payload(PayloadError::BudgetSpent) => StatusCode::SERVICE_UNAVAILABLE,
             IngestError::Auth(_) => StatusCode::UNAUTHORIZED,
             IngestError::Payload(
                 PayloadError::TooManyEvents { .. } | PayloadError::TooLarge { .. },

@@ -14,6 +14,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::api::{self, IngestError};
+use crate::budget::Reservation;
 use crate::payload::{self, BatchSummary, PayloadError};
 use crate::server::AppState;
 use crate::trace::child_traceparent;
@@ -127,17 +128,25 @@ async fn handle(
     if declared.is_some_and(|len| len > limit) {
         return Err(PayloadError::TooLarge { limit }.into());
     }
-    let raw = read_body(body, limit, declared).await?;
-    let body = match headers
+    // Every byte of the body, compressed and decoded, counts against the memory budget until
+    // the request is done (or dropped with it).
+    let mut held = state.budget.reservation(caller.connection_id);
+    let raw = read_body(body, limit, declared, &mut held).await?;
+    let (body, _held) = match headers
         .get(CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
     {
-        None => raw,
-        Some(e) if e.is_empty() || e == "identity" => raw,
-        Some(e) if e == "gzip" || e == "x-gzip" => web::block(move || payload::gunzip(&raw, limit))
+        None => (raw, held),
+        Some(e) if e.is_empty() || e == "identity" => (raw, held),
+        Some(e) if e == "gzip" || e == "x-gzip" => {
+            let (decoded, held) = web::block(move || {
+                let decoded = payload::gunzip_reserving(&raw, limit, |n| held.grow(n));
+                (decoded, held)
+            })
             .await
-            .map_err(|e| IngestError::BodyRead(e.to_string()))??
-            .into(),
+            .map_err(|e| IngestError::BodyRead(e.to_string()))?;
+            (Bytes::from(decoded?), held)
+        }
         Some(other) => return Err(PayloadError::UnsupportedEncoding(other).into()),
     };
 
@@ -192,8 +201,14 @@ async fn read_body(
     mut body: web::Payload,
     limit: usize,
     declared: Option<usize>,
+    held: &mut Reservation,
 ) -> Result<Bytes, IngestError> {
-    let mut buffer = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
+    let initial = declared.unwrap_or(8 * 1024).min(limit);
+    if !held.grow(initial) {
+        return Err(PayloadError::BudgetSpent.into());
+    }
+    let mut buffer = BytesMut::with_capacity(initial);
+    let mut reserved = initial;
     let read = async {
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| IngestError::BodyRead(e.to_string()))?;
@@ -201,6 +216,12 @@ async fn read_body(
                 return Err(IngestError::from(PayloadError::TooLarge { limit }));
             }
             buffer.extend_from_slice(&chunk);
+            if buffer.capacity() > reserved {
+                if !held.grow(buffer.capacity() - reserved) {
+                    return Err(PayloadError::BudgetSpent.into());
+                }
+                reserved = buffer.capacity();
+            }
         }
         Ok::<(), IngestError>(())
     };

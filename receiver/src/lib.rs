@@ -4,6 +4,7 @@
 //!
 //! - [`payload`]: pure body checks (gzip decoding with a bound, counting events per provider);
 //! - [`auth`]: token and shared-secret verification with a cache kept fresh by `NOTIFY`;
+//! - [`budget`]: body bytes in flight, bounded for the receiver and per connection;
 //! - [`sink`]: the Kafka producer, waiting for every acknowledgement;
 //! - [`api`]: every status code and body, in one place;
 //! - [`handler`]: the HTTP handlers; [`server`]: wiring and graceful shutdown;
@@ -13,6 +14,7 @@
 pub mod activity;
 pub mod api;
 pub mod auth;
+pub mod budget;
 pub mod handler;
 pub mod metrics;
 pub mod payload;

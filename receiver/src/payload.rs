@@ -34,17 +34,43 @@ pub enum PayloadError {
     UnsupportedEncoding(String),
     #[error("the gzip body could not be decoded: {0}")]
     BadGzip(String),
+    #[error("the receiver holds as many request bodies as its memory budget allows; retry shortly")]
+    BudgetSpent,
 }
 
 /// Decodes a gzip body, refusing to produce more than `limit` bytes (gzip bombs stop there).
 pub fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, PayloadError> {
-    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
-    flate2::read::MultiGzDecoder::new(body)
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| PayloadError::BadGzip(e.to_string()))?;
-    if out.len() > limit {
-        return Err(PayloadError::TooLarge { limit });
+    gunzip_reserving(body, limit, |_| true)
+}
+
+/// [`gunzip`], asking `reserve` for every byte of buffer it grows by (the receiver's memory
+/// budget); stops with [`PayloadError::BudgetSpent`] when refused.
+pub fn gunzip_reserving(
+    body: &[u8],
+    limit: usize,
+    mut reserve: impl FnMut(usize) -> bool,
+) -> Result<Vec<u8>, PayloadError> {
+    let mut decoder = flate2::read::MultiGzDecoder::new(body).take(limit as u64 + 1);
+    let mut out: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = decoder
+            .read(&mut chunk)
+            .map_err(|e| PayloadError::BadGzip(e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        if out.len() + n > limit {
+            return Err(PayloadError::TooLarge { limit });
+        }
+        if out.len() + n > out.capacity() {
+            let wanted = (out.capacity() * 2).max(out.len() + n).min(limit);
+            if !reserve(wanted - out.capacity()) {
+                return Err(PayloadError::BudgetSpent);
+            }
+            out.reserve_exact(wanted - out.len());
+        }
+        out.extend_from_slice(&chunk[..n]);
     }
     Ok(out)
 }

@@ -22,6 +22,8 @@ use crate::sink::{KafkaSink, SinkError};
 #[derive(Clone, Debug)]
 pub struct ReceiverOptions {
     pub max_body_bytes: usize,
+    /// Body bytes in flight at most, compressed and decoded (`GF_MAX_BODY_BYTES_IN_FLIGHT`).
+    pub body_budget_bytes: usize,
     pub max_batch_events: usize,
     pub produce_timeout: Duration,
     pub auth_cache_ttl: Duration,
@@ -33,6 +35,7 @@ impl ReceiverOptions {
     pub fn from_config(config: &Config) -> Self {
         ReceiverOptions {
             max_body_bytes: config.max_body_bytes,
+            body_budget_bytes: config.max_body_bytes_in_flight,
             max_batch_events: config.max_batch_events,
             produce_timeout: Duration::from_millis(config.produce_timeout_ms),
             auth_cache_ttl: Duration::from_secs(config.auth_cache_ttl_secs),
@@ -64,6 +67,8 @@ pub struct AppState {
     pub options: ReceiverOptions,
     /// What `/readyz` answers, refreshed in the background.
     pub readiness: Arc<crate::readiness::Readiness>,
+    /// Body bytes in flight.
+    pub budget: Arc<crate::budget::BodyBudget>,
 }
 
 pub struct Receiver {
@@ -118,6 +123,10 @@ impl Receiver {
             activity,
             metrics: Metrics::new(registry)?,
             pool,
+            budget: crate::budget::BodyBudget::new(
+                options.body_budget_bytes,
+                options.max_body_bytes,
+            ),
             options,
             readiness,
         };

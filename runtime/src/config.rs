@@ -24,6 +24,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Largest canonical event the normalizer produces; a larger one is dead-lettered alone.
     pub max_event_bytes: usize,
+    /// Request body bytes a receiver holds at once, compressed and decoded; one connection at
+    /// most a quarter of it. Past it: 503 with `Retry-After`.
+    pub max_body_bytes_in_flight: usize,
     /// scrypt cost (log2 N) for new token and secret hashes; existing hashes keep theirs.
     pub scrypt_log_n: u8,
     /// Most events (Amplitude) or messages (Segment) in one request.
@@ -63,6 +66,7 @@ pub const VARIABLES: &[&str] = &[
     "GF_METRICS_ADDR",
     "GF_TOPIC_PREFIX",
     "GF_MAX_EVENT_BYTES",
+    "GF_MAX_BODY_BYTES_IN_FLIGHT",
     "GF_TOPIC_PARTITIONS",
     "GF_TOPIC_REPLICATION",
     "GF_KAFKA_COMPRESSION",
@@ -203,6 +207,13 @@ impl Config {
                 1024,
                 64 * 1024 * 1024,
                 "bytes, 1024 to 67108864",
+            )? as usize,
+            max_body_bytes_in_flight: number(
+                "GF_MAX_BODY_BYTES_IN_FLIGHT",
+                256 * 1024 * 1024,
+                1024 * 1024,
+                64 * 1024 * 1024 * 1024,
+                "bytes, 1048576 to 68719476736",
             )? as usize,
             scrypt_log_n: number("GF_SCRYPT_LOG_N", 15, 10, 22, "10 to 22")? as u8,
             max_batch_events: number("GF_MAX_BATCH_EVENTS", 1000, 1, 100_000, "1 to 100000")?
