@@ -10,7 +10,7 @@
 //! PostgreSQL is unreachable, cached connections keep working and uncached ones get 500.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,11 @@ const MAX_WAITING: usize = 64;
 const MAX_LOOKUPS: usize = 4;
 /// How long an uncached request waits for a lookup slot before it is told to retry.
 const LOOKUP_WAIT: Duration = Duration::from_secs(2);
+/// While the change listener is down, a cached entry decides requests for this long after it
+/// was fetched, then is checked against PostgreSQL again (a revocation may have been missed).
+const LISTENER_GRACE: Duration = Duration::from_secs(30);
+/// How often the listener's session is checked.
+const LISTENER_PING: Duration = Duration::from_secs(10);
 /// Verifications of one lookup waiting at once: a guesser on one URL cannot fill the queue that
 /// every other connection's first request needs.
 const MAX_WAITING_PER_LOOKUP: usize = 8;
@@ -104,6 +109,8 @@ pub struct Authenticator {
     queue: Arc<Mutex<Queue>>,
     /// PostgreSQL lookups of uncached tokens at once.
     lookups: Semaphore,
+    /// Whether the `LISTEN` session is up; while it is not, entries are trusted less long.
+    listening: AtomicBool,
     /// Verifications in progress, shared by every request presenting the same thing.
     inflight: Arc<Mutex<HashMap<VerifyKey, SharedVerdict>>>,
     /// Bumped by every invalidation; a lookup that raced an invalidation of its own lookup is
@@ -129,6 +136,7 @@ impl Authenticator {
             slots: Arc::new(Semaphore::new(verify_concurrency.max(1))),
             queue: Arc::default(),
             lookups: Semaphore::new(MAX_LOOKUPS),
+            listening: AtomicBool::new(false),
             inflight: Arc::default(),
             epoch: AtomicU64::new(0),
             invalidations: Mutex::default(),
@@ -155,16 +163,30 @@ impl Authenticator {
         change: impl FnOnce(&mut HashMap<String, Entry>),
     ) {
         let log = self.invalidations.lock().unwrap_or_else(|e| e.into_inner());
+        if self.unchanged_in(&log, epoch, lookup) {
+            change(&mut self.cache.write().unwrap_or_else(|e| e.into_inner()));
+        }
+    }
+
+    /// Whether `lookup` was not invalidated since `epoch`.
+    fn unchanged_since(&self, epoch: u64, lookup: &str) -> bool {
+        let log = self.invalidations.lock().unwrap_or_else(|e| e.into_inner());
+        self.unchanged_in(&log, epoch, lookup)
+    }
+
+    fn unchanged_in(
+        &self,
+        log: &VecDeque<(u64, Option<String>)>,
+        epoch: u64,
+        lookup: &str,
+    ) -> bool {
         let now = self.epoch.load(Ordering::SeqCst);
-        let unchanged = now == epoch
+        now == epoch
             || (log.front().is_some_and(|(first, _)| *first <= epoch + 1)
                 && !log
                     .iter()
                     .filter(|(e, _)| *e > epoch)
-                    .any(|(_, l)| l.as_deref().is_none_or(|l| l == lookup)));
-        if unchanged {
-            change(&mut self.cache.write().unwrap_or_else(|e| e.into_inner()));
-        }
+                    .any(|(_, l)| l.as_deref().is_none_or(|l| l == lookup)))
     }
 
     /// Records an invalidation of `lookup` (`None`: everything) and applies it to the cache.
@@ -231,7 +253,7 @@ impl Authenticator {
             drop(cache);
             return self.check_negative(token.lookup()).map(|()| None);
         };
-        if entry.fetched.elapsed() > self.ttl {
+        if !self.fresh(entry) {
             return Ok(None);
         }
         if !same(&entry.token_digest, token_digest) {
@@ -257,8 +279,24 @@ impl Authenticator {
         let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
         cache
             .get(lookup)
-            .filter(|e| e.fetched.elapsed() <= self.ttl && same(&e.token_digest, token_digest))
+            .filter(|e| self.fresh(e) && same(&e.token_digest, token_digest))
             .map(|e| e.caller)
+    }
+
+    /// Whether an entry may decide a request: within its TTL, and, while the change listener is
+    /// down (revocations could be missed), fetched at most [`LISTENER_GRACE`] ago.
+    fn fresh(&self, entry: &Entry) -> bool {
+        let age = entry.fetched.elapsed();
+        age <= self.ttl && (self.listening() || age <= LISTENER_GRACE)
+    }
+
+    fn listening(&self) -> bool {
+        self.listening.load(Ordering::SeqCst)
+    }
+
+    /// The change listener is up (`true`) or lost (`false`).
+    pub fn set_listening(&self, up: bool) {
+        self.listening.store(up, Ordering::SeqCst);
     }
 
     fn check_negative(&self, lookup: &str) -> Result<(), AuthError> {
@@ -315,12 +353,16 @@ impl Authenticator {
                             (Some(_), Some(_)) => return Err(AuthError::SecretWrong),
                         }
                     }
+                    // A NOTIFY that evicted it while we were waiting on PostgreSQL wins: an
+                    // expired copy read before it must not come back.
+                    if !self.unchanged_since(epoch, token.lookup()) {
+                        return Err(AuthError::LookupFailed(e));
+                    }
                     // Serve from it for another TTL rather than wait on PostgreSQL per request.
                     entry.fetched = Instant::now();
-                    self.cache
-                        .write()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(token.lookup().to_owned(), entry);
+                    self.update_if_unchanged(epoch, token.lookup(), |cache| {
+                        cache.insert(token.lookup().to_owned(), entry);
+                    });
                     return Ok(caller);
                 }
                 _ => return Err(AuthError::LookupFailed(e)),
@@ -647,11 +689,19 @@ pub async fn listen_for_changes(
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+enum ListenError {
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("the listener's session stopped answering")]
+    Lost,
+}
+
 async fn listen_once(
     database_url: &str,
     auth: &Authenticator,
     stop: &CancellationToken,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<(), ListenError> {
     let (client, mut connection) =
         tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -674,32 +724,67 @@ async fn listen_once(
         .batch_execute(&format!("LISTEN {CONNECTION_CHANGES_CHANNEL}"))
         .await?;
     auth.clear();
+    auth.set_listening(true);
     tracing::debug!("listening for connection changes");
+    let mut ping = tokio::time::interval(LISTENER_PING);
     let result = loop {
         tokio::select! {
             _ = stop.cancelled() => break Ok(()),
             message = rx.recv() => match message {
                 Some(Ok(payload)) => evict_from_payload(auth, &payload),
-                Some(Err(e)) => break Err(e),
-                None => break Ok(()),
+                Some(Err(e)) => break Err(ListenError::Postgres(e)),
+                None => break Err(ListenError::Lost),
             },
+            // A session cut without a FIN (a dead network path) says nothing until written to.
+            _ = ping.tick() => {
+                match tokio::time::timeout(LISTENER_PING, client.simple_query("SELECT 1")).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => break Err(ListenError::Postgres(e)),
+                    Err(_) => break Err(ListenError::Lost),
+                }
+            }
         }
     };
+    auth.set_listening(false);
     driver.abort();
     result
 }
 
+/// Evicts what a notification names. Anything but the payload our trigger writes (JSON with
+/// token lookups of 16 hex digits) clears everything: a notification we cannot read may have
+/// been a revocation.
 fn evict_from_payload(auth: &Authenticator, payload: &str) {
-    match serde_json::from_str::<serde_json::Value>(payload) {
-        Ok(v) => {
-            let lookups: Vec<&str> = ["tokenLookup", "previousTokenLookup"]
-                .iter()
-                .filter_map(|k| v[*k].as_str())
-                .collect();
+    match lookups_of(payload) {
+        Some(lookups) => {
+            let lookups: Vec<&str> = lookups.iter().map(String::as_str).collect();
             auth.evict(&lookups);
         }
-        Err(_) => auth.clear(),
+        None => {
+            tracing::warn!(
+                bytes = payload.len(),
+                "unreadable connection-change notification; cache cleared"
+            );
+            auth.clear();
+        }
     }
+}
+
+fn lookups_of(payload: &str) -> Option<Vec<String>> {
+    let value: serde_json::Value = serde_json::from_str(payload).ok()?;
+    let object = value.as_object()?;
+    let mut lookups = Vec::new();
+    for key in ["tokenLookup", "previousTokenLookup"] {
+        match object.get(key) {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::String(l))
+                if l.len() == 16 && l.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                lookups.push(l.clone());
+            }
+            Some(_) => return None,
+        }
+    }
+    (!lookups.is_empty()).then_some(lookups)
 }
 
 #[cfg(test)]
@@ -763,5 +848,102 @@ mod tests {
         auth.evict(&["a", "b"]);
         assert_eq!(auth.cached_connections(), 0);
         assert!(auth.unknown.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn while_the_listener_is_down_entries_are_trusted_only_briefly() {
+        let auth = Authenticator::new(
+            authenticator().control.clone(),
+            Duration::from_secs(3600),
+            1,
+        );
+        let token = IngestToken::generate().unwrap();
+        let mut old = entry();
+        old.token_digest = digest(token.secret());
+        old.fetched = Instant::now() - LISTENER_GRACE - Duration::from_secs(1);
+        auth.cache
+            .write()
+            .unwrap()
+            .insert(token.lookup().to_owned(), old);
+        let decide = |auth: &Authenticator| {
+            auth.decide_from_cache(Provider::Amplitude, &token, &digest(token.secret()), None)
+                .map(|c| c.is_some())
+        };
+        auth.set_listening(true);
+        assert!(
+            matches!(decide(&auth), Ok(true)),
+            "listening: within its TTL"
+        );
+        auth.set_listening(false);
+        assert!(
+            matches!(decide(&auth), Ok(false)),
+            "listener lost: checked against PostgreSQL again"
+        );
+    }
+
+    #[test]
+    fn only_our_trigger_s_payload_evicts_selectively() {
+        let auth = authenticator();
+        for l in ["00112233445566aa", "ffeeddccbbaa9988"] {
+            auth.cache.write().unwrap().insert(l.into(), entry());
+        }
+        evict_from_payload(
+            &auth,
+            r#"{"op":"update","id":"x","tokenLookup":"00112233445566aa","previousTokenLookup":null}"#,
+        );
+        assert_eq!(auth.cached_connections(), 1, "only the named lookup");
+        for bad in [
+            "not json",
+            r#"{"tokenLookup": 5}"#,
+            r#"{"tokenLookup": "../../etc"}"#,
+            r#"{"op":"update"}"#,
+            r#"["ffeeddccbbaa9988"]"#,
+        ] {
+            auth.cache
+                .write()
+                .unwrap()
+                .insert("ffeeddccbbaa9988".into(), entry());
+            evict_from_payload(&auth, bad);
+            assert_eq!(auth.cached_connections(), 0, "{bad}: everything cleared");
+        }
+    }
+
+    /// The serve-stale fallback read its expired copy before waiting on PostgreSQL; a NOTIFY
+    /// that evicted the entry meanwhile used to be undone when the lookup failed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_revocation_during_a_failed_lookup_is_not_undone() {
+        // PostgreSQL that accepts and never answers: the lookup hangs, then fails.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = silent.accept().await {
+                held.push(stream);
+            }
+        });
+        let pool = gf_runtime::db::pool(&format!("postgres://nobody@{addr}/none"), 1).unwrap();
+        let control = ControlPlane::new(pool, gf_runtime::token::SecretHasher::new(10).unwrap());
+        let auth = Arc::new(Authenticator::new(control, Duration::from_secs(60), 1));
+        let token = IngestToken::generate().unwrap();
+        let mut expired = entry();
+        expired.token_digest = digest(token.secret());
+        expired.fetched = Instant::now() - Duration::from_secs(3600);
+        auth.cache
+            .write()
+            .unwrap()
+            .insert(token.lookup().to_owned(), expired);
+        let text = token.reveal();
+        let checking = tokio::spawn({
+            let auth = auth.clone();
+            async move { auth.authenticate(Provider::Amplitude, &text, None).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        auth.evict(&[token.lookup()]);
+        let result = checking.await.unwrap();
+        assert!(
+            matches!(result, Err(AuthError::LookupFailed(_))),
+            "served after its revocation: {result:?}"
+        );
+        assert_eq!(auth.cached_connections(), 0, "the revoked entry came back");
     }
 }
