@@ -26,16 +26,28 @@ const INLINE_INSPECT_BYTES: usize = 512 * 1024;
 /// A client that trickles its body slower than this is cut off.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Ingest and the operator endpoints on one port (no `GF_ADMIN_ADDR`).
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    ingest_routes(cfg);
+    operator_routes(cfg);
+}
+
+/// What senders reach.
+pub fn ingest_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/ingest/{provider}/{token}")
             .route(web::post().to(ingest))
             .default_service(web::to(not_found)),
     )
-    .route("/healthz", web::get().to(healthz))
-    .route("/readyz", web::get().to(readyz))
-    .route("/metrics", web::get().to(metrics))
     .default_service(web::to(not_found));
+}
+
+/// `/healthz`, `/readyz`, `/metrics`: for operators and load balancers.
+pub fn operator_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
+        .default_service(web::to(not_found));
 }
 
 async fn not_found() -> HttpResponse {

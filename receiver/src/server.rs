@@ -29,6 +29,8 @@ pub struct ReceiverOptions {
     pub auth_cache_ttl: Duration,
     /// HTTP worker threads; `None` for one per core.
     pub workers: Option<usize>,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served instead of the public port.
+    pub admin_addr: Option<std::net::SocketAddr>,
 }
 
 impl ReceiverOptions {
@@ -40,6 +42,7 @@ impl ReceiverOptions {
             produce_timeout: Duration::from_millis(config.produce_timeout_ms),
             auth_cache_ttl: Duration::from_secs(config.auth_cache_ttl_secs),
             workers: None,
+            admin_addr: config.admin_addr,
         }
     }
 }
@@ -149,10 +152,13 @@ impl Receiver {
     ) -> Result<impl Future<Output = Result<(), ReceiverError>> + Send + 'static, ReceiverError>
     {
         let state = self.state.clone();
+        let separate = self.state.options.admin_addr.is_some();
         let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .configure(crate::handler::routes)
+            App::new().app_data(state.clone()).configure(if separate {
+                crate::handler::ingest_routes
+            } else {
+                crate::handler::routes
+            })
         })
         .disable_signals()
         .shutdown_timeout(30)
@@ -160,12 +166,37 @@ impl Receiver {
         if let Some(workers) = self.state.options.workers {
             server = server.workers(workers);
         }
+        // The operator endpoints on their own address, off the public port.
+        let admin = match self.state.options.admin_addr {
+            Some(addr) => {
+                let state = self.state.clone();
+                let admin = HttpServer::new(move || {
+                    App::new()
+                        .app_data(state.clone())
+                        .configure(crate::handler::operator_routes)
+                })
+                .disable_signals()
+                .workers(1)
+                .bind(addr)?
+                .run();
+                tracing::info!(%addr, "operator endpoints listening");
+                Some(admin)
+            }
+            None => None,
+        };
         let server = server.run();
         let handle = server.handle();
+        let admin_handle = admin.as_ref().map(|a| a.handle());
+        if let Some(admin) = admin {
+            tokio::spawn(admin);
+        }
         let stop = self.stop.clone();
         Ok(async move {
             tokio::spawn(async move {
                 stop.cancelled().await;
+                if let Some(admin) = admin_handle {
+                    admin.stop(true).await;
+                }
                 handle.stop(true).await;
             });
             server.await?;

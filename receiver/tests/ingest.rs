@@ -60,6 +60,8 @@ struct Raw {
 
 struct Harness {
     base: String,
+    /// Where the operator endpoints are, when not on `base`.
+    admin_base: Option<String>,
     control: ControlPlane,
     product: Uuid,
     raw_topic: String,
@@ -73,6 +75,8 @@ struct Setup {
     brokers: Option<String>,
     database_url: Option<String>,
     produce_timeout_ms: u64,
+    /// Serve the operator endpoints on their own address (`GF_ADMIN_ADDR`).
+    admin: bool,
 }
 
 impl Default for Setup {
@@ -81,6 +85,7 @@ impl Default for Setup {
             brokers: None,
             database_url: None,
             produce_timeout_ms: 5000,
+            admin: false,
         }
     }
 }
@@ -109,12 +114,17 @@ impl Harness {
         let brokers = setup.brokers.unwrap_or(infra.kafka_brokers.clone());
         let produce_timeout = setup.produce_timeout_ms.to_string();
         let database_url = setup.database_url.unwrap_or(db.url.clone());
-        let config = test_config(&[
-            ("DATABASE_URL", &database_url),
+        let admin_addr = setup.admin.then(gf_tests::net::free_local_addr);
+        let mut vars = vec![
+            ("DATABASE_URL", database_url.as_str()),
             ("KAFKA_BROKERS", &brokers),
             ("GF_TOPIC_PARTITIONS", "1"),
             ("GF_PRODUCE_TIMEOUT_MS", &produce_timeout),
-        ]);
+        ];
+        if let Some(addr) = &admin_addr {
+            vars.push(("GF_ADMIN_ADDR", addr));
+        }
+        let config = test_config(&vars);
 
         let kafka = KafkaSettings::from_config(&config).unwrap();
         let topics = Topics::new(&config.topic_prefix);
@@ -137,6 +147,7 @@ impl Harness {
         tokio::spawn(receiver.serve(listener).unwrap());
         let harness = Harness {
             base: format!("http://{addr}"),
+            admin_base: admin_addr.map(|a| format!("http://{a}")),
             control,
             product,
             raw_topic: topics.raw,
@@ -153,7 +164,8 @@ impl Harness {
     async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(r) = self.http.get(format!("{}/healthz", self.base)).send().await
+            let operator = self.admin_base.as_deref().unwrap_or(&self.base);
+            if let Ok(r) = self.http.get(format!("{operator}/healthz")).send().await
                 && r.status() == 200
             {
                 tokio::time::sleep(Duration::from_millis(300)).await;
@@ -1269,5 +1281,52 @@ async fn readyz_stays_ready_during_a_flood_of_unknown_tokens() {
     assert_eq!(
         served, probes,
         "the cached sender was refused during the flood"
+    );
+}
+
+/// With `GF_ADMIN_ADDR`, the operator endpoints are served there and not on the public port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_endpoints_move_to_the_admin_address() {
+    let h = Harness::with(Setup {
+        admin: true,
+        ..Setup::default()
+    })
+    .await;
+    let admin = h.admin_base.clone().unwrap();
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let public = h
+            .http
+            .get(format!("{}{path}", h.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(public.status(), 404, "{path} on the public port");
+    }
+    let ready = h
+        .eventually(Duration::from_secs(5), async || {
+            h.http
+                .get(format!("{admin}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+    assert!(ready, "/readyz on the admin address");
+    let metrics = h
+        .http
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("gf_receiver_"), "{metrics}");
+    let (_, token) = h.connection(Provider::Amplitude, None).await;
+    assert_eq!(
+        h.post("amplitude", &token, amplitude_batch(1))
+            .await
+            .status(),
+        200
     );
 }

@@ -54,6 +54,9 @@ pub struct Config {
     /// Where a stage without the receiver serves `/metrics` (`GF_METRICS_ADDR`); the receiver
     /// serves it on its own address.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where the receiver serves `/healthz`, `/readyz` and `/metrics` instead of its public port
+    /// (`GF_ADMIN_ADDR`), so the internet never reaches them.
+    pub admin_addr: Option<SocketAddr>,
 }
 
 /// Every variable [`Config`] reads (a test holds this list to what `from_lookup` asks for), so
@@ -64,6 +67,7 @@ pub const VARIABLES: &[&str] = &[
     "GF_PUBLIC_URL",
     "GF_RECEIVER_ADDR",
     "GF_METRICS_ADDR",
+    "GF_ADMIN_ADDR",
     "GF_TOPIC_PREFIX",
     "GF_MAX_EVENT_BYTES",
     "GF_MAX_BODY_BYTES_IN_FLIGHT",
@@ -257,6 +261,9 @@ impl Config {
                 3_650,
                 "1 to 3650",
             )? as u32,
+            admin_addr: get("GF_ADMIN_ADDR")
+                .map(|a| parse("GF_ADMIN_ADDR", a, "an address like 127.0.0.1:9090"))
+                .transpose()?,
             metrics_addr: get("GF_METRICS_ADDR")
                 .map(|a| parse("GF_METRICS_ADDR", a, "an address like 0.0.0.0:9100"))
                 .transpose()?,
