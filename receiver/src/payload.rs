@@ -96,6 +96,13 @@ pub fn inspect(
     // Skipped strings are not checked by serde_json, so check the encoding of the whole body once.
     let text = std::str::from_utf8(body)
         .map_err(|e| PayloadError::InvalidJson(format!("the body is not UTF-8 ({e})")))?;
+    // Skipped values are not depth-checked by serde_json; the normalizer's parser is.
+    if !accept::nesting_within(body, accept::MAX_NESTING) {
+        return Err(PayloadError::InvalidJson(format!(
+            "the body nests arrays and objects deeper than {} levels (recursion limit)",
+            accept::MAX_NESTING
+        )));
+    }
     let mut de = serde_json::Deserializer::from_str(text);
     let result = seed.deserialize(&mut de).and_then(|()| de.end());
     match result {

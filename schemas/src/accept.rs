@@ -10,6 +10,39 @@
 //! An event name is a JSON string that is not blank; it is used trimmed. Numbers, `null`,
 //! objects and blank strings are not names.
 
+/// Deepest nesting of arrays and objects a body may have. Below what the normalizer's parser
+/// accepts (128) with room for the envelope, so every body the receiver accepts is readable.
+pub const MAX_NESTING: usize = 100;
+
+/// Whether `body` nests arrays and objects at most `max` deep (strings are skipped, escapes
+/// included). One pass over the bytes, no allocation.
+pub fn nesting_within(body: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
+}
+
 /// The event name `value` stands for, trimmed; `None` when it is blank.
 pub fn event_name(value: &str) -> Option<&str> {
     let name = value.trim();
@@ -55,6 +88,17 @@ mod tests {
         assert_eq!(event_name("  Signed Up\t"), Some("Signed Up"));
         assert_eq!(event_name(""), None);
         assert_eq!(event_name(" \t\n"), None);
+    }
+
+    #[test]
+    fn nesting_is_measured_outside_strings() {
+        assert!(nesting_within(br#"{"events":[{"a":[1,[2]]}]}"#, 5));
+        assert!(!nesting_within(br#"{"events":[{"a":[1,[2]]}]}"#, 4));
+        // Brackets in strings, escaped quotes included, do not count.
+        assert!(nesting_within(br#"{"a":"[[[[\"[[[[","b":"]]"}"#, 1));
+        let deep = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
+        assert!(!nesting_within(deep.as_bytes(), MAX_NESTING));
+        assert!(nesting_within(b"", 0));
     }
 
     #[test]
