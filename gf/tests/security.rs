@@ -321,6 +321,11 @@ async fn secrets_stay_out_of_logs_metrics_and_answers() {
         logs.contains("TRACE") || logs.contains("DEBUG"),
         "trace logging is off?"
     );
+    // Log files are for keeping: no terminal colour codes in them.
+    assert!(
+        !logs.contains('\u{1b}') && !cli_logs.contains('\u{1b}'),
+        "ANSI escape codes in log files"
+    );
 
     let key = signing_secret
         .strip_prefix("whsec_")
