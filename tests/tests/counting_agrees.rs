@@ -93,3 +93,24 @@ proptest! {
         counting::check_counting_agrees(Provider::Segment, body.as_bytes(), 100);
     }
 }
+
+/// Found by the fuzz target (`fuzz/regressions/counting_agrees/duplicate-type-key`): a message
+/// with `type` given twice was accepted by the receiver and refused whole by the normalizer.
+#[test]
+fn a_key_given_twice_counts_the_same_on_both_sides() {
+    for body in [
+        r#"{"type":"track","type":"track","event":"Order Completed","messageId":"m1"}"#,
+        r#"{"type":"identify","type":"track","event":"Order Completed","messageId":"m1"}"#,
+        r#"{"batch":[{"type":"page","type":"track","event":"x"}]}"#,
+    ] {
+        counting::check_counting_agrees(Provider::Segment, body.as_bytes(), 100);
+    }
+    let fuzzed = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fuzz/regressions/counting_agrees/duplicate-type-key"
+    ))
+    .unwrap();
+    for provider in Provider::ALL {
+        counting::check_counting_agrees(provider, &fuzzed, 100);
+    }
+}

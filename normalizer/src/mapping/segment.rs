@@ -16,8 +16,8 @@
 //! `identify`, `group`, `alias` and unknown types are dropped, as is a `track` without `event`.
 
 use gf_schemas::accept::{self, SegmentKind};
-use serde::Deserialize;
-use serde::de::IgnoredAny;
+use std::collections::HashMap;
+
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -27,25 +27,19 @@ const SHAPE: &str = "a Segment message or {\"batch\": [...]}";
 
 /// The messages of a body (one message, or a batch), each as its own unparsed JSON text.
 pub fn events(body: &RawValue) -> Result<Vec<&RawValue>, MapError> {
-    #[derive(Deserialize)]
-    struct Envelope<'a> {
-        #[serde(borrow)]
-        batch: Option<Vec<&'a RawValue>>,
-        #[serde(rename = "type")]
-        kind: Option<IgnoredAny>,
-    }
     if !body.get().starts_with('{') {
         return Err(MapError::WrongShape(SHAPE));
     }
-    match serde_json::from_str::<Envelope<'_>>(body.get()) {
-        Ok(Envelope {
-            batch: Some(batch), ..
-        }) => Ok(batch),
-        Ok(Envelope {
-            batch: None,
-            kind: Some(_),
-        }) => Ok(vec![body]),
-        _ => Err(MapError::WrongShape(SHAPE)),
+    // A map, not a struct: a key given twice counts once, the last one, as the receiver reads
+    // it (a struct would refuse the duplicate and lose an acknowledged message).
+    let fields: HashMap<String, &RawValue> =
+        serde_json::from_str(body.get()).map_err(|_| MapError::WrongShape(SHAPE))?;
+    match (fields.get("batch"), fields.contains_key("type")) {
+        (Some(batch), _) => {
+            serde_json::from_str(batch.get()).map_err(|_| MapError::WrongShape(SHAPE))
+        }
+        (None, true) => Ok(vec![body]),
+        (None, false) => Err(MapError::WrongShape(SHAPE)),
     }
 }
 
