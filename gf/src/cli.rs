@@ -1,4 +1,4 @@
-//! The command tree. Names are fixed by `DESIGN.md`: scripts rely on them.
+//! The command tree. The names are stable: scripts rely on them.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use gf_schemas::Provider;

@@ -1,4 +1,4 @@
-//! `gf`: the operator interface of `DESIGN.md`. Every command takes `--json` and then prints one
+//! `gf`: the operator interface. Every command takes `--json` and then prints one
 //! JSON document on stdout (an `{"error": ...}` document on failure); logs go to stderr.
 
 mod cli;

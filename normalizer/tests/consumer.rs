@@ -234,7 +234,7 @@ async fn raw_records_become_events_and_unreadable_ones_dead_letters() {
     let signed_up = events.iter().find(|e| e.insert_id == "segment:s1").unwrap();
     assert_eq!(signed_up.external_user_id.as_deref(), Some("u9"));
     assert_eq!(signed_up.origin.topic, s.topics.raw);
-    // Keys follow DESIGN.md: product id + external user id.
+    // Keys are product id + external user id.
     let keys: BTreeSet<String> = s
         .read_all(&s.topics.events)
         .into_iter()

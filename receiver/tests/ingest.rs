@@ -1077,6 +1077,50 @@ fn rand_u64() -> u64 {
     u64::from_le_bytes(bytes)
 }
 
+/// Clients sending requests built by `request(client, n)` in a loop until finished; every answer
+/// must be a refusal (401 or 503).
+struct Hostile {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    clients: Vec<tokio::task::JoinHandle<u64>>,
+}
+
+impl Hostile {
+    fn start(
+        clients: usize,
+        request: impl Fn(usize, u64) -> reqwest::RequestBuilder + Clone + Send + 'static,
+    ) -> Hostile {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clients = (0..clients)
+            .map(|c| {
+                let (stop, request) = (stop.clone(), request.clone());
+                tokio::spawn(async move {
+                    let mut n = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        let status = request(c, n).send().await.unwrap().status().as_u16();
+                        assert!(
+                            matches!(status, 401 | 503),
+                            "a hostile request got {status}"
+                        );
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        Hostile { stop, clients }
+    }
+
+    /// Stops them; how many requests they sent.
+    async fn finish(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut sent = 0;
+        for c in self.clients {
+            sent += c.await.unwrap();
+        }
+        sent
+    }
+}
+
 /// A wrong shared secret used to make the owner's next request with the right one fail with 503
 /// (the failure backed off the whole lookup): anyone who knew a URL could keep its deliveries
 /// failing. Backoff is keyed on what was presented now, and the right secret is verified.
@@ -1110,29 +1154,14 @@ async fn the_owner_is_served_while_someone_guesses() {
         .connection(Provider::Amplitude, Some("the-right-one"))
         .await;
     let url = format!("{}/ingest/amplitude/{token}", h.base);
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let guessers: Vec<_> = (0..4)
-        .map(|g| {
-            let (http, url, stop) = (h.http.clone(), url.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut n = 0;
-                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    let status = http
-                        .post(&url)
-                        .header("x-greenflash-secret", format!("guess-{g}-{n}"))
-                        .body("{\"events\":[]}")
-                        .send()
-                        .await
-                        .unwrap()
-                        .status()
-                        .as_u16();
-                    assert!(matches!(status, 401 | 503), "a guess got {status}");
-                    n += 1;
-                }
-                n
-            })
-        })
-        .collect();
+    let guessers = Hostile::start(4, {
+        let (http, url) = (h.http.clone(), url.clone());
+        move |g, n| {
+            http.post(&url)
+                .header("x-greenflash-secret", format!("guess-{g}-{n}"))
+                .body("{\"events\":[]}")
+        }
+    });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (mut ok, mut total) = (0, 0);
     let started = Instant::now();
@@ -1150,11 +1179,7 @@ async fn the_owner_is_served_while_someone_guesses() {
         ok += u32::from(status == 200);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let mut guesses = 0;
-    for g in guessers {
-        guesses += g.await.unwrap();
-    }
+    let guesses = guessers.finish().await;
     println!("owner: {ok} of {total} answered 200 while {guesses} guesses were made");
     assert_eq!(ok, total, "the owner was refused while someone guessed");
 }
@@ -1238,29 +1263,14 @@ async fn readyz_stays_ready_during_a_flood_of_unknown_tokens() {
             .status(),
         200
     );
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flood: Vec<_> = (0..32)
-        .map(|_| {
-            let (http, base, stop) = (h.http.clone(), h.base.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut n = 0u64;
-                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    let token = guessed_token(&format!("{:016x}", rand_u64()));
-                    let status = http
-                        .post(format!("{base}/ingest/amplitude/{token}"))
-                        .body("{\"events\":[]}")
-                        .send()
-                        .await
-                        .unwrap()
-                        .status()
-                        .as_u16();
-                    assert!(matches!(status, 401 | 503), "a flood request got {status}");
-                    n += 1;
-                }
-                n
-            })
-        })
-        .collect();
+    let flood = Hostile::start(32, {
+        let (http, base) = (h.http.clone(), h.base.clone());
+        move |_, _| {
+            let token = guessed_token(&format!("{:016x}", rand_u64()));
+            http.post(format!("{base}/ingest/amplitude/{token}"))
+                .body("{\"events\":[]}")
+        }
+    });
     let (mut ready, mut probes, mut served) = (0, 0, 0);
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(3) {
@@ -1281,11 +1291,7 @@ async fn readyz_stays_ready_during_a_flood_of_unknown_tokens() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let mut flooded = 0;
-    for f in flood {
-        flooded += f.await.unwrap();
-    }
+    let flooded = flood.finish().await;
     println!("/readyz 200 for {ready} of {probes} probes during {flooded} unknown-token requests");
     assert!(
         flooded > 200,

@@ -6,7 +6,7 @@ pub fn consumer_group(prefix: &str, stage: &str) -> String {
     format!("{prefix}-{stage}")
 }
 
-/// The topics of `DESIGN.md`, under a configurable prefix.
+/// The pipeline's topics, under a configurable prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Topics {
     pub raw: String,

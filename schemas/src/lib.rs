@@ -1,6 +1,6 @@
 //! The wire contract of the pipeline.
 //!
-//! One module per topic of `DESIGN.md`, each with the Rust type producers and consumers share.
+//! One module per topic of the pipeline, each with the Rust type producers and consumers share.
 //! The JSON Schema files under `schemas/json/` describe the same messages for teams that do not
 //! use Rust; `tests/contract.rs` validates serialized samples of every type against them, so the
 //! two cannot drift apart.
