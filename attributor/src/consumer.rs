@@ -11,7 +11,7 @@ use deadpool_postgres::Pool;
 use gf_runtime::Config;
 use gf_runtime::classify::ReasonClass;
 use gf_runtime::kafka::KafkaSettings;
-use gf_runtime::pipeline::{Output, OutputError, Refusal, produce_all, producer};
+use gf_runtime::pipeline::{Output, OutputError, Refusal, parse_json, produce_all, producer};
 use gf_runtime::stage::{self, BatchLimits, BatchStage, Record, Refused, StageError};
 use gf_runtime::topics::Topics;
 use gf_schemas::attributed::AttributedEvent;
@@ -103,16 +103,11 @@ impl Item {
 /// A record of `topic` as the attributor's item: a conversation message, or a canonical event
 /// whose id stands for (product, insert id), since rows are keyed by it.
 pub fn parse(topics: &Topics, topic: &str, payload: &[u8]) -> Result<Item, Refusal> {
-    let invalid = |what: &str, e: serde_json::Error| {
-        Refusal::new(ReasonClass::Invalid, format!("not {what}: {e}"))
-    };
     if topic == topics.conversations {
-        serde_json::from_slice::<ConversationMessage>(payload)
+        parse_json::<ConversationMessage>(payload, "a conversation message")
             .map(|c| Item::Conversation(Box::new(c)))
-            .map_err(|e| invalid("a conversation message", e))
     } else {
-        let e = serde_json::from_slice::<CanonicalEvent>(payload)
-            .map_err(|e| invalid("a canonical event", e))?;
+        let e: CanonicalEvent = parse_json(payload, "a canonical event")?;
         if e.id != CanonicalEvent::derive_id(e.product_id, &e.insert_id) {
             return Err(Refusal::new(
                 ReasonClass::Invalid,

@@ -6,9 +6,8 @@
 
 use deadpool_postgres::Pool;
 use gf_runtime::Config;
-use gf_runtime::classify::ReasonClass;
 use gf_runtime::kafka::KafkaSettings;
-use gf_runtime::pipeline::Refusal;
+use gf_runtime::pipeline::{Refusal, parse_json};
 use gf_runtime::stage::{self, BatchStage, Record, Refused, StageError};
 use gf_runtime::topics::Topics;
 use gf_schemas::conversation::ConversationMessage;
@@ -64,17 +63,10 @@ struct Notifier {
 
 /// A record of `topic` as the notifier's item.
 pub fn parse(topics: &Topics, topic: &str, payload: &[u8]) -> Result<Item, Refusal> {
-    let invalid = |what: &str, e: serde_json::Error| {
-        Refusal::new(ReasonClass::Invalid, format!("not {what}: {e}"))
-    };
     if topic == topics.conversations {
-        serde_json::from_slice(payload)
-            .map(|c| Item::Conversation(Box::new(c)))
-            .map_err(|e| invalid("a conversation message", e))
+        parse_json(payload, "a conversation message").map(|c| Item::Conversation(Box::new(c)))
     } else {
-        serde_json::from_slice(payload)
-            .map(|s| Item::Signal(Box::new(s)))
-            .map_err(|e| invalid("a signal", e))
+        parse_json(payload, "a signal").map(|s| Item::Signal(Box::new(s)))
     }
 }
 

@@ -197,6 +197,15 @@ impl Refusal {
     }
 }
 
+/// A record's JSON value as `T`, or its refusal naming `what` it should have been.
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    payload: &[u8],
+    what: &str,
+) -> Result<T, Refusal> {
+    serde_json::from_slice(payload)
+        .map_err(|e| Refusal::new(ReasonClass::Invalid, format!("not {what}: {e}")))
+}
+
 /// Where a record came from, owned, so a dead letter can be made after the record is gone.
 pub fn source_of(message: &BorrowedMessage<'_>) -> SourceRecord {
     SourceRecord {

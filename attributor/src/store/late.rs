@@ -17,6 +17,7 @@ use gf_schemas::canonical::CanonicalEvent;
 use uuid::Uuid;
 
 use super::conversations::conversations_in_window;
+use super::events::wire_name;
 use super::outcomes::{Contribution, OutcomeDeltas, previous_contributions, update_outcomes};
 use super::{CONVERSATION_WINDOW, StoreError, execute, query};
 
@@ -159,11 +160,14 @@ pub(super) async fn reattribute(
     }
     let ids: Vec<Uuid> = changed.iter().map(|a| a.event.id).collect();
     let user_ids: Vec<Option<Uuid>> = changed.iter().map(|a| a.user_id).collect();
-    let user_resolutions: Vec<String> = changed.iter().map(|a| wire(&a.resolution.user)).collect();
+    let user_resolutions: Vec<String> = changed
+        .iter()
+        .map(|a| wire_name(&a.resolution.user))
+        .collect();
     let conversation_ids: Vec<Option<Uuid>> = changed.iter().map(|a| a.conversation_id).collect();
     let conversation_resolutions: Vec<String> = changed
         .iter()
-        .map(|a| wire(&a.resolution.conversation))
+        .map(|a| wire_name(&a.resolution.conversation))
         .collect();
     execute(
         txn,
@@ -184,13 +188,6 @@ pub(super) async fn reattribute(
     .await?;
     update_outcomes(txn, deltas).await?;
     Ok(changed)
-}
-
-fn wire<T: serde::Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => String::new(),
-    }
 }
 
 fn stored_event(r: &tokio_postgres::Row) -> Result<AttributedEvent, StoreError> {
