@@ -323,6 +323,9 @@ pub enum ProductCommand {
 pub enum ProviderArg {
     Amplitude,
     Segment,
+    Posthog,
+    /// The public events API (canonical field names).
+    Api,
 }
 
 impl From<ProviderArg> for Provider {
@@ -330,6 +333,8 @@ impl From<ProviderArg> for Provider {
         match p {
             ProviderArg::Amplitude => Provider::Amplitude,
             ProviderArg::Segment => Provider::Segment,
+            ProviderArg::Posthog => Provider::Posthog,
+            ProviderArg::Api => Provider::Api,
         }
     }
 }

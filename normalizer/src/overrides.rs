@@ -28,6 +28,20 @@ pub struct Overrides {
     pub conversation_id: Option<String>,
 }
 
+impl Overrides {
+    /// Each field from `self`, else from `other`.
+    pub fn or(self, other: Overrides) -> Overrides {
+        Overrides {
+            event_type: self.event_type.or(other.event_type),
+            influence: self.influence.or(other.influence),
+            quality_impact_score: self.quality_impact_score.or(other.quality_impact_score),
+            value: self.value.or(other.value),
+            value_type: self.value_type.or(other.value_type),
+            conversation_id: self.conversation_id.or(other.conversation_id),
+        }
+    }
+}
+
 fn invalid(warnings: &mut Vec<Warning>, property: &str, value: &Value, expected: &str) {
     warnings.push(Warning {
         code: "invalid_override".into(),

@@ -479,7 +479,15 @@ fn bodies_that_cannot_be_mapped_are_errors() {
         Err(MapError::WrongShape(_))
     ));
     assert!(matches!(
-        map(Provider::Segment, &json!([1])),
+        map(Provider::Segment, &json!(42)),
+        Err(MapError::WrongShape(_))
+    ));
+    assert!(matches!(
+        map(Provider::Posthog, &json!({"api_key": "k"})),
+        Err(MapError::WrongShape(_))
+    ));
+    assert!(matches!(
+        map(Provider::Api, &json!([{"eventType": "x"}])),
         Err(MapError::WrongShape(_))
     ));
     let meta = meta(Provider::Segment);
@@ -518,4 +526,312 @@ fn origin_and_version_are_recorded() {
         )
     );
     assert_eq!(e.received_at.timestamp_millis(), RECEIVED_AT);
+}
+
+// ---- Amplitude: Export-format rows ----
+
+#[test]
+fn amplitude_export_insert_id_is_dollar_insert_id_else_uuid() {
+    let e = amp(json!({"event_type": "e", "$insert_id": "ins", "uuid": "uu"}));
+    assert_eq!(e.insert_id, "amplitude:ins");
+    let e = amp(json!({"event_type": "e", "uuid": "uu"}));
+    assert_eq!(e.insert_id, "amplitude:uu");
+    let e = amp(json!({"event_type": "e", "insert_id": "http", "$insert_id": "ins"}));
+    assert_eq!(e.insert_id, "amplitude:http");
+}
+
+#[test]
+fn amplitude_export_event_time_is_utc_to_the_millisecond() {
+    let e = amp(json!({"event_type": "e", "event_time": "2026-05-18 12:00:00.123999"}));
+    assert_eq!(e.event_at.timestamp_millis(), RECEIVED_AT + 123);
+    // `time` (HTTP V2) wins when both are sent.
+    let e = amp(
+        json!({"event_type": "e", "time": RECEIVED_AT + 5, "event_time": "2020-01-01 00:00:00"}),
+    );
+    assert_eq!(e.event_at.timestamp_millis(), RECEIVED_AT + 5);
+    let e = amp(json!({"event_type": "e", "event_time": "last tuesday"}));
+    assert_eq!(codes(&e), vec!["missing_insert_id", "invalid_time"]);
+}
+
+#[test]
+fn amplitude_export_revenue_from_event_properties() {
+    let e = amp(
+        json!({"event_type": "e", "event_properties": {"$revenue": 10, "$price": 3, "$quantity": 2}}),
+    );
+    assert_eq!(e.value, Some(EventValue::Number(10.0)));
+    let e = amp(json!({"event_type": "e", "event_properties": {"$price": 3, "$quantity": 2}}));
+    assert_eq!(e.value, Some(EventValue::Number(6.0)));
+    assert_eq!(e.influence, Influence::Positive);
+    // A top-level revenue wins over the properties'.
+    let e = amp(json!({"event_type": "e", "revenue": -4, "event_properties": {"$revenue": 10}}));
+    assert_eq!(e.value, Some(EventValue::Number(-4.0)));
+    assert_eq!(e.influence, Influence::Negative);
+}
+
+#[test]
+fn amplitude_export_single_event_and_user_objects() {
+    let one = map(
+        Provider::Amplitude,
+        &json!({"event_type": "purchase", "user_id": "u"}),
+    )
+    .unwrap();
+    assert_eq!((one.events.len(), one.dropped), (1, 0));
+    let user = map(
+        Provider::Amplitude,
+        &json!({"user_id": "u", "user_properties": {"plan": "pro"}}),
+    )
+    .unwrap();
+    assert_eq!((user.events.len(), user.dropped), (0, 1));
+    let array = map(
+        Provider::Amplitude,
+        &json!([{"event_type": "a"}, {"device_id": "d"}]),
+    )
+    .unwrap();
+    assert_eq!((array.events.len(), array.dropped), (1, 1));
+    assert!(map(Provider::Amplitude, &json!({"api_key": "k"})).is_err());
+}
+
+#[test]
+fn segment_top_level_array_is_a_batch() {
+    let mapped = map(
+        Provider::Segment,
+        &json!([{"type": "track", "event": "a"}, {"type": "identify"}, {"type": "page"}]),
+    )
+    .unwrap();
+    assert_eq!((mapped.events.len(), mapped.dropped), (2, 1));
+}
+
+// ---- PostHog: mapping table ----
+
+fn ph(event: Value) -> CanonicalEvent {
+    let mut mapped = map(Provider::Posthog, &event).unwrap();
+    assert_eq!(mapped.events.len(), 1, "the event was dropped");
+    mapped.events.remove(0)
+}
+
+#[test]
+fn posthog_event_is_the_event_type() {
+    assert_eq!(ph(json!({"event": "purchase"})).event_type, "purchase");
+    assert_eq!(ph(json!({"event": " padded "})).event_type, "padded");
+}
+
+#[test]
+fn posthog_pageview_is_named_by_the_url_path_and_screen_by_its_name() {
+    let page = ph(
+        json!({"event": "$pageview", "properties": {"$current_url": "https://a.example/docs/start?x=1"}}),
+    );
+    assert_eq!(page.event_type, "/docs/start");
+    assert_eq!(ph(json!({"event": "$pageview"})).event_type, "$pageview");
+    let screen = ph(json!({"event": "$screen", "properties": {"$screen_name": "Checkout"}}));
+    assert_eq!(screen.event_type, "Checkout");
+    assert_eq!(ph(json!({"event": "$screen"})).event_type, "$screen");
+}
+
+#[test]
+fn posthog_distinct_id_is_the_external_user_id() {
+    let e = ph(json!({"event": "e", "distinct_id": "u-1"}));
+    assert_eq!(e.external_user_id.as_deref(), Some("u-1"));
+    assert_eq!(ph(json!({"event": "e"})).external_user_id, None);
+}
+
+#[test]
+fn posthog_uuid_is_the_insert_id_else_derived() {
+    let e = ph(json!({"event": "e", "uuid": "0190-a"}));
+    assert_eq!(e.insert_id, "posthog:0190-a");
+    let a = ph(json!({"event": "e", "distinct_id": "u"}));
+    let b = ph(json!({"distinct_id": "u", "event": "e"}));
+    assert!(a.insert_id.starts_with("posthog:gf-"));
+    assert_eq!(a.insert_id, b.insert_id);
+    assert!(codes(&a).contains(&"missing_insert_id"));
+}
+
+#[test]
+fn posthog_timestamp_is_the_event_time() {
+    let e = ph(json!({"event": "e", "timestamp": "2026-05-18T14:00:00.250+02:00"}));
+    assert_eq!(e.event_at.timestamp_millis(), RECEIVED_AT + 250);
+    let e = ph(json!({"event": "e"}));
+    assert_eq!(e.event_at.timestamp_millis(), RECEIVED_AT);
+    assert!(codes(&e).contains(&"missing_time"));
+}
+
+#[test]
+fn posthog_properties_are_kept_verbatim() {
+    let props = json!({"plan": "pro", "$lib": "posthog-python", "nested": {"a": [1]}});
+    let e = ph(json!({"event": "e", "properties": props}));
+    assert_eq!(Value::Object(e.properties), props);
+}
+
+#[test]
+fn posthog_revenue_from_revenue_price_quantity_or_dollar_revenue() {
+    let value = |props: Value| ph(json!({"event": "e", "properties": props})).value;
+    assert_eq!(
+        value(json!({"revenue": 49})),
+        Some(EventValue::Number(49.0))
+    );
+    assert_eq!(
+        value(json!({"price": 5, "quantity": 3})),
+        Some(EventValue::Number(15.0))
+    );
+    assert_eq!(
+        value(json!({"$revenue": -7})),
+        Some(EventValue::Number(-7.0))
+    );
+    assert_eq!(
+        value(json!({"revenue": 1, "$revenue": 99})),
+        Some(EventValue::Number(1.0))
+    );
+    assert_eq!(value(json!({})), None);
+    let e = ph(json!({"event": "e", "properties": {"$revenue": 5}}));
+    assert_eq!(
+        (e.value_type, e.influence, e.influence_rule),
+        (
+            Some(ValueType::Currency),
+            Influence::Positive,
+            InfluenceRule::Revenue
+        )
+    );
+}
+
+#[test]
+fn posthog_email_and_name_from_the_person_then_set_then_properties() {
+    let cdp = |person: Value, props: Value| {
+        ph(json!({"event": {"event": "e", "properties": props}, "person": person})).user_hints
+    };
+    let hints = cdp(
+        json!({"properties": {"email": "p@x.co", "name": "Person"}}),
+        json!({"$set": {"email": "s@x.co", "name": "Set"}}),
+    );
+    assert_eq!(
+        (hints.email.as_deref(), hints.name.as_deref()),
+        (Some("p@x.co"), Some("Person"))
+    );
+    let hints = cdp(
+        json!({"properties": {}, "name": "p@x.co"}),
+        json!({"$set": {"email": "s@x.co"}}),
+    );
+    assert_eq!(
+        (hints.email.as_deref(), hints.name.as_deref()),
+        (Some("s@x.co"), Some("p@x.co"))
+    );
+    let hints = ph(json!({"event": "e", "properties": {"email": "plain@x.co", "name": "Plain"}}))
+        .user_hints;
+    assert_eq!(
+        (hints.email.as_deref(), hints.name.as_deref()),
+        (Some("plain@x.co"), Some("Plain"))
+    );
+}
+
+#[test]
+fn posthog_organization_from_groups() {
+    let org =
+        |props: Value| ph(json!({"event": "e", "properties": props})).external_organization_id;
+    assert_eq!(
+        org(json!({"$groups": {"organization": "o1", "company": "c1"}})).as_deref(),
+        Some("o1")
+    );
+    assert_eq!(
+        org(json!({"$groups": {"company": "c1"}})).as_deref(),
+        Some("c1")
+    );
+    assert_eq!(org(json!({"$groups": {"project": "p"}})), None);
+}
+
+#[test]
+fn posthog_trait_only_events_are_dropped() {
+    for name in [
+        "$identify",
+        "$set",
+        "$groupidentify",
+        "$create_alias",
+        "$merge_dangerously",
+    ] {
+        let mapped = map(
+            Provider::Posthog,
+            &json!({"event": name, "distinct_id": "u"}),
+        )
+        .unwrap();
+        assert_eq!((mapped.events.len(), mapped.dropped), (0, 1), "{name}");
+    }
+    let mapped = map(
+        Provider::Posthog,
+        &json!({"batch": [{"event": "a"}, {"event": "$identify"}, {"event": ""}]}),
+    )
+    .unwrap();
+    assert_eq!((mapped.events.len(), mapped.dropped), (1, 2));
+}
+
+#[test]
+fn posthog_cdp_webhook_reads_the_nested_event_and_person() {
+    let e = ph(json!({
+        "event": {"uuid": "u-1", "event": "purchase", "distinct_id": "d", "properties": {"revenue": 3}, "timestamp": "2026-05-18T12:00:00Z", "elements_chain": "", "url": "https://ph.example/e/1"},
+        "person": {"id": "p", "properties": {"email": "a@b.co"}, "name": "A", "url": "https://ph.example/p/1"}
+    }));
+    assert_eq!(e.insert_id, "posthog:u-1");
+    assert_eq!(e.external_user_id.as_deref(), Some("d"));
+    assert_eq!(e.user_hints.email.as_deref(), Some("a@b.co"));
+    assert_eq!(e.value, Some(EventValue::Number(3.0)));
+}
+
+#[test]
+fn posthog_magic_properties_override() {
+    let e = ph(
+        json!({"event": "e", "properties": {"gf_influence": "negative", "gf_event_type": "x.y"}}),
+    );
+    assert_eq!(
+        (e.event_type.as_str(), e.influence, e.influence_rule),
+        ("x.y", Influence::Negative, InfluenceRule::Override)
+    );
+}
+
+// ---- the public events API ----
+
+fn api(event: Value) -> CanonicalEvent {
+    let mut mapped = map(Provider::Api, &json!({ "events": [event] })).unwrap();
+    assert_eq!(mapped.events.len(), 1, "the event was dropped");
+    mapped.events.remove(0)
+}
+
+#[test]
+fn api_fields_are_taken_as_they_are_named() {
+    let e = api(json!({
+        "eventType": "purchase", "externalUserId": "u", "eventAt": RECEIVED_AT + 7, "insertId": "o-1",
+        "value": "49.5", "valueType": "currency", "properties": {"a": 1},
+        "userHints": {"email": "a@b.co", "name": "Ada"}, "externalOrganizationId": "acme",
+        "organizationHints": {"name": "Acme"}, "qualityImpactScore": -0.5, "externalConversationId": "c-1"
+    }));
+    assert_eq!(e.event_type, "purchase");
+    assert_eq!(e.external_user_id.as_deref(), Some("u"));
+    assert_eq!(e.event_at.timestamp_millis(), RECEIVED_AT + 7);
+    assert_eq!(e.insert_id, "api:o-1");
+    assert_eq!(
+        (e.value, e.value_type),
+        (Some(EventValue::Number(49.5)), Some(ValueType::Currency))
+    );
+    assert_eq!(
+        (e.influence, e.influence_rule),
+        (Influence::Positive, InfluenceRule::Revenue)
+    );
+    assert_eq!(e.user_hints.email.as_deref(), Some("a@b.co"));
+    assert_eq!(e.organization_hints.name.as_deref(), Some("Acme"));
+    assert_eq!(e.external_organization_id.as_deref(), Some("acme"));
+    assert_eq!(e.quality_impact_score, Some(-0.5));
+    assert_eq!(e.external_conversation_id.as_deref(), Some("c-1"));
+    assert!(e.warnings.is_empty(), "{:?}", e.warnings);
+}
+
+#[test]
+fn api_influence_is_inferred_when_absent_and_explicit_wins() {
+    assert_eq!(
+        api(json!({"eventType": "subscription cancelled"})).influence,
+        Influence::Negative
+    );
+    let e = api(
+        json!({"eventType": "subscription cancelled", "influence": "positive", "properties": {"gf_influence": "neutral"}}),
+    );
+    assert_eq!(
+        (e.influence, e.influence_rule),
+        (Influence::Positive, InfluenceRule::Override)
+    );
+    let e = api(json!({"eventType": "x", "eventAt": "2026-05-18T12:00:00.001Z"}));
+    assert_eq!(e.event_at.timestamp_millis(), RECEIVED_AT + 1);
 }

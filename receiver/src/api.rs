@@ -5,7 +5,7 @@
 //! straight to an ingest URL and their retry logic works (a 413 makes them split the batch).
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use actix_web::http::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
@@ -16,9 +16,11 @@ use crate::sink::SinkError;
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error(
-        "no such endpoint; ingest URLs look like /ingest/amplitude/<token> or /ingest/segment/<token>"
+        "no such endpoint; ingest URLs look like /ingest/<amplitude|segment|posthog|api>/<token>, or POST /v1/events with Authorization: Bearer <token>"
     )]
     NotFound,
+    #[error("this URL takes POST, PUT or PATCH")]
+    MethodNotAllowed,
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
@@ -34,6 +36,7 @@ impl IngestError {
     pub fn code(&self) -> &'static str {
         match self {
             IngestError::NotFound => "not_found",
+            IngestError::MethodNotAllowed => "method_not_allowed",
             IngestError::Auth(e) => match e {
                 AuthError::InvalidToken => "invalid_token",
                 AuthError::WrongProvider => "wrong_provider",
@@ -50,6 +53,7 @@ impl IngestError {
                 PayloadError::UnsupportedEncoding(_) => "unsupported_encoding",
                 PayloadError::BadGzip(_) => "invalid_gzip",
                 PayloadError::BudgetSpent => "body_budget_spent",
+                PayloadError::InvalidEvents(_) => "invalid_events",
             },
             IngestError::Sink(SinkError::TooLarge) => "body_too_large",
             IngestError::Sink(_) => "broker_unavailable",
@@ -74,6 +78,7 @@ impl ResponseError for IngestError {
             IngestError::NotFound | IngestError::Auth(AuthError::WrongProvider) => {
                 StatusCode::NOT_FOUND
             }
+            IngestError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             IngestError::Auth(AuthError::LookupFailed(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             IngestError::Auth(AuthError::Busy)
             | IngestError::Payload(PayloadError::BudgetSpent) => StatusCode::SERVICE_UNAVAILABLE,
@@ -99,28 +104,43 @@ impl ResponseError for IngestError {
             }
             other => other.to_string(),
         };
-        let mut response = HttpResponse::build(status).json(json!({
+        let mut body = json!({
             "code": status.as_u16(),
             "error": self.code(),
             "message": message,
-        }));
+        });
+        if let IngestError::Payload(PayloadError::InvalidEvents(problems)) = self {
+            body["problems"] = json!(problems);
+        }
+        let mut response = HttpResponse::build(status).json(body);
         if let Some(seconds) = self.retry_after() {
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
+        if matches!(self, IngestError::MethodNotAllowed) {
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(INGEST_METHODS));
+        }
         response
     }
 }
 
-/// 200 with the counts.
-pub fn accepted(summary: BatchSummary) -> HttpResponse {
+/// The methods every ingest URL takes (Segment's and Amplitude's destinations may use any).
+pub const INGEST_METHODS: &str = "POST, PUT, PATCH";
+
+/// 200 with the counts, and Amplitude's `payload_size_bytes` (the body as stored) and
+/// `server_upload_time` (ms since the epoch).
+pub fn accepted(summary: BatchSummary, payload_size_bytes: usize) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "code": 200,
         "received": summary.received,
         "accepted": summary.accepted,
         "dropped": summary.dropped,
         "events_ingested": summary.accepted,
+        "payload_size_bytes": payload_size_bytes,
+        "server_upload_time": chrono::Utc::now().timestamp_millis(),
     }))
 }
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -32,14 +32,35 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     operator_routes(cfg);
 }
 
-/// What senders reach.
+/// What senders reach: `POST`, `PUT` or `PATCH` (Segment's and Amplitude's destinations may use
+/// any) on an ingest URL, which may carry an SDK's own path after the token (`/batch/`,
+/// `/v1/batch`); and the public events API at `/v1/events` with a Bearer token.
 pub fn ingest_routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/ingest/{provider}/{token}")
-            .route(web::post().to(ingest))
-            .default_service(web::to(not_found)),
-    )
-    .default_service(web::to(not_found));
+    for path in [
+        "/ingest/{provider}/{token}",
+        "/ingest/{provider}/{token}/{tail:.*}",
+    ] {
+        cfg.service(ingest_methods(web::resource(path), ingest));
+    }
+    cfg.service(ingest_methods(web::resource("/v1/events"), ingest_public))
+        .default_service(web::to(not_found));
+}
+
+fn ingest_methods<F, Args>(resource: actix_web::Resource, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    resource
+        .route(web::post().to(handler.clone()))
+        .route(web::put().to(handler.clone()))
+        .route(web::patch().to(handler))
+        .default_service(web::to(method_not_allowed))
+}
+
+async fn method_not_allowed() -> HttpResponse {
+    IngestError::MethodNotAllowed.error_response()
 }
 
 /// `/healthz`, `/readyz`, `/metrics`: for operators and load balancers.
@@ -54,15 +75,43 @@ async fn not_found() -> HttpResponse {
     IngestError::NotFound.error_response()
 }
 
-async fn ingest(
+async fn ingest(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    let info = req.match_info();
+    let provider = info
+        .get("provider")
+        .and_then(|p| p.parse::<Provider>().ok());
+    let token = info.get("token").unwrap_or_default().to_owned();
+    serve(req, provider, token, body, state).await
+}
+
+/// `/v1/events`: the public events API, its token in `Authorization: Bearer`.
+async fn ingest_public(
     req: HttpRequest,
-    path: web::Path<(String, String)>,
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let (provider, token) = path.into_inner();
+    let token = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.trim()
+                .strip_prefix("Bearer ")
+                .or_else(|| v.trim().strip_prefix("bearer "))
+        })
+        .map(|t| t.trim().to_owned())
+        .unwrap_or_default();
+    serve(req, Some(Provider::Api), token, body, state).await
+}
+
+async fn serve(
+    req: HttpRequest,
+    provider: Option<Provider>,
+    token: String,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     let request_id = Uuid::now_v7().to_string();
-    let provider = provider.parse::<Provider>().ok();
     // One span per request, continuing the caller's trace; never the token.
     let span = tracing::info_span!(
         "gf.receiver.ingest",
@@ -205,7 +254,7 @@ async fn handle(
         dropped = summary.dropped,
         "ingest request stored"
     );
-    Ok(api::accepted(summary))
+    Ok(api::accepted(summary, body.len()))
 }
 
 /// Reads the body, refusing it as soon as it passes `limit`.

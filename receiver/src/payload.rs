@@ -36,6 +36,8 @@ pub enum PayloadError {
     BadGzip(String),
     #[error("the receiver holds as many request bodies as its memory budget allows; retry shortly")]
     BudgetSpent,
+    #[error("{} event problem(s), nothing was stored: {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    InvalidEvents(Vec<gf_schemas::public_event::Problem>),
 }
 
 /// Decodes a gzip body, refusing to produce more than `limit` bytes (gzip bombs stop there).
@@ -77,22 +79,20 @@ pub fn gunzip_reserving(
 
 /// Counts received / accepted / dropped events and checks the provider's shape.
 ///
-/// - Amplitude: `{"events": [...]}`; Segment: one message, or `{"batch": [...]}`.
-/// - Which events are accepted and which dropped is [`gf_schemas::accept`]'s rule, the one the
-///   normalizer maps by.
+/// | provider | bodies |
+/// |---|---|
+/// | Amplitude | `{"events": [...]}` (HTTP V2); one Export-format event (`event_type`); one user object (`user_id` / `device_id`, no `event_type`: received and dropped); a top-level array of events |
+/// | Segment | one message (`type`); `{"batch": [...]}`; a top-level array of messages |
+/// | PostHog | `{"batch": [...]}` (capture API); a top-level array; one capture event (`event` a string); one CDP webhook body (`event` an object, with `person`) |
+/// | public API | `{"events": [...]}` of canonical-shaped events, each valid against the published schema |
+///
+/// Which events are accepted and which dropped is [`gf_schemas::accept`]'s rule, the one the
+/// normalizer maps by.
 pub fn inspect(
     provider: Provider,
     body: &[u8],
     max_events: usize,
 ) -> Result<BatchSummary, PayloadError> {
-    let mut summary = BatchSummary::default();
-    let mut state = ListState::default();
-    let seed = BodySeed {
-        provider,
-        max_events,
-        summary: &mut summary,
-        state: &mut state,
-    };
     // Skipped strings are not checked by serde_json, so check the encoding of the whole body once.
     let text = std::str::from_utf8(body)
         .map_err(|e| PayloadError::InvalidJson(format!("the body is not UTF-8 ({e})")))?;
@@ -103,15 +103,27 @@ pub fn inspect(
             accept::MAX_NESTING
         )));
     }
+    if provider == Provider::Api {
+        return inspect_public(text, max_events);
+    }
+    let mut summary = BatchSummary::default();
+    let mut state = ListState::default();
+    let seed = BodySeed {
+        provider,
+        max_events,
+        summary: &mut summary,
+        state: &mut state,
+    };
     let mut de = serde_json::Deserializer::from_str(text);
     let result = seed.deserialize(&mut de).and_then(|()| de.end());
     match result {
         Ok(()) => Ok(summary),
         Err(_) if state.too_many => Err(PayloadError::TooManyEvents { limit: max_events }),
         Err(e) if e.is_data() => {
-            let detail = match state.at {
-                Some(i) => format!("{}[{i}]: {}", Key::list(provider).1, strip_position(&e)),
-                None => strip_position(&e),
+            let detail = match (state.at, state.list) {
+                (Some(i), Some(list)) => format!("{list}[{i}]: {}", strip_position(&e)),
+                (Some(i), None) => format!("[{i}]: {}", strip_position(&e)),
+                _ => strip_position(&e),
             };
             Err(PayloadError::WrongShape {
                 expected: expected_shape(provider),
@@ -122,18 +134,62 @@ pub fn inspect(
     }
 }
 
+/// The public events API: the whole body is read and checked against the published schema; one
+/// invalid event refuses the request, naming every problem (a developer's API fails loudly).
+fn inspect_public(text: &str, max_events: usize) -> Result<BatchSummary, PayloadError> {
+    let body: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| PayloadError::InvalidJson(e.to_string()))?;
+    let events = body
+        .get("events")
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| PayloadError::WrongShape {
+            expected: expected_shape(Provider::Api),
+            detail: "no `events` array".into(),
+        })?;
+    if events.len() > max_events {
+        return Err(PayloadError::TooManyEvents { limit: max_events });
+    }
+    let problems = gf_schemas::public_event::check(&body);
+    if !problems.is_empty() {
+        return Err(PayloadError::InvalidEvents(problems));
+    }
+    // Valid events all have an `eventType` name; the rule is still the normalizer's.
+    let accepted = events
+        .iter()
+        .filter(|e| {
+            e.get("eventType")
+                .and_then(serde_json::Value::as_str)
+                .and_then(accept::event_name)
+                .is_some()
+        })
+        .count();
+    Ok(BatchSummary {
+        received: events.len(),
+        accepted,
+        dropped: events.len() - accepted,
+    })
+}
+
 /// Where the list walk stopped, to name the element in errors.
 #[derive(Default)]
 struct ListState {
     /// Index of the element being read; `None` outside the list.
     at: Option<usize>,
+    /// The key of the list being read; `None` for a top-level array.
+    list: Option<&'static str>,
     too_many: bool,
 }
 
 fn expected_shape(provider: Provider) -> &'static str {
     match provider {
-        Provider::Amplitude => "an Amplitude HTTP V2 batch ({\"events\": [...]})",
-        Provider::Segment => "a Segment message or {\"batch\": [...]}",
+        Provider::Amplitude => {
+            "an Amplitude HTTP V2 batch ({\"events\": [...]}), an Export-format event, a user object or an array of events"
+        }
+        Provider::Segment => "a Segment message, {\"batch\": [...]} or an array of messages",
+        Provider::Posthog => {
+            "a PostHog capture batch ({\"batch\": [...]}), an array of events, one event or a CDP webhook body ({\"event\": {...}, \"person\": {...}})"
+        }
+        Provider::Api => "a public events API body ({\"events\": [...]})",
     }
 }
 
@@ -145,6 +201,14 @@ fn strip_position(e: &serde_json::Error) -> String {
     }
 }
 
+/// The key that holds a provider's list in an object body.
+fn list_key(provider: Provider) -> (Key, &'static str) {
+    match provider {
+        Provider::Amplitude | Provider::Api => (Key::Events, "events"),
+        Provider::Segment | Provider::Posthog => (Key::Batch, "batch"),
+    }
+}
+
 struct BodySeed<'a> {
     provider: Provider,
     max_events: usize,
@@ -152,11 +216,23 @@ struct BodySeed<'a> {
     state: &'a mut ListState,
 }
 
+impl BodySeed<'_> {
+    fn list(&mut self, name: Option<&'static str>) -> ListSeed<'_> {
+        self.state.list = name;
+        ListSeed {
+            provider: self.provider,
+            max_events: self.max_events,
+            summary: &mut *self.summary,
+            state: &mut *self.state,
+        }
+    }
+}
+
 impl<'de> DeserializeSeed<'de> for BodySeed<'_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
+        d.deserialize_any(self)
     }
 }
 
@@ -164,62 +240,46 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
+        f.write_str("a JSON object or array")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let (list, list_key) = Key::list(self.provider);
-        let segment = self.provider == Provider::Segment;
+    /// A top-level array: a batch without an envelope.
+    fn visit_seq<A: SeqAccess<'de>>(mut self, seq: A) -> Result<(), A::Error> {
+        self.list(None).visit_seq(seq)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        let (list, list_name) = list_key(self.provider);
         let mut saw_list = false;
-        let mut single = SegmentProbe::default();
+        // The body itself, read as one event in case it holds no list.
+        let mut single = ItemProbe::default();
         while let Some(key) = map.next_key::<Key>()? {
-            match key {
-                k if k == list => {
-                    if saw_list {
-                        return Err(de::Error::custom(format_args!("duplicate `{list_key}`")));
-                    }
-                    saw_list = true;
-                    map.next_value_seed(ListSeed {
-                        provider: self.provider,
-                        name: list_key,
-                        max_events: self.max_events,
-                        summary: &mut *self.summary,
-                        state: &mut *self.state,
-                    })?;
+            if key == list {
+                if saw_list {
+                    return Err(de::Error::custom(format_args!("duplicate `{list_name}`")));
                 }
-                Key::Type if segment => {
-                    single.kind = Some(map.next_value::<TypeProbe>()?);
-                }
-                Key::Event if segment => {
-                    single.event = map.next_value::<StringProbe>()?.0;
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+                saw_list = true;
+                map.next_value_seed(self.list(Some(list_name)))?;
+            } else {
+                single.read(key, &mut map)?;
             }
         }
-        match (self.provider, saw_list) {
-            (_, true) => Ok(()),
-            (Provider::Amplitude, false) => Err(de::Error::custom("no `events` array")),
-            (Provider::Segment, false) => match single.kind {
-                Some(kind) => {
-                    self.summary.received = 1;
-                    if single.accepted_as(kind) {
-                        self.summary.accepted = 1;
-                    } else {
-                        self.summary.dropped = 1;
-                    }
-                    Ok(())
-                }
-                None => Err(de::Error::custom("neither a `type` nor a `batch` array")),
-            },
+        if saw_list {
+            return Ok(());
         }
+        let accepted = single.single(self.provider).map_err(de::Error::custom)?;
+        self.summary.received = 1;
+        if accepted {
+            self.summary.accepted = 1;
+        } else {
+            self.summary.dropped = 1;
+        }
+        Ok(())
     }
 }
 
 struct ListSeed<'a> {
     provider: Provider,
-    name: &'static str,
     max_events: usize,
     summary: &'a mut BatchSummary,
     state: &'a mut ListState,
@@ -237,18 +297,17 @@ impl<'de> Visitor<'de> for ListSeed<'_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "`{}` to be an array", self.name)
+        match self.state.list {
+            Some(name) => write!(f, "`{name}` to be an array"),
+            None => f.write_str("an array"),
+        }
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut index = 0usize;
         loop {
             self.state.at = Some(index);
-            let accepted = match self.provider {
-                Provider::Amplitude => seq.next_element::<AmplitudeProbe>()?.map(|p| p.accepted()),
-                Provider::Segment => seq.next_element::<SegmentProbe>()?.map(|p| p.accepted()),
-            };
-            let Some(accepted) = accepted else {
+            let Some(item) = seq.next_element::<ItemProbe>()? else {
                 self.state.at = None;
                 return Ok(());
             };
@@ -258,7 +317,7 @@ impl<'de> Visitor<'de> for ListSeed<'_> {
                 return Err(de::Error::custom("too many events"));
             }
             self.summary.received += 1;
-            if accepted {
+            if item.accepted(self.provider) {
                 self.summary.accepted += 1;
             } else {
                 self.summary.dropped += 1;
@@ -275,16 +334,9 @@ enum Key {
     Type,
     Event,
     EventType,
+    UserId,
+    DeviceId,
     Other,
-}
-
-impl Key {
-    fn list(provider: Provider) -> (Key, &'static str) {
-        match provider {
-            Provider::Amplitude => (Key::Events, "events"),
-            Provider::Segment => (Key::Batch, "batch"),
-        }
-    }
 }
 
 impl<'de> serde::Deserialize<'de> for Key {
@@ -302,6 +354,8 @@ impl<'de> serde::Deserialize<'de> for Key {
                     "type" => Key::Type,
                     "event" => Key::Event,
                     "event_type" => Key::EventType,
+                    "user_id" => Key::UserId,
+                    "device_id" => Key::DeviceId,
                     _ => Key::Other,
                 })
             }
@@ -310,14 +364,173 @@ impl<'de> serde::Deserialize<'de> for Key {
     }
 }
 
-/// Whether a value is an event name ([`accept::event_name`]); reads any JSON value without
-/// keeping it.
-struct StringProbe(bool);
+/// One event (or the body read as one), reduced to what the counting rule looks at. A key
+/// given twice counts by its last value, as the normalizer's parser reads it.
+#[derive(Default)]
+struct ItemProbe {
+    /// Amplitude: `event_type` present, and whether it is an event name.
+    event_type: Option<bool>,
+    /// Segment: the message type.
+    kind: Option<SegmentKind>,
+    /// Segment and PostHog: `event`.
+    event: Option<EventField>,
+    /// Amplitude user objects: `user_id` or `device_id` present.
+    identity: bool,
+}
 
-impl<'de> serde::Deserialize<'de> for StringProbe {
+/// What an `event` field holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum EventField {
+    /// A string: whether it is an event name, and whether PostHog keeps it.
+    Name { name: bool, posthog: bool },
+    /// An object (PostHog's CDP webhook): whether PostHog keeps its `event`.
+    Object { posthog: bool },
+    /// Anything else.
+    Other,
+}
+
+impl ItemProbe {
+    fn read<'de, A: MapAccess<'de>>(&mut self, key: Key, map: &mut A) -> Result<(), A::Error> {
+        match key {
+            Key::EventType => self.event_type = Some(map.next_value::<NameProbe>()?.name),
+            Key::Type => self.kind = Some(map.next_value::<TypeProbe>()?.0),
+            Key::Event => self.event = Some(map.next_value::<EventField>()?),
+            Key::UserId | Key::DeviceId => {
+                map.next_value::<IgnoredAny>()?;
+                self.identity = true;
+            }
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this element of a list is an accepted event.
+    fn accepted(&self, provider: Provider) -> bool {
+        match provider {
+            Provider::Amplitude => self.event_type == Some(true),
+            Provider::Segment => {
+                let named = matches!(self.event, Some(EventField::Name { name: true, .. }));
+                self.kind.is_some_and(|k| k.accepts(named))
+            }
+            Provider::Posthog => matches!(
+                self.event,
+                Some(EventField::Name { posthog: true, .. } | EventField::Object { posthog: true })
+            ),
+            // Counted by `inspect_public`.
+            Provider::Api => false,
+        }
+    }
+
+    /// A body without a list is one event when it has the fields of one; `Err` says what is
+    /// missing.
+    fn single(&self, provider: Provider) -> Result<bool, &'static str> {
+        let is_one = match provider {
+            Provider::Amplitude => self.event_type.is_some() || self.identity,
+            Provider::Segment => self.kind.is_some(),
+            Provider::Posthog => self.event.is_some(),
+            Provider::Api => false,
+        };
+        if !is_one {
+            return Err(match provider {
+                Provider::Amplitude => {
+                    "neither an `events` array, an event (`event_type`) nor a user (`user_id` or `device_id`)"
+                }
+                Provider::Segment => "neither a `type` nor a `batch` array",
+                Provider::Posthog => "neither a `batch` array nor an `event`",
+                Provider::Api => "no `events` array",
+            });
+        }
+        Ok(self.accepted(provider))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ItemProbe {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ValueProbe(|s: &str| accept::event_name(s).is_some()))
-            .map(StringProbe)
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ItemProbe;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an event object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ItemProbe, A::Error> {
+                let mut probe = ItemProbe::default();
+                while let Some(key) = map.next_key::<Key>()? {
+                    probe.read(key, &mut map)?;
+                }
+                Ok(probe)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Whether a value is an event name ([`accept::event_name`]) and one PostHog keeps; reads any
+/// JSON value without keeping it.
+#[derive(Default)]
+struct NameProbe {
+    name: bool,
+    posthog: bool,
+}
+
+impl<'de> serde::Deserialize<'de> for NameProbe {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut probe = NameProbe::default();
+        d.deserialize_any(ValueProbe(|s: &str| {
+            probe.name = accept::event_name(s).is_some();
+            probe.posthog = accept::posthog_accepts(s);
+        }))?;
+        Ok(probe)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EventField {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = EventField;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<EventField, E> {
+                Ok(EventField::Name {
+                    name: accept::event_name(v).is_some(),
+                    posthog: accept::posthog_accepts(v),
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EventField, A::Error> {
+                let mut posthog = false;
+                while let Some(key) = map.next_key::<Key>()? {
+                    if key == Key::Event {
+                        posthog = map.next_value::<NameProbe>()?.posthog;
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(EventField::Object { posthog })
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<EventField, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(EventField::Other)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<EventField, E> {
+                Ok(EventField::Other)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<EventField, E> {
+                Ok(EventField::Other)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<EventField, E> {
+                Ok(EventField::Other)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<EventField, E> {
+                Ok(EventField::Other)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<EventField, E> {
+                Ok(EventField::Other)
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -328,122 +541,48 @@ struct TypeProbe(SegmentKind);
 impl<'de> serde::Deserialize<'de> for TypeProbe {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let mut kind = SegmentKind::Other;
-        d.deserialize_any(ValueProbe(|s: &str| {
-            kind = SegmentKind::of(s);
-            true
-        }))?;
+        d.deserialize_any(ValueProbe(|s: &str| kind = SegmentKind::of(s)))?;
         Ok(TypeProbe(kind))
     }
 }
 
-/// Visits any JSON value; strings go to the closure, everything else yields `false`.
+/// Visits any JSON value without keeping it; strings go to the closure.
 struct ValueProbe<F>(F);
 
-impl<'de, F: FnMut(&str) -> bool> Visitor<'de> for ValueProbe<F> {
-    type Value = bool;
+impl<'de, F: FnMut(&str)> Visitor<'de> for ValueProbe<F> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_str<E: de::Error>(mut self, v: &str) -> Result<bool, E> {
-        Ok((self.0)(v))
+    fn visit_str<E: de::Error>(mut self, v: &str) -> Result<(), E> {
+        (self.0)(v);
+        Ok(())
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
-        Ok(false)
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<bool, E> {
-        Ok(false)
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<bool, E> {
-        Ok(false)
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<bool, E> {
-        Ok(false)
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
-        Ok(false)
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(false)
+        Ok(())
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(false)
+        Ok(())
     }
 }
-
-/// One Amplitude event, reduced to whether it has a usable `event_type`.
-#[derive(Default)]
-struct AmplitudeProbe {
-    event_type: bool,
-}
-
-impl AmplitudeProbe {
-    fn accepted(&self) -> bool {
-        self.event_type
-    }
-}
-
-/// One Segment message, reduced to its type and whether `event` is set.
-#[derive(Default)]
-struct SegmentProbe {
-    kind: Option<TypeProbe>,
-    event: bool,
-}
-
-impl SegmentProbe {
-    fn accepted_as(&self, kind: TypeProbe) -> bool {
-        kind.0.accepts(self.event)
-    }
-
-    fn accepted(&self) -> bool {
-        self.kind.is_some_and(|k| self.accepted_as(k))
-    }
-}
-
-/// Both probes read an object and look at a couple of keys, ignoring the rest.
-macro_rules! object_probe {
-    ($ty:ident, $what:literal, |$probe:ident, $key:ident, $map:ident| $body:block) => {
-        impl<'de> serde::Deserialize<'de> for $ty {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                struct V;
-                impl<'de> Visitor<'de> for V {
-                    type Value = $ty;
-                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                        f.write_str($what)
-                    }
-                    fn visit_map<A: MapAccess<'de>>(self, mut $map: A) -> Result<$ty, A::Error> {
-                        let mut $probe = $ty::default();
-                        while let Some($key) = $map.next_key::<Key>()? {
-                            $body
-                        }
-                        Ok($probe)
-                    }
-                }
-                d.deserialize_map(V)
-            }
-        }
-    };
-}
-
-object_probe!(AmplitudeProbe, "an event object", |probe, key, map| {
-    if key == Key::EventType {
-        probe.event_type = map.next_value::<StringProbe>()?.0;
-    } else {
-        map.next_value::<IgnoredAny>()?;
-    }
-});
-
-object_probe!(SegmentProbe, "a message object", |probe, key, map| {
-    match key {
-        Key::Type => probe.kind = Some(map.next_value::<TypeProbe>()?),
-        Key::Event => probe.event = map.next_value::<StringProbe>()?.0,
-        _ => {
-            map.next_value::<IgnoredAny>()?;
-        }
-    }
-});
 
 #[cfg(test)]
 mod tests {
@@ -504,14 +643,17 @@ mod tests {
     #[test]
     fn amplitude_shape_errors_say_what_is_wrong() {
         for (body, needle) in [
-            (r#"{"event_type":"purchase"}"#, "no `events` array"),
+            (
+                r#"{"api_key":"k","options":{}}"#,
+                "neither an `events` array, an event (`event_type`) nor a user",
+            ),
             (
                 r#"{"events":{"event_type":"x"}}"#,
                 "`events` to be an array",
             ),
             (r#"{"events":[{"event_type":"x"},42]}"#, "events[1]"),
-            (r#"[{"event_type":"x"}]"#, "a JSON object"),
-            (r#""events""#, "a JSON object"),
+            (r#"[{"event_type":"x"},"y"]"#, "[1]"),
+            (r#""events""#, "a JSON object or array"),
             (r#"{"events":[],"events":[]}"#, "duplicate"),
         ] {
             match amp(body) {
@@ -567,10 +709,128 @@ mod tests {
                 counts(4, 2, 2),
             ),
             (r#"{"batch":[]}"#, counts(0, 0, 0)),
+            // The Webhooks (Actions) destination's batches: a top-level array.
+            (
+                r#"[{"type":"track","event":"a"},{"type":"identify"},{"type":"screen"}]"#,
+                counts(3, 2, 1),
+            ),
+            (r#"[]"#, counts(0, 0, 0)),
         ];
         for (body, expected) in cases {
             assert_eq!(&seg(body), expected, "{body}");
         }
+    }
+
+    #[test]
+    fn amplitude_export_events_users_and_arrays() {
+        let cases: &[(&str, Result<BatchSummary, PayloadError>)] = &[
+            // The Webhook destination's default: one Export-format event per request.
+            (
+                r#"{"event_type":"purchase","user_id":"u","$insert_id":"i","event_time":"2022-02-28 20:07:01.795000"}"#,
+                counts(1, 1, 0),
+            ),
+            // "Send Users": a user object, received and dropped.
+            (
+                r#"{"user_id":"u","user_properties":{"plan":"pro"}}"#,
+                counts(1, 0, 1),
+            ),
+            (r#"{"device_id":"d"}"#, counts(1, 0, 1)),
+            (r#"{"event_type":"","user_id":"u"}"#, counts(1, 0, 1)),
+            (
+                r#"[{"event_type":"a"},{"user_id":"u"},{"event_type":"b"}]"#,
+                counts(3, 2, 1),
+            ),
+            // A list wins over the body's own fields.
+            (r#"{"event_type":"x","events":[]}"#, counts(0, 0, 0)),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(&amp(body), expected, "{body}");
+        }
+    }
+
+    #[test]
+    fn posthog_bodies() {
+        let ph = |body: &str| inspect(Provider::Posthog, body.as_bytes(), 1000);
+        let cases: &[(&str, Result<BatchSummary, PayloadError>)] = &[
+            (
+                r#"{"api_key":"phc","batch":[{"event":"signed up","distinct_id":"u"},{"event":"$identify","distinct_id":"u"},{"event":"$pageview"}]}"#,
+                counts(3, 2, 1),
+            ),
+            (
+                r#"[{"event":"$set"},{"event":"$groupidentify"},{"event":"$create_alias"},{"event":"x"}]"#,
+                counts(4, 1, 3),
+            ),
+            (r#"{"event":"purchase","distinct_id":"u"}"#, counts(1, 1, 0)),
+            (
+                r#"{"event":"$identify","distinct_id":"u"}"#,
+                counts(1, 0, 1),
+            ),
+            (r#"{"event":7}"#, counts(1, 0, 1)),
+            // The CDP webhook destination's body.
+            (
+                r#"{"event":{"uuid":"0190","event":"purchase","distinct_id":"u","properties":{"event":"not this"}},"person":{"id":"p"}}"#,
+                counts(1, 1, 0),
+            ),
+            (
+                r#"{"event":{"event":"$identify"},"person":{}}"#,
+                counts(1, 0, 1),
+            ),
+            (r#"{"event":{"event":{"event":"deeper"}}}"#, counts(1, 0, 1)),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(&ph(body), expected, "{body}");
+        }
+        for (body, needle) in [
+            (
+                r#"{"api_key":"phc"}"#,
+                "neither a `batch` array nor an `event`",
+            ),
+            (r#"{"batch":[1]}"#, "batch[0]"),
+            (r#"true"#, "a JSON object or array"),
+        ] {
+            match ph(body) {
+                Err(PayloadError::WrongShape { detail, .. }) => {
+                    assert!(detail.contains(needle), "{body}: {detail}")
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn public_api_bodies_are_checked_against_the_schema() {
+        let api = |body: &str| inspect(Provider::Api, body.as_bytes(), 3);
+        assert_eq!(
+            api(
+                r#"{"events":[{"eventType":"purchase","value":49,"valueType":"currency"},{"eventType":"refund"}]}"#
+            ),
+            counts(2, 2, 0)
+        );
+        assert_eq!(api(r#"{"events":[]}"#), counts(0, 0, 0));
+        match api(
+            r#"{"events":[{"eventType":"ok"},{"eventType":"x","eventAt":"soon"},{"type":"track"}]}"#,
+        ) {
+            Err(PayloadError::InvalidEvents(problems)) => {
+                let at: Vec<_> = problems
+                    .iter()
+                    .map(|p| (p.index, p.field.as_str()))
+                    .collect();
+                assert!(at.contains(&(Some(1), "eventAt")), "{at:?}");
+                assert!(at.contains(&(Some(2), "eventType")), "{at:?}");
+                assert!(at.contains(&(Some(2), "type")), "{at:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // The size limit is told before the content.
+        assert_eq!(
+            api(r#"{"events":[{},{},{},{}]}"#),
+            Err(PayloadError::TooManyEvents { limit: 3 })
+        );
+        assert!(matches!(
+            api(r#"[{"eventType":"x"}]"#),
+            Err(PayloadError::WrongShape { .. })
+        ));
+        assert!(matches!(api("{"), Err(PayloadError::InvalidJson(_))));
     }
 
     #[test]
@@ -585,7 +845,8 @@ mod tests {
                 r#"{"batch":[{"type":"track","event":"a"},"x"]}"#,
                 "batch[1]",
             ),
-            (r#"[]"#, "a JSON object"),
+            (r#"[{"type":"page"},7]"#, "[1]"),
+            (r#"42"#, "a JSON object or array"),
         ] {
             match seg(body) {
                 Err(PayloadError::WrongShape { detail, .. }) => {

@@ -4,8 +4,10 @@
 //!
 //! | provider | accepted | dropped |
 //! |---|---|---|
-//! | Amplitude | an object whose `event_type` is an [`event_name`] | anything else |
+//! | Amplitude | an object whose `event_type` is an [`event_name`] | anything else (a user object of the Webhook destination's "Send Users") |
 //! | Segment | `track` with an [`event_name`] in `event`; `page`; `screen` | `identify`, `group`, `alias`, other types, a `track` without a name |
+//! | PostHog | an `event` that is an [`event_name`] and not a [`POSTHOG_TRAIT_ONLY`] event (in a CDP webhook body: `event.event`) | `$identify`, `$set`, `$groupidentify`, `$create_alias`, `$merge_dangerously`, events without a name |
+//! | public API | an `eventType` that is an [`event_name`] (the receiver refuses the request otherwise) | — |
 //!
 //! An event name is a JSON string that is not blank; it is used trimmed. Numbers, `null`,
 //! objects and blank strings are not names.
@@ -47,6 +49,21 @@ pub fn nesting_within(body: &[u8], max: usize) -> bool {
 pub fn event_name(value: &str) -> Option<&str> {
     let name = value.trim();
     (!name.is_empty()).then_some(name)
+}
+
+/// PostHog events that only carry traits (person or group properties, aliases): dropped, like
+/// Segment's `identify`.
+pub const POSTHOG_TRAIT_ONLY: [&str; 5] = [
+    "$identify",
+    "$set",
+    "$groupidentify",
+    "$create_alias",
+    "$merge_dangerously",
+];
+
+/// Whether a PostHog event named `name` is an event (not blank, not trait-only).
+pub fn posthog_accepts(name: &str) -> bool {
+    event_name(name).is_some_and(|n| !POSTHOG_TRAIT_ONLY.contains(&n))
 }
 
 /// A Segment message type, as far as counting goes.
@@ -99,6 +116,26 @@ mod tests {
         let deep = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
         assert!(!nesting_within(deep.as_bytes(), MAX_NESTING));
         assert!(nesting_within(b"", 0));
+    }
+
+    #[test]
+    fn posthog_names() {
+        for (name, accepted) in [
+            ("Order Completed", true),
+            ("$pageview", true),
+            ("$screen", true),
+            ("$autocapture", true),
+            (" $identify ", false),
+            ("$identify", false),
+            ("$set", false),
+            ("$groupidentify", false),
+            ("$create_alias", false),
+            ("$merge_dangerously", false),
+            ("", false),
+            ("  ", false),
+        ] {
+            assert_eq!(posthog_accepts(name), accepted, "{name:?}");
+        }
     }
 
     #[test]

@@ -10,16 +10,26 @@ use serde::{Deserialize, Serialize};
 pub enum Provider {
     Amplitude,
     Segment,
+    Posthog,
+    /// The public events API: canonical field names, posted from a team's own backend.
+    Api,
 }
 
 impl Provider {
-    pub const ALL: [Provider; 2] = [Provider::Amplitude, Provider::Segment];
+    pub const ALL: [Provider; 4] = [
+        Provider::Amplitude,
+        Provider::Segment,
+        Provider::Posthog,
+        Provider::Api,
+    ];
 
     /// The URL segment, header value and insert-id prefix for this provider.
     pub const fn as_str(self) -> &'static str {
         match self {
             Provider::Amplitude => "amplitude",
             Provider::Segment => "segment",
+            Provider::Posthog => "posthog",
+            Provider::Api => "api",
         }
     }
 }
@@ -31,7 +41,7 @@ impl fmt::Display for Provider {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("unknown provider {0:?}: expected amplitude or segment")]
+#[error("unknown provider {0:?}: expected amplitude, segment, posthog or api")]
 pub struct UnknownProvider(pub String);
 
 impl FromStr for Provider {
@@ -60,7 +70,8 @@ mod tests {
     #[test]
     fn names_are_exact() {
         assert!("Amplitude".parse::<Provider>().is_err());
-        assert!("posthog".parse::<Provider>().is_err());
+        assert!("PostHog".parse::<Provider>().is_err());
+        assert!("mixpanel".parse::<Provider>().is_err());
         assert!("".parse::<Provider>().is_err());
     }
 }

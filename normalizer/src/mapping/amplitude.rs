@@ -1,12 +1,14 @@
-//! Amplitude HTTP V2 batches (`{"events": [...]}`).
+//! Amplitude: HTTP V2 batches (`{"events": [...]}`), and the Export-format events of the Webhook
+//! destination (one event per request, or an array of them). A user object (the "Send Users"
+//! toggle: `user_id`, `user_properties`, no `event_type`) is dropped like any event without a type.
 //!
 //! | Amplitude | canonical |
 //! |---|---|
 //! | `event_type` | `eventType` (events without one are dropped) |
 //! | `user_id`, else `device_id` | `externalUserId` |
-//! | `time` (ms since epoch) | `eventAt` |
-//! | `insert_id` | `insertId`, prefixed `amplitude:` |
-//! | `revenue`, else `price` × `quantity` | `value`, `valueType: currency` |
+//! | `time` (ms since epoch), else `event_time` (`2022-02-28 20:07:01.795000`, UTC) | `eventAt` (to the millisecond) |
+//! | `insert_id`, else `$insert_id`, else `uuid` | `insertId`, prefixed `amplitude:` |
+//! | `revenue`, else `price` × `quantity`; else `event_properties.$revenue`, else `$price` × `$quantity` | `value`, `valueType: currency` |
 //! | `event_properties` + `revenue`, `price`, `quantity`, `revenueType` | `properties` |
 //! | `user_properties.email` | `userHints.email` |
 //! | `user_properties.first_name` + `last_name`, else `user_properties.name` | `userHints.name` |
@@ -14,28 +16,23 @@
 //! | `user_properties.organization_name`, else `user_properties.company` | `organizationHints.name` |
 
 use gf_schemas::accept;
-use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{Draft, MapError, fields, revenue, warning};
+use super::{Draft, MapError, fields, properties, revenue};
 
-const SHAPE: &str = "an Amplitude batch ({\"events\": [...]})";
+const SHAPE: &str =
+    "an Amplitude batch ({\"events\": [...]}), an Export-format event or an array of events";
 const REVENUE_FIELDS: [&str; 4] = ["revenue", "price", "quantity", "revenueType"];
 
-/// The events of a batch, each as its own unparsed JSON text.
+/// The events of a body (a batch, an array, or one event), each as its own unparsed JSON text.
 pub fn events(body: &RawValue) -> Result<Vec<&RawValue>, MapError> {
-    #[derive(Deserialize)]
-    struct Envelope<'a> {
-        #[serde(borrow)]
-        events: Vec<&'a RawValue>,
-    }
-    if !body.get().starts_with('{') {
-        return Err(MapError::WrongShape(SHAPE));
-    }
-    serde_json::from_str::<Envelope<'_>>(body.get())
-        .map(|e| e.events)
-        .map_err(|_| MapError::WrongShape(SHAPE))
+    fields::list_or_single(
+        body,
+        "events",
+        &["event_type", "user_id", "device_id"],
+        SHAPE,
+    )
 }
 
 /// One event's draft; `None` when it is dropped (no event type).
@@ -46,20 +43,11 @@ pub fn draft(source: &Value) -> Option<Draft<'_>> {
         .and_then(Value::as_str)
         .and_then(accept::event_name)?;
     let mut warnings = Vec::new();
-    let mut properties = match event.get("event_properties") {
-        Some(Value::Object(p)) => p.clone(),
-        None | Some(Value::Null) => Map::new(),
-        Some(other) => {
-            warnings.push(warning(
-                "invalid_properties",
-                format!(
-                    "event_properties is {}, not an object; ignored",
-                    kind(other)
-                ),
-            ));
-            Map::new()
-        }
-    };
+    let mut properties = properties(
+        event.get("event_properties"),
+        "event_properties",
+        &mut warnings,
+    );
     for field in REVENUE_FIELDS {
         if let Some(v) = event.get(field).filter(|v| !v.is_null()) {
             properties.insert(field.to_owned(), v.clone());
@@ -82,17 +70,15 @@ pub fn draft(source: &Value) -> Option<Draft<'_>> {
         source,
         event_type: event_type.to_owned(),
         external_user_id: fields::first_text(event, &["user_id", "device_id"]),
-        event_at: event
-            .get("time")
-            .filter(|v| !v.is_null())
-            .map(fields::epoch_millis),
-        insert_id: fields::text(event.get("insert_id")),
-        revenue: revenue(
-            event.get("revenue"),
-            event.get("price"),
-            event.get("quantity"),
-            &mut warnings,
-        ),
+        event_at: match event.get("time").filter(|v| !v.is_null()) {
+            Some(time) => Some(fields::epoch_millis(time)),
+            None => event
+                .get("event_time")
+                .filter(|v| !v.is_null())
+                .map(fields::utc_time),
+        },
+        insert_id: fields::first_text(event, &["insert_id", "$insert_id", "uuid"]),
+        revenue: event_revenue(event, &properties, &mut warnings),
         properties,
         email: fields::text(user.get("email")),
         name,
@@ -101,7 +87,35 @@ pub fn draft(source: &Value) -> Option<Draft<'_>> {
             .or_else(|| fields::text(user.get("organization_id"))),
         organization_name: fields::first_text(user, &["organization_name", "company"]),
         warnings,
+        explicit: Default::default(),
     })
+}
+
+/// Top-level revenue fields (HTTP V2), else the Export format's `$revenue`, `$price`,
+/// `$quantity` in `event_properties`.
+fn event_revenue(
+    event: &Map<String, Value>,
+    properties: &Map<String, Value>,
+    warnings: &mut Vec<gf_schemas::canonical::Warning>,
+) -> Option<f64> {
+    let top_level = ["revenue", "price"]
+        .iter()
+        .any(|f| event.get(*f).is_some_and(|v| !v.is_null()));
+    if top_level {
+        revenue(
+            event.get("revenue"),
+            event.get("price"),
+            event.get("quantity"),
+            warnings,
+        )
+    } else {
+        revenue(
+            properties.get("$revenue"),
+            properties.get("$price"),
+            properties.get("$quantity"),
+            warnings,
+        )
+    }
 }
 
 /// `groups.<name>`: a string, or the first of a list (Amplitude allows several groups per type).
@@ -109,16 +123,5 @@ fn group(event: &Map<String, Value>, name: &str) -> Option<String> {
     match fields::path(event, &format!("groups.{name}"))? {
         Value::Array(values) => values.iter().find_map(|v| fields::text(Some(v))),
         other => fields::text(Some(other)),
-    }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }

@@ -1,7 +1,50 @@
 //! Reading loosely typed JSON fields: strings that may be numbers, numbers that may be strings.
 
-use chrono::{DateTime, TimeZone, Utc};
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+use super::MapError;
+
+/// The items of a body that is an array of them, an object holding them under `list`, or one
+/// item (an object without `list` that has one of the `single` keys), each as its own unparsed
+/// JSON text: the shapes the receiver accepts. The object is read as a map: a key given twice
+/// counts once, the last one, as the receiver reads it.
+pub fn list_or_single<'a>(
+    body: &'a RawValue,
+    list: &str,
+    single: &[&str],
+    shape: &'static str,
+) -> Result<Vec<&'a RawValue>, MapError> {
+    let text = body.get();
+    if text.starts_with('[') {
+        return serde_json::from_str(text).map_err(|_| MapError::WrongShape(shape));
+    }
+    if !text.starts_with('{') {
+        return Err(MapError::WrongShape(shape));
+    }
+    let fields: HashMap<String, &RawValue> =
+        serde_json::from_str(text).map_err(|_| MapError::WrongShape(shape))?;
+    match fields.get(list) {
+        Some(items) => serde_json::from_str(items.get()).map_err(|_| MapError::WrongShape(shape)),
+        None if single.iter().any(|k| fields.contains_key(*k)) => Ok(vec![body]),
+        None => Err(MapError::WrongShape(shape)),
+    }
+}
+
+/// What kind of JSON value `value` is, for messages.
+pub fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
 
 /// A non-empty string, or a number written as one (ids are sometimes sent as numbers).
 pub fn text(value: Option<&Value>) -> Option<String> {
@@ -46,6 +89,20 @@ pub fn epoch_millis(value: &Value) -> Option<DateTime<Utc>> {
         _ => None,
     }?;
     Utc.timestamp_millis_opt(ms).single()
+}
+
+/// Amplitude's Export-format time, `2022-02-28 20:07:01.795000` (UTC, up to six fractional
+/// digits; templates may write a `T`), exact to the millisecond; an RFC 3339 time is read too.
+pub fn utc_time(value: &Value) -> Option<DateTime<Utc>> {
+    let text = value.as_str()?.trim();
+    ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
+        .iter()
+        .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+        .and_then(|naive| {
+            Utc.timestamp_millis_opt(naive.and_utc().timestamp_millis())
+                .single()
+        })
+        .or_else(|| iso_time(value))
 }
 
 /// An ISO-8601 / RFC 3339 time with any offset, as UTC, exact to the millisecond.
@@ -117,6 +174,23 @@ mod tests {
             Some(1779105600000)
         );
         assert_eq!(iso_time(&json!("yesterday")), None);
+        assert_eq!(
+            utc_time(&json!("2026-05-18 12:00:00.123456")).map(ms),
+            Some(1779105600123)
+        );
+        assert_eq!(
+            utc_time(&json!("2026-05-18 12:00:00")).map(ms),
+            Some(1779105600000)
+        );
+        assert_eq!(
+            utc_time(&json!("2026-05-18T14:00:00.5+02:00")).map(ms),
+            Some(1779105600500)
+        );
+        assert_eq!(
+            utc_time(&json!("2026-05-18T12:00:00.123")).map(ms),
+            Some(1779105600123)
+        );
+        assert_eq!(utc_time(&json!("2026-05-18")), None);
     }
 
     #[test]

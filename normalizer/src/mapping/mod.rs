@@ -1,11 +1,14 @@
 //! Raw records to canonical events: pure, no I/O.
 //!
 //! [`map_record`] takes a raw body and its headers and returns the canonical events of the batch.
-//! The provider modules ([`amplitude`], [`segment`]) read their fields into a [`Draft`]; the rules
-//! every provider shares (insert ids, times, value, influence, overrides) are applied here, once.
+//! The provider modules ([`amplitude`], [`segment`], [`posthog`], [`api`]) read their fields into
+//! a [`Draft`]; the rules every provider shares (insert ids, times, value, influence, overrides)
+//! are applied here, once.
 
 pub mod amplitude;
+pub mod api;
 pub mod fields;
+pub mod posthog;
 pub mod segment;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -93,6 +96,8 @@ pub fn map_record(input: &RawInput<'_>, options: &MapOptions) -> Result<Mapped, 
     let events = match provider {
         Provider::Amplitude => amplitude::events(body)?,
         Provider::Segment => segment::events(body)?,
+        Provider::Posthog => posthog::events(body)?,
+        Provider::Api => api::events(body)?,
     };
     let mut mapped = Mapped::default();
     for (index, raw) in events.into_iter().enumerate() {
@@ -119,6 +124,8 @@ pub fn map_record(input: &RawInput<'_>, options: &MapOptions) -> Result<Mapped, 
         let draft = match provider {
             Provider::Amplitude => amplitude::draft(&value),
             Provider::Segment => segment::draft(&value),
+            Provider::Posthog => posthog::draft(&value),
+            Provider::Api => api::draft(&value),
         };
         let Some(draft) = draft else {
             mapped.dropped += 1;
@@ -153,6 +160,29 @@ pub struct Draft<'a> {
     pub external_organization_id: Option<String>,
     pub organization_name: Option<String>,
     pub warnings: Vec<Warning>,
+    /// Fields the sender set explicitly (the public API's `influence`, `value`, ...); they win
+    /// over the `gf_*` properties.
+    pub explicit: overrides::Overrides,
+}
+
+/// A properties field as an object; absent or null is empty, anything else is reported and
+/// ignored.
+pub fn properties(
+    value: Option<&Value>,
+    field: &str,
+    warnings: &mut Vec<Warning>,
+) -> Map<String, Value> {
+    match value {
+        Some(Value::Object(p)) => p.clone(),
+        None | Some(Value::Null) => Map::new(),
+        Some(other) => {
+            warnings.push(warning(
+                "invalid_properties",
+                format!("{field} is {}, not an object; ignored", fields::kind(other)),
+            ));
+            Map::new()
+        }
+    }
 }
 
 pub fn warning(code: &str, message: impl Into<String>) -> Warning {
@@ -248,7 +278,9 @@ fn finish(
         }
     };
 
-    let magic = overrides::read(&properties, &mut warnings);
+    let magic = draft
+        .explicit
+        .or(overrides::read(&properties, &mut warnings));
     let mut event_type = draft.event_type;
     if let Some(name) = &magic.event_type {
         properties

@@ -1,4 +1,5 @@
-//! Segment messages: one message, or `{"batch": [...]}`.
+//! Segment messages: one message, `{"batch": [...]}`, or a top-level array of messages (the
+//! Webhooks (Actions) destination with batching).
 //!
 //! | Segment | canonical |
 //! |---|---|
@@ -16,31 +17,18 @@
 //! `identify`, `group`, `alias` and unknown types are dropped, as is a `track` without `event`.
 
 use gf_schemas::accept::{self, SegmentKind};
-use std::collections::HashMap;
 
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::{Draft, MapError, fields, revenue, warning};
+use super::{Draft, MapError, fields, properties, revenue};
 
-const SHAPE: &str = "a Segment message or {\"batch\": [...]}";
+const SHAPE: &str = "a Segment message, {\"batch\": [...]} or an array of messages";
 
-/// The messages of a body (one message, or a batch), each as its own unparsed JSON text.
+/// The messages of a body (one message, a batch, or an array), each as its own unparsed JSON
+/// text. One message must have a `type`; the receiver refuses it otherwise.
 pub fn events(body: &RawValue) -> Result<Vec<&RawValue>, MapError> {
-    if !body.get().starts_with('{') {
-        return Err(MapError::WrongShape(SHAPE));
-    }
-    // A map, not a struct: a key given twice counts once, the last one, as the receiver reads
-    // it (a struct would refuse the duplicate and lose an acknowledged message).
-    let fields: HashMap<String, &RawValue> =
-        serde_json::from_str(body.get()).map_err(|_| MapError::WrongShape(SHAPE))?;
-    match (fields.get("batch"), fields.contains_key("type")) {
-        (Some(batch), _) => {
-            serde_json::from_str(batch.get()).map_err(|_| MapError::WrongShape(SHAPE))
-        }
-        (None, true) => Ok(vec![body]),
-        (None, false) => Err(MapError::WrongShape(SHAPE)),
-    }
+    fields::list_or_single(body, "batch", &["type"], SHAPE)
 }
 
 /// One message's draft; `None` when it is dropped (identify, group, alias, a track without
@@ -61,17 +49,7 @@ pub fn draft(source: &Value) -> Option<Draft<'_>> {
         SegmentKind::Other => return None,
     };
     let mut warnings = Vec::new();
-    let properties = match message.get("properties") {
-        Some(Value::Object(p)) => p.clone(),
-        None | Some(Value::Null) => Map::new(),
-        Some(_) => {
-            warnings.push(warning(
-                "invalid_properties",
-                "properties is not an object; ignored",
-            ));
-            Map::new()
-        }
-    };
+    let properties = properties(message.get("properties"), "properties", &mut warnings);
     let hint = |field: &str| {
         fields::first_text(
             message,
@@ -107,5 +85,6 @@ pub fn draft(source: &Value) -> Option<Draft<'_>> {
         organization_name,
         properties,
         warnings,
+        explicit: Default::default(),
     })
 }

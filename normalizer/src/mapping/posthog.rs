@@ -1,0 +1,132 @@
+//! PostHog: capture-API bodies of its SDKs (`{"api_key", "batch": [...]}`, a top-level array,
+//! or one event) and its CDP "HTTP Webhook" destination (`{"event": {...}, "person": {...}}`,
+//! one per request).
+//!
+//! | PostHog | canonical |
+//! |---|---|
+//! | `event`; `$pageview`: the path of `properties.$current_url`; `$screen`: `properties.$screen_name` (else the event) | `eventType` |
+//! | `distinct_id` | `externalUserId` |
+//! | `timestamp` (ISO 8601, any offset) | `eventAt` |
+//! | `uuid` | `insertId`, prefixed `posthog:` |
+//! | `properties.revenue`, else `properties.price` × `properties.quantity`, else `properties.$revenue` | `value`, `valueType: currency` |
+//! | `properties` (verbatim) | `properties` |
+//! | `person.properties.email`, else `properties.$set.email`, else `properties.email` | `userHints.email` |
+//! | `person.properties.name` (else `person.name`), else `properties.$set.name`, else `properties.name` | `userHints.name` |
+//! | `properties.$groups.organization`, else `properties.$groups.company` | `externalOrganizationId` |
+//! | `organization_name` / `company` in `person.properties`, `properties.$set`, then `properties` | `organizationHints.name` |
+//!
+//! In a CDP webhook body the event's fields are read from `event`, the person's from `person`.
+//! `$identify`, `$set`, `$groupidentify`, `$create_alias`, `$merge_dangerously` (traits, not
+//! events) are dropped, as is an event without a name.
+
+use gf_schemas::accept;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use super::{Draft, MapError, fields, properties, revenue};
+
+const SHAPE: &str = "a PostHog capture batch ({\"batch\": [...]}), an array of events, one event or a CDP webhook body";
+
+/// The events of a body (a batch, an array, one event or one CDP webhook body), each as its own
+/// unparsed JSON text.
+pub fn events(body: &RawValue) -> Result<Vec<&RawValue>, MapError> {
+    fields::list_or_single(body, "batch", &["event"], SHAPE)
+}
+
+/// One event's draft; `None` when it is dropped (trait-only, no name).
+pub fn draft(source: &Value) -> Option<Draft<'_>> {
+    let outer = source.as_object()?;
+    // A CDP webhook body nests the event; a capture event is the event.
+    let (event, person) = match outer.get("event") {
+        Some(Value::Object(inner)) => (inner, outer.get("person").and_then(Value::as_object)),
+        _ => (outer, None),
+    };
+    let name = event.get("event").and_then(Value::as_str)?;
+    if !accept::posthog_accepts(name) {
+        return None;
+    }
+    let name = name.trim();
+    let mut warnings = Vec::new();
+    let properties = properties(event.get("properties"), "properties", &mut warnings);
+    let empty = Map::new();
+    let person_properties = person
+        .and_then(|p| p.get("properties"))
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let set = properties
+        .get("$set")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let hint = |field: &str| {
+        fields::text(person_properties.get(field))
+            .or_else(|| fields::text(set.get(field)))
+            .or_else(|| fields::text(properties.get(field)))
+    };
+    let user_name = fields::text(person_properties.get("name"))
+        .or_else(|| person.and_then(|p| fields::text(p.get("name"))))
+        .or_else(|| hint("name"));
+    let event_type = match name {
+        "$pageview" => fields::text(properties.get("$current_url"))
+            .and_then(|url| url_path(&url))
+            .unwrap_or_else(|| name.to_owned()),
+        "$screen" => {
+            fields::text(properties.get("$screen_name")).unwrap_or_else(|| name.to_owned())
+        }
+        other => other.to_owned(),
+    };
+    let revenue = if ["revenue", "price"]
+        .iter()
+        .any(|f| properties.get(*f).is_some_and(|v| !v.is_null()))
+    {
+        revenue(
+            properties.get("revenue"),
+            properties.get("price"),
+            properties.get("quantity"),
+            &mut warnings,
+        )
+    } else {
+        revenue(properties.get("$revenue"), None, None, &mut warnings)
+    };
+    Some(Draft {
+        source,
+        event_type,
+        external_user_id: fields::text(event.get("distinct_id")),
+        event_at: event
+            .get("timestamp")
+            .filter(|v| !v.is_null())
+            .map(fields::iso_time),
+        insert_id: fields::text(event.get("uuid")),
+        revenue,
+        email: hint("email"),
+        name: user_name,
+        external_organization_id: fields::first_text(
+            &properties,
+            &["$groups.organization", "$groups.company"],
+        ),
+        organization_name: hint("organization_name").or_else(|| hint("company")),
+        properties,
+        warnings,
+        explicit: Default::default(),
+    })
+}
+
+/// The path of a page URL (`https://app.example.com/pricing?x=1` → `/pricing`).
+fn url_path(text: &str) -> Option<String> {
+    let url = url::Url::parse(text).ok()?;
+    Some(url.path().to_owned()).filter(|p| !p.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_names_are_paths() {
+        assert_eq!(
+            url_path("https://app.example.com/pricing?plan=pro#top").as_deref(),
+            Some("/pricing")
+        );
+        assert_eq!(url_path("https://app.example.com").as_deref(), Some("/"));
+        assert_eq!(url_path("not a url"), None);
+    }
+}
