@@ -310,7 +310,22 @@ async fn expect(r: reqwest::Response, status: u16, error: &str, token: &str) -> 
 async fn expect_counts(r: reqwest::Response, received: u64, accepted: u64, dropped: u64) -> String {
     assert_eq!(r.status(), 200);
     let id = request_id(&r);
-    let body: Value = r.json().await.unwrap();
+    let mut body: Value = r.json().await.unwrap();
+    // Amplitude's own success fields: the stored body's size and the time it was taken.
+    let object = body.as_object_mut().unwrap();
+    let size = object
+        .remove("payload_size_bytes")
+        .expect("payload_size_bytes");
+    assert!(size.as_u64().is_some_and(|n| n > 0), "{size}");
+    let at = object
+        .remove("server_upload_time")
+        .expect("server_upload_time");
+    let now = chrono::Utc::now().timestamp_millis();
+    assert!(
+        at.as_i64()
+            .is_some_and(|t| (now - 60_000..=now).contains(&t)),
+        "{at}"
+    );
     assert_eq!(
         body,
         json!({"code": 200, "received": received, "accepted": accepted, "dropped": dropped, "events_ingested": accepted})
@@ -364,11 +379,18 @@ async fn every_refusal_has_its_code_and_writes_nothing() {
     let (_, seg) = h.connection(Provider::Segment, None).await;
     let ok = amplitude_batch(1);
 
-    // 404: unknown provider, another provider's token, trailing slash, other paths and methods.
+    // 404: unknown provider, another provider's token, other paths; 405: other methods.
+    expect(
+        h.post("mixpanel", &amp, ok.clone()).await,
+        404,
+        "not_found",
+        &amp,
+    )
+    .await;
     expect(
         h.post("posthog", &amp, ok.clone()).await,
         404,
-        "not_found",
+        "wrong_provider",
         &amp,
     )
     .await;
@@ -386,16 +408,8 @@ async fn every_refusal_has_its_code_and_writes_nothing() {
         &seg,
     )
     .await;
-    let slash = h
-        .http
-        .post(format!("{}/", h.url("amplitude", &amp)))
-        .body(ok.clone())
-        .send()
-        .await
-        .unwrap();
-    expect(slash, 404, "not_found", &amp).await;
     let get = h.http.get(h.url("amplitude", &amp)).send().await.unwrap();
-    expect(get, 404, "not_found", &amp).await;
+    expect(get, 405, "method_not_allowed", &amp).await;
     let other = h
         .http
         .post(format!("{}/ingest", h.base))
@@ -1348,5 +1362,235 @@ async fn operator_endpoints_move_to_the_admin_address() {
             .await
             .status(),
         200
+    );
+}
+
+/// Amplitude's Webhook destination: one Export-format event per request.
+const AMPLITUDE_EXPORT_EVENT: &str = r#"{"$insert_id":"5f0adeff-6668-4427-8d02-57d803a2b841","amplitude_id":123456789,"device_id":"C8F9E604","event_properties":{"$revenue":49.0,"plan":"pro"},"event_time":"2022-02-28 20:07:01.795000","event_type":"purchase","session_id":1646078821000,"user_id":"user_test_123","user_properties":{"email":"ada@example.com"},"uuid":"a7b1c4a8-6b3f-11ec-90d6-0242ac120003"}"#;
+/// Its "Send Users" toggle: a user object.
+const AMPLITUDE_USER: &str =
+    r#"{"user_id":"user_test_123","device_id":"C8F9E604","user_properties":{"plan":"pro"}}"#;
+/// PostHog's CDP HTTP Webhook destination.
+const POSTHOG_CDP: &str = r#"{"event":{"uuid":"0196e0a4-4a3c-7c2e-9d55-2b5f0f4a1b10","event":"purchase","distinct_id":"user_test_123","properties":{"revenue":49},"timestamp":"2026-05-18T12:00:00Z","elements_chain":"","url":"https://us.posthog.com/events/1"},"person":{"id":"p1","properties":{"email":"ada@example.com"},"name":"Ada","url":"https://us.posthog.com/person/1"}}"#;
+
+#[tokio::test]
+async fn every_senders_shape_is_answered_and_stored_byte_for_byte() {
+    let h = Harness::start().await;
+    let cases: &[(Provider, &str, (u64, u64, u64))] = &[
+        (Provider::Amplitude, AMPLITUDE_EXPORT_EVENT, (1, 1, 0)),
+        (
+            Provider::Amplitude,
+            r#"[{"event_type":"a","user_id":"u"},{"user_id":"u"}]"#,
+            (2, 1, 1),
+        ),
+        (
+            Provider::Segment,
+            r#"[{"type":"track","event":"Order Completed","userId":"u"},{"type":"identify","userId":"u"},{"type":"page","name":"Pricing"}]"#,
+            (3, 2, 1),
+        ),
+        (
+            Provider::Posthog,
+            r#"{"api_key":"phc_x","batch":[{"event":"purchase","distinct_id":"u"},{"event":"$identify","distinct_id":"u"}],"sent_at":"2026-05-18T12:00:00Z"}"#,
+            (2, 1, 1),
+        ),
+        (
+            Provider::Posthog,
+            r#"[{"event":"$pageview","distinct_id":"u","properties":{"$current_url":"https://a.example/pricing"}}]"#,
+            (1, 1, 0),
+        ),
+        (
+            Provider::Posthog,
+            r#"{"event":"signed up","distinct_id":"u"}"#,
+            (1, 1, 0),
+        ),
+        (Provider::Posthog, POSTHOG_CDP, (1, 1, 0)),
+        (
+            Provider::Api,
+            r#"{"events":[{"eventType":"purchase","externalUserId":"u","value":49,"valueType":"currency"}]}"#,
+            (1, 1, 0),
+        ),
+    ];
+    for (provider, body, (received, accepted, dropped)) in cases {
+        let (connection, token) = h.connection(*provider, None).await;
+        let response = h.post(provider.as_str(), &token, *body).await;
+        let id = expect_counts(response, *received, *accepted, *dropped).await;
+        let raw = h.raw_for(&id);
+        assert_eq!(raw.body, body.as_bytes(), "{provider}: body changed");
+        assert_eq!(raw.key, connection.to_string());
+        assert_eq!(raw.headers["gf-provider"], provider.as_str());
+    }
+    // A user object is answered 200, counted as dropped, and not stored.
+    let (_, token) = h.connection(Provider::Amplitude, None).await;
+    let before = h.raw_records().len();
+    let response = h
+        .http
+        .post(h.url("amplitude", &token))
+        .header("content-type", "application/json")
+        .header("user-agent", "Amplitude/Webhook/1.0")
+        .body(AMPLITUDE_USER)
+        .send()
+        .await
+        .unwrap();
+    expect_counts(response, 1, 0, 1).await;
+    assert_eq!(h.raw_records().len(), before, "a user object was stored");
+}
+
+#[tokio::test]
+async fn put_and_patch_are_taken_and_other_methods_get_405_with_allow() {
+    let h = Harness::start().await;
+    let (_, token) = h.connection(Provider::Segment, None).await;
+    for method in [
+        reqwest::Method::PUT,
+        reqwest::Method::PATCH,
+        reqwest::Method::POST,
+    ] {
+        let response = h
+            .http
+            .request(method.clone(), h.url("segment", &token))
+            .header("content-type", "application/json")
+            .body(SEGMENT_EXAMPLE)
+            .send()
+            .await
+            .unwrap();
+        let id = expect_counts(response, 1, 1, 0).await;
+        assert_eq!(h.raw_for(&id).body, SEGMENT_EXAMPLE.as_bytes(), "{method}");
+    }
+    let before = h.raw_records().len();
+    for method in [
+        reqwest::Method::GET,
+        reqwest::Method::DELETE,
+        reqwest::Method::OPTIONS,
+    ] {
+        for url in [h.url("segment", &token), format!("{}/v1/events", h.base)] {
+            let response = h
+                .http
+                .request(method.clone(), &url)
+                .body(SEGMENT_EXAMPLE)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                response.headers()["allow"].to_str().unwrap(),
+                "POST, PUT, PATCH",
+                "{method} {url}"
+            );
+            expect(response, 405, "method_not_allowed", &token).await;
+        }
+    }
+    assert_eq!(h.raw_records().len(), before);
+}
+
+#[tokio::test]
+async fn sdk_paths_after_the_token_reach_the_connection() {
+    let h = Harness::start().await;
+    let (_, posthog) = h.connection(Provider::Posthog, None).await;
+    let (_, segment) = h.connection(Provider::Segment, None).await;
+    for (url, body) in [
+        (
+            format!("{}/batch/", h.url("posthog", &posthog)),
+            r#"{"api_key":"k","batch":[{"event":"e","distinct_id":"u"}]}"#,
+        ),
+        (
+            format!("{}/i/v0/e/", h.url("posthog", &posthog)),
+            r#"{"event":"e","distinct_id":"u"}"#,
+        ),
+        (
+            format!("{}/v1/batch", h.url("segment", &segment)),
+            r#"{"batch":[{"type":"track","event":"e","userId":"u"}]}"#,
+        ),
+    ] {
+        let response = h.http.post(&url).body(body).send().await.unwrap();
+        let id = expect_counts(response, 1, 1, 0).await;
+        assert_eq!(h.raw_for(&id).body, body.as_bytes(), "{url}");
+    }
+}
+
+#[tokio::test]
+async fn a_top_level_array_keeps_the_batch_cap() {
+    let h = Harness::start().await;
+    let (_, token) = h.connection(Provider::Segment, None).await;
+    let array = |n: usize| format!("[{}]", vec![r#"{"type":"track","event":"e"}"#; n].join(","));
+    expect_counts(h.post("segment", &token, array(1000)).await, 1000, 1000, 0).await;
+    let before = h.raw_records().len();
+    expect(
+        h.post("segment", &token, array(1001)).await,
+        413,
+        "too_many_events",
+        &token,
+    )
+    .await;
+    assert_eq!(h.raw_records().len(), before);
+}
+
+#[tokio::test]
+async fn the_public_api_takes_a_bearer_token_and_fails_loudly() {
+    let h = Harness::start().await;
+    let (connection, token) = h.connection(Provider::Api, None).await;
+    let (_, segment) = h.connection(Provider::Segment, None).await;
+    let public = format!("{}/v1/events", h.base);
+    let body = r#"{"events":[{"eventType":"purchase","externalUserId":"u","eventAt":1779105600000,"insertId":"o-1"}]}"#;
+    let response = h
+        .http
+        .post(&public)
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let id = expect_counts(response, 1, 1, 0).await;
+    let raw = h.raw_for(&id);
+    assert_eq!(
+        (raw.body.as_slice(), raw.key.as_str()),
+        (body.as_bytes(), connection.to_string().as_str())
+    );
+    // The same token in the URL works too.
+    expect_counts(h.post("api", &token, body).await, 1, 1, 0).await;
+
+    let before = h.raw_records().len();
+    let no_token = h.http.post(&public).body(body).send().await.unwrap();
+    expect(no_token, 401, "invalid_token", &token).await;
+    let other = h
+        .http
+        .post(&public)
+        .bearer_auth(&segment)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    expect(other, 404, "wrong_provider", &segment).await;
+
+    // One invalid event refuses the request, naming each problem.
+    let invalid = r#"{"events":[{"eventType":"ok"},{"eventType":"x","eventAt":"tomorrow"},{"eventTyp":"typo"}]}"#;
+    let response = h
+        .http
+        .post(&public)
+        .bearer_auth(&token)
+        .body(invalid)
+        .send()
+        .await
+        .unwrap();
+    let answer = expect(response, 400, "invalid_events", &token).await;
+    let problems: Vec<(u64, String)> = answer["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .map(|p| {
+            (
+                p["index"].as_u64().unwrap(),
+                p["field"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for expected in [(1, "eventAt"), (2, "eventType"), (2, "eventTyp")] {
+        assert!(
+            problems.contains(&(expected.0, expected.1.to_owned())),
+            "{expected:?} not in {problems:?}"
+        );
+    }
+    assert_eq!(
+        h.raw_records().len(),
+        before,
+        "a refused request was stored"
     );
 }

@@ -12,18 +12,12 @@ use gf_tests::{Stack, infra};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-// Multi-threaded: the reader below blocks while the receiver and normalizer run.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn posted_events_come_out_as_canonical_events() {
-    let _ = gf_runtime::telemetry::init("test", "warn");
-    let infra = infra();
-    let stack = Stack::new(&[], 2).await;
-    let (config, topics) = (&stack.config, &stack.topics);
-    let amplitude = stack.connection(Provider::Amplitude).await;
-    let segment = stack.connection(Provider::Segment).await;
-
+/// A receiver and a normalizer on `config`: the receiver's base URL, what stops both, and the
+/// normalizer's task.
+fn start(config: &gf_runtime::config::Config) -> (String, CancellationToken, JoinHandle<()>) {
     let stop = CancellationToken::new();
     let mut options = ReceiverOptions::from_config(config);
     options.workers = Some(2);
@@ -39,7 +33,73 @@ async fn posted_events_come_out_as_canonical_events() {
             .await
             .unwrap();
     });
+    (base, stop, normalizer)
+}
 
+/// Sends, retrying while the receiver is still starting.
+async fn send(request: reqwest::RequestBuilder) -> reqwest::Response {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match request
+            .try_clone()
+            .expect("a cloneable request")
+            .send()
+            .await
+        {
+            Ok(r) => return r,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("receiver unreachable: {e}"),
+        }
+    }
+}
+
+/// The canonical events in `topic` (both partitions) by insert id, with their traceparent;
+/// reads until `n` arrived or 30 s passed.
+fn read_events(
+    brokers: &str,
+    topic: &str,
+    n: usize,
+) -> BTreeMap<String, (CanonicalEvent, Option<String>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "e2e-reader")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..2 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut events = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while events.len() < n && Instant::now() < deadline {
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.unwrap();
+            let event: CanonicalEvent = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            let traceparent = m
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == "traceparent"))
+                .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()));
+            events.insert(event.insert_id.clone(), (event, traceparent));
+        }
+    }
+    events
+}
+
+// Multi-threaded: the reader below blocks while the receiver and normalizer run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posted_events_come_out_as_canonical_events() {
+    let _ = gf_runtime::telemetry::init("test", "warn");
+    let infra = infra();
+    let stack = Stack::new(&[], 2).await;
+    let (config, topics) = (&stack.config, &stack.topics);
+    let amplitude = stack.connection(Provider::Amplitude).await;
+    let segment = stack.connection(Provider::Segment).await;
+
+    let (base, stop, normalizer) = start(config);
     let http = reqwest::Client::new();
     let posts = [
         (
@@ -60,45 +120,11 @@ async fn posted_events_come_out_as_canonical_events() {
     ];
     for (provider, token, body) in posts {
         let url = format!("{base}/ingest/{provider}/{token}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match http.post(&url).body(body).send().await {
-                Ok(r) => {
-                    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-                    break;
-                }
-                Err(_) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await
-                }
-                Err(e) => panic!("receiver unreachable: {e}"),
-            }
-        }
+        let r = send(http.post(&url).body(body)).await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     }
 
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &infra.kafka_brokers)
-        .set("group.id", "e2e-reader")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..2 {
-        tpl.add_partition_offset(&topics.events, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let mut events: BTreeMap<String, (CanonicalEvent, Option<String>)> = BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while events.len() < 3 && Instant::now() < deadline {
-        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-            let m = m.unwrap();
-            let event: CanonicalEvent = serde_json::from_slice(m.payload().unwrap()).unwrap();
-            let traceparent = m
-                .headers()
-                .and_then(|h| h.iter().find(|h| h.key == "traceparent"))
-                .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()));
-            events.insert(event.insert_id.clone(), (event, traceparent));
-        }
-    }
+    let events = read_events(&infra.kafka_brokers, &topics.events, 3);
     stop.cancel();
     normalizer.await.unwrap();
 
@@ -126,5 +152,94 @@ async fn posted_events_come_out_as_canonical_events() {
     assert_eq!(
         (order.event_type.as_str(), order.event_at.timestamp_millis()),
         ("Order Completed", 1779105600000)
+    );
+}
+
+/// Each sender's own shape comes out as the canonical event its mapping table says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_senders_shape_comes_out_as_its_canonical_event() {
+    let _ = gf_runtime::telemetry::init("test", "warn");
+    let infra = infra();
+    let stack = Stack::new(&[], 2).await;
+    let amplitude = stack.connection(Provider::Amplitude).await;
+    let segment = stack.connection(Provider::Segment).await;
+    let posthog = stack.connection(Provider::Posthog).await;
+    let api = stack.connection(Provider::Api).await;
+    let (base, stop, normalizer) = start(&stack.config);
+    let http = reqwest::Client::new();
+    let ingest = |provider: &str, token: &str| format!("{base}/ingest/{provider}/{token}");
+    let requests = [
+        // Amplitude's Webhook destination: one Export-format event, then a user object.
+        http.post(ingest("amplitude", &amplitude))
+            .header("user-agent", "Amplitude/Webhook/1.0")
+            .body(r#"{"$insert_id":"exp-1","event_type":"purchase","user_id":"u1","event_time":"2026-05-18 12:00:00.250000","event_properties":{"$revenue":49.0}}"#),
+        http.post(ingest("amplitude", &amplitude))
+            .body(r#"{"user_id":"u1","user_properties":{"email":"u1@example.com"}}"#),
+        // Segment Actions: a top-level array, by PUT.
+        http.put(ingest("segment", &segment))
+            .body(r#"[{"type":"track","event":"Order Completed","userId":"u2","messageId":"arr-1","timestamp":"2026-05-18T12:00:00Z"},{"type":"identify","userId":"u2"}]"#),
+        // PostHog: the CDP webhook and an SDK's capture batch on its own path.
+        http.post(ingest("posthog", &posthog))
+            .body(r#"{"event":{"uuid":"cdp-1","event":"subscription cancelled","distinct_id":"u3","properties":{"$groups":{"organization":"acme"}},"timestamp":"2026-05-18T12:00:00Z"},"person":{"id":"p","properties":{"email":"u3@example.com"}}}"#),
+        http.post(format!("{}/batch/", ingest("posthog", &posthog)))
+            .body(r#"{"api_key":"phc","batch":[{"event":"$pageview","distinct_id":"u3","uuid":"pv-1","properties":{"$current_url":"https://app.example.com/pricing?x=1"}},{"event":"$identify","distinct_id":"u3"}]}"#),
+        // The public events API with a Bearer token.
+        http.post(format!("{base}/v1/events"))
+            .bearer_auth(&api)
+            .body(r#"{"events":[{"eventType":"refund","externalUserId":"u4","insertId":"r-1","value":-20,"valueType":"currency","eventAt":1779105600000,"externalConversationId":"conv-1"}]}"#),
+    ];
+    for request in requests {
+        let r = send(request).await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    let events = read_events(&infra.kafka_brokers, &stack.topics.events, 5);
+    stop.cancel();
+    normalizer.await.unwrap();
+
+    assert_eq!(
+        events.keys().map(String::as_str).collect::<Vec<_>>(),
+        [
+            "amplitude:exp-1",
+            "api:r-1",
+            "posthog:cdp-1",
+            "posthog:pv-1",
+            "segment:arr-1"
+        ]
+    );
+    let (e, _) = &events["amplitude:exp-1"];
+    assert_eq!(
+        (
+            e.event_type.as_str(),
+            e.event_at.timestamp_millis(),
+            &e.value,
+            e.influence
+        ),
+        (
+            "purchase",
+            1779105600250,
+            &Some(EventValue::Number(49.0)),
+            Influence::Positive
+        )
+    );
+    let (e, _) = &events["segment:arr-1"];
+    assert_eq!(
+        (e.event_type.as_str(), e.external_user_id.as_deref()),
+        ("Order Completed", Some("u2"))
+    );
+    let (e, _) = &events["posthog:cdp-1"];
+    assert_eq!(
+        (
+            e.influence,
+            e.user_hints.email.as_deref(),
+            e.external_organization_id.as_deref()
+        ),
+        (Influence::Negative, Some("u3@example.com"), Some("acme"))
+    );
+    let (e, _) = &events["posthog:pv-1"];
+    assert_eq!(e.event_type, "/pricing");
+    let (e, _) = &events["api:r-1"];
+    assert_eq!(
+        (e.source, e.influence, e.external_conversation_id.as_deref()),
+        (Provider::Api, Influence::Negative, Some("conv-1"))
     );
 }

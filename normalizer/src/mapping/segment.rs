@@ -18,8 +18,8 @@
 
 use gf_schemas::accept::{self, SegmentKind};
 
-use serde_json::value::RawValue;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::{Draft, MapError, fields, properties, revenue};
 
