@@ -243,3 +243,53 @@ async fn every_senders_shape_comes_out_as_its_canonical_event() {
         (Provider::Api, Influence::Negative, Some("conv-1"))
     );
 }
+
+/// The vendors' own Python libraries (code no one here wrote), pointed at ingest URLs, succeed
+/// by their own account and their events come out as canonical events. `.ci/run` installs them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vendors_python_libraries_post_straight_to_an_ingest_url() {
+    let _ = gf_runtime::telemetry::init("test", "warn");
+    let infra = infra();
+    let stack = Stack::new(&[], 2).await;
+    let (base, stop, normalizer) = start(&stack.config);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sdks/post_with_sdks.py");
+    // Wait for the receiver before handing its address to a library.
+    send(reqwest::Client::new().get(format!("{base}/healthz"))).await;
+    for provider in [Provider::Posthog, Provider::Segment, Provider::Amplitude] {
+        let token = stack.connection(provider).await;
+        let url = format!("{base}/ingest/{provider}/{token}");
+        let output = tokio::process::Command::new("python3")
+            .args([script, provider.as_str(), &url])
+            .output()
+            .await
+            .expect("python3 (with `pip install posthog segment-analytics-python amplitude-analytics`; .ci/run installs them)");
+        assert!(
+            output.status.success(),
+            "{provider}'s library failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let events = read_events(&infra.kafka_brokers, &stack.topics.events, 3);
+    stop.cancel();
+    normalizer.await.unwrap();
+    assert_eq!(
+        events.keys().map(String::as_str).collect::<Vec<_>>(),
+        [
+            "amplitude:sdk-insert-1",
+            "posthog:0196e0a4-4a3c-7c2e-9d55-2b5f0f4a1bff",
+            "segment:sdk-msg-1"
+        ]
+    );
+    for (event, _) in events.values() {
+        assert_eq!(event.external_user_id.as_deref(), Some("sdk-user"));
+        assert_eq!(
+            event.value,
+            Some(EventValue::Number(49.0)),
+            "{}",
+            event.insert_id
+        );
+        assert_eq!(event.influence, Influence::Positive);
+    }
+    let (posthog, _) = &events["posthog:0196e0a4-4a3c-7c2e-9d55-2b5f0f4a1bff"];
+    assert_eq!(posthog.user_hints.email.as_deref(), Some("sdk@example.com"));
+}
