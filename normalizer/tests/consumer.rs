@@ -380,7 +380,7 @@ async fn replay_with_a_newer_mapper_corrects_a_time_range() {
         connection,
         dry_run,
         mapper: MapOptions {
-            mapper_version: 2,
+            mapper_version: gf_normalizer::mapping::MAPPER_VERSION + 1,
             ..MapOptions::default()
         },
     };
@@ -416,7 +416,11 @@ async fn replay_with_a_newer_mapper_corrects_a_time_range() {
         .flat_map(|i| (0..2).map(move |j| format!("amplitude:in{i}-{j}")))
         .collect();
     assert_eq!(replayed, expected.iter().map(String::as_str).collect());
-    assert!(events.iter().all(|e| e.mapper_version == 2));
+    assert!(
+        events
+            .iter()
+            .all(|e| e.mapper_version == gf_normalizer::mapping::MAPPER_VERSION + 1)
+    );
 
     // The live group was not touched.
     let consumer: BaseConsumer = ClientConfig::new()

@@ -94,7 +94,9 @@ fn scripted(root: &Path, env: &infra::InfraEnv, options: &Options) -> anyhow::Re
         serde_json::from_str(&run_command(&mut cmd)?).context("gf printed no JSON")
     };
 
-    step("Setting up: migrations, topics, a product, two connections, a webhook endpoint");
+    step(
+        "Setting up: migrations, topics, a product, a connection per provider, a webhook endpoint",
+    );
     let bar = spinner("applying migrations");
     gf_json(&["migrate"])?;
     bar.set_message("creating topics");
@@ -114,6 +116,11 @@ fn scripted(root: &Path, env: &infra::InfraEnv, options: &Options) -> anyhow::Re
     };
     let amplitude = connection("amplitude")?;
     let segment = connection("segment")?;
+    let posthog = connection("posthog")?;
+    let api = connection("api")?;
+    // The public events API also takes its token as a Bearer token at `/v1/events`.
+    let api_token = api.rsplit('/').next().unwrap_or_default().to_owned();
+    let bearer = format!("authorization: Bearer {api_token}");
     let endpoint = gf_json(&[
         "endpoint",
         "create",
@@ -192,12 +199,23 @@ fn scripted(root: &Path, env: &infra::InfraEnv, options: &Options) -> anyhow::Re
         .is_ok_and(|r| r.get::<_, i64>(0) > 0)
     })?;
 
-    step("Posting the providers' example payloads to the ingest URLs");
+    step("Posting each sender's own payloads to the ingest URLs");
+    let public = format!("http://{receiver}/v1/events");
     let posts = [
         (
             "Amplitude purchase, with the user's email and organization",
             &amplitude,
             amplitude_purchase(),
+        ),
+        (
+            "Amplitude Webhook destination: one Export-format event",
+            &amplitude,
+            amplitude_export_event(),
+        ),
+        (
+            "Amplitude Webhook destination: a user (answered, dropped)",
+            &amplitude,
+            json!({"user_id": "user_test_123", "user_properties": {"plan": "pro"}}),
         ),
         (
             "Amplitude refund (negative revenue)",
@@ -219,12 +237,38 @@ fn scripted(root: &Path, env: &infra::InfraEnv, options: &Options) -> anyhow::Re
             &segment,
             json!({"type": "identify", "userId": "user_test_123"}),
         ),
+        (
+            "Segment Actions batch: a top-level array, by PUT",
+            &segment,
+            segment_actions_batch(),
+        ),
+        (
+            "PostHog CDP webhook: an event and its person",
+            &posthog,
+            posthog_cdp_webhook(),
+        ),
+        (
+            "PostHog SDK capture batch (the $identify is dropped)",
+            &posthog,
+            posthog_capture_batch(),
+        ),
+        (
+            "Public events API at /v1/events, Bearer token",
+            &public,
+            public_api_events(),
+        ),
     ];
     for (what, url, body) in &posts {
         let path = url
             .strip_prefix(&format!("http://{receiver}"))
             .unwrap_or(url);
-        let (code, answer) = http("POST", &receiver, path, &body.to_string())?;
+        let method = if body.is_array() { "PUT" } else { "POST" };
+        let headers: &[&str] = if path == "/v1/events" {
+            &[&bearer]
+        } else {
+            &[]
+        };
+        let (code, answer) = http_with(method, &receiver, path, headers, &body.to_string())?;
         println!("  {what:<60} {code} {answer}");
     }
 
@@ -262,7 +306,7 @@ fn scripted(root: &Path, env: &infra::InfraEnv, options: &Options) -> anyhow::Re
         println!("  {}", args.join(" "));
     }
 
-    // Four events stored; five webhooks: the start and four crossings.
+    // Nine events stored; five webhooks: the start and four crossings.
     let expected_webhooks = 5;
     wait_until("the pipeline", Duration::from_secs(60), || {
         let stored = db
@@ -272,7 +316,7 @@ fn scripted(root: &Path, env: &infra::InfraEnv, options: &Options) -> anyhow::Re
             )
             .map(|r| r.get::<_, i64>(0))
             .unwrap_or(0);
-        stored >= 4 && webhooks(&log_path).len() >= expected_webhooks
+        stored >= 9 && webhooks(&log_path).len() >= expected_webhooks
     })?;
 
     step("Canonical events and what they were tied to");
@@ -331,7 +375,7 @@ fn scripted(root: &Path, env: &infra::InfraEnv, options: &Options) -> anyhow::Re
         return Ok(());
     }
     println!(
-        "\nThe pipeline keeps running. Post your own events:\n\n  curl -X POST '{amplitude}' \\\n    -H 'content-type: application/json' \\\n    -d '{{\"events\":[{{\"user_id\":\"me\",\"event_type\":\"Signed Up\",\"insert_id\":\"mine-1\"}}]}}'\n\n  Segment: {segment}\n  Inspect: set -a; . target/infra/env; set +a; cargo run -p gf -- deliveries list\n\nPress Ctrl-C to stop everything the demo started."
+        "\nThe pipeline keeps running. Post your own events:\n\n  curl -X POST '{amplitude}' \\\n    -H 'content-type: application/json' \\\n    -d '{{\"events\":[{{\"user_id\":\"me\",\"event_type\":\"Signed Up\",\"insert_id\":\"mine-1\"}}]}}'\n\n  Segment: {segment}\n  PostHog: {posthog}\n  Public events API: {api} (or POST http://{receiver}/v1/events with Authorization: Bearer <its token>)\n  Inspect: set -a; . target/infra/env; set +a; cargo run -p gf -- deliveries list\n\nPress Ctrl-C to stop everything the demo started."
     );
     // SAFETY: the handler only stores to an atomic.
     unsafe {
@@ -388,11 +432,23 @@ fn webhooks(log: &Path) -> Vec<Value> {
 
 /// One HTTP/1.1 request; returns the status code and the body.
 fn http(method: &str, addr: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
+    http_with(method, addr, path, &[], body)
+}
+
+/// [`http`] with extra header lines (`name: value`).
+fn http_with(
+    method: &str,
+    addr: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> anyhow::Result<(u16, String)> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     )?;
     let mut answer = String::new();
@@ -441,6 +497,55 @@ fn segment_order_completed() -> Value {
         "messageId": "demo_segment_001", "timestamp": "2025-05-18T12:03:00.000Z",
         "properties": {"revenue": 99.0, "currency": "USD"}
     })
+}
+
+/// What Amplitude's Webhook destination posts by default: one Export-format event.
+fn amplitude_export_event() -> Value {
+    json!({
+        "$insert_id": "demo_export_001", "uuid": "7f1f0a52-6b3f-11ec-90d6-0242ac120003",
+        "event_type": "seats added", "user_id": "user_test_123", "device_id": "demo-device",
+        "event_time": "2025-05-18 12:00:30.250000", "amplitude_id": 424242, "session_id": EVENT_TIME_MS,
+        "event_properties": {"$price": 12.0, "$quantity": 3, "seats": 3},
+        "groups": {"organization": "org_acme"}
+    })
+}
+
+fn segment_actions_batch() -> Value {
+    json!([
+        {"type": "track", "event": "Trial Started", "userId": "user_test_123",
+         "messageId": "demo_segment_array_001", "timestamp": "2025-05-18T12:04:00.000Z"},
+        {"type": "identify", "userId": "user_test_123", "traits": {"email": "ada@example.com"}}
+    ])
+}
+
+fn posthog_cdp_webhook() -> Value {
+    json!({
+        "event": {
+            "uuid": "0196e0a4-4a3c-7c2e-9d55-2b5f0f4a1d01", "event": "subscription upgraded",
+            "distinct_id": "user_test_123", "timestamp": "2025-05-18T12:05:00.000Z",
+            "properties": {"revenue": 20.0, "$groups": {"organization": "org_acme"}},
+            "elements_chain": "", "url": "https://posthog.example/events/demo"
+        },
+        "person": {"id": "demo-person", "properties": {"email": "ada@example.com"},
+                   "name": "Ada Lovelace", "url": "https://posthog.example/person/demo"}
+    })
+}
+
+fn posthog_capture_batch() -> Value {
+    json!({"api_key": "phc_demo", "batch": [
+        {"event": "$pageview", "distinct_id": "user_test_123", "uuid": "0196e0a4-4a3c-7c2e-9d55-2b5f0f4a1d02",
+         "timestamp": "2025-05-18T12:06:00.000Z", "properties": {"$current_url": "https://app.example.com/pricing"}},
+        {"event": "$identify", "distinct_id": "user_test_123", "$set": {"email": "ada@example.com"}}
+    ]})
+}
+
+fn public_api_events() -> Value {
+    json!({"events": [{
+        "eventType": "support ticket escalated", "externalUserId": "user_test_123",
+        "eventAt": "2025-05-18T12:07:00Z", "insertId": "demo_api_001",
+        "externalConversationId": "demo-conversation", "qualityImpactScore": -0.6,
+        "properties": {"channel": "email"}
+    }]})
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use crate::{bounds, influence, overrides};
 
 /// Bumped whenever a change to the mapping changes its output: replayed events with a newer
 /// version replace what an older one wrote.
-pub const MAPPER_VERSION: u32 = 1;
+pub const MAPPER_VERSION: u32 = 2;
 
 /// One raw record as read from the topic.
 pub struct RawInput<'a> {
