@@ -48,6 +48,12 @@ pub enum Command {
     /// Records a stage refused (gf.deadletter.v1): list them, replay them after a fix.
     #[command(subcommand)]
     Deadletters(DeadlettersCommand),
+    /// Manage admin keys (they authorize the control-plane API and the console).
+    #[command(subcommand, name = "admin-key")]
+    AdminKey(AdminKeyCommand),
+    /// The audit log: every change made with gf or the API, who made it and when.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// A webhook receiver for the demo: verifies each delivery's signature with the endpoint's
     /// secret (GF_DEMO_SINK_SECRET, or the file --secret-file, read at each delivery so the sink
     /// can start before the endpoint exists) and appends what it received to a JSON-lines file.
@@ -59,6 +65,31 @@ pub enum Command {
         log: std::path::PathBuf,
         #[arg(long)]
         secret_file: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AdminKeyCommand {
+    /// Create a key and print it (gfa_..., shown only this once).
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key at once.
+    Revoke { id: Uuid },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Changes, oldest first.
+    List {
+        /// RFC 3339 or epoch milliseconds.
+        #[arg(long, value_parser = parse_time)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, default_value_t = 200)]
+        limit: i64,
     },
 }
 

@@ -34,6 +34,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let config = gf_runtime::Config::from_env()?;
+        let change = commands::audit::change(&cli.command);
         match cli.command {
             Command::Migrate => commands::migrate::run(&config, &out).await,
             Command::Topics(cmd) => commands::topics::run(cmd, &config, &out).await,
@@ -45,12 +46,19 @@ fn main() -> ExitCode {
             Command::Endpoint(cmd) => commands::endpoint::run(cmd, &config, &out).await,
             Command::Deliveries(cmd) => commands::deliveries::run(cmd, &config, &out).await,
             Command::Deadletters(cmd) => commands::deadletters::run(cmd, &config, &out).await,
+            Command::AdminKey(cmd) => commands::admin_key::run(cmd, &config, &out).await,
+            Command::Audit(cmd) => commands::audit::run(cmd, &config, &out).await,
             Command::DemoSink {
                 listen,
                 log,
                 secret_file,
             } => commands::demo_sink::run(listen, log, secret_file).await,
+        }?;
+        // Recorded once the change is made; a change that failed changed nothing.
+        if let Some(change) = change {
+            commands::audit::record(&config, change).await?;
         }
+        Ok::<(), anyhow::Error>(())
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

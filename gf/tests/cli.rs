@@ -831,3 +831,85 @@ async fn run_all_carries_an_event_from_the_ingest_url_to_postgres_and_a_webhook(
     let status = tokio::task::block_in_place(|| child.wait()).unwrap();
     assert!(status.success(), "gf run all exited with {status}");
 }
+
+#[tokio::test]
+async fn admin_keys_are_shown_once_and_every_change_is_audited() {
+    let db = TestDb::migrated().await;
+    let gf = Gf::new(&db);
+    let created = gf.json(&["admin-key", "create", "--name", "release bot"]);
+    let key = created["key"].as_str().expect("the key").to_owned();
+    assert!(key.starts_with("gfa_"), "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let listed = gf.json(&["admin-key", "list"]);
+    assert_eq!(listed[0]["id"], created["id"]);
+    assert!(listed[0].get("key").is_none());
+    assert!(
+        !listed.to_string().contains(&key[21..]),
+        "a list shows the secret"
+    );
+    // Only a hash is stored.
+    let client = db.client().await;
+    let dump: String = client
+        .query_one("SELECT string_agg(t::text, ' ') FROM admin_keys t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        !dump.contains(&key[21..]),
+        "the key is stored in plain text"
+    );
+
+    let product = gf.product();
+    let connection = gf.json(&[
+        "connection",
+        "create",
+        "--product",
+        &product,
+        "--provider",
+        "posthog",
+        "--secret",
+        "hunter2hunter2",
+    ]);
+    let connection_id = connection["id"].as_str().unwrap().to_owned();
+    gf.json(&["connection", "pause", &connection_id]);
+    // A change that failed changed nothing and is not recorded.
+    gf.json_error(&["connection", "resume", &uuid::Uuid::now_v7().to_string()]);
+    gf.json(&["admin-key", "revoke", &id]);
+
+    let audit = gf.json(&["audit", "list"]);
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "admin_key.create",
+            "product.create",
+            "connection.create",
+            "connection.pause",
+            "admin_key.revoke"
+        ]
+    );
+    let text = audit.to_string();
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["actor"].as_str().unwrap().starts_with("cli:"))
+    );
+    assert_eq!(audit[3]["subjectId"], connection_id.as_str());
+    for secret in [
+        key.as_str(),
+        "hunter2hunter2",
+        connection["url"].as_str().unwrap(),
+    ] {
+        assert!(
+            !text.contains(secret),
+            "the audit log holds a secret: {text}"
+        );
+    }
+}

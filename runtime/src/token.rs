@@ -52,38 +52,46 @@ pub struct IngestToken {
     secret: String,
 }
 
+/// A fresh public lookup (16 hex digits) and secret (43 base64url characters, 32 bytes from the
+/// OS CSPRNG): the shape of ingest tokens and admin keys.
+pub fn random_lookup_and_secret() -> Result<(String, String), TokenError> {
+    let mut bytes = [0u8; LOOKUP_BYTES + SECRET_BYTES];
+    getrandom::fill(&mut bytes).map_err(|e| TokenError::Random(e.to_string()))?;
+    let lookup = bytes[..LOOKUP_BYTES]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok((lookup, URL_SAFE_NO_PAD.encode(&bytes[LOOKUP_BYTES..])))
+}
+
+/// `<prefix><lookup>_<secret>` split into lookup and secret; `None` for any other shape. Cheap and
+/// allocation-free: it runs on every request before any lookup.
+pub fn split_lookup_and_secret<'a>(text: &'a str, prefix: &str) -> Option<(&'a str, &'a str)> {
+    let rest = text.strip_prefix(prefix)?;
+    if rest.len() != LOOKUP_CHARS + 1 + SECRET_CHARS || !rest.is_ascii() {
+        return None;
+    }
+    let (lookup, rest) = rest.split_at(LOOKUP_CHARS);
+    let secret = rest.strip_prefix('_')?;
+    let lookup_ok = lookup
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let secret_ok = URL_SAFE_NO_PAD
+        .decode(secret)
+        .is_ok_and(|bytes| bytes.len() == SECRET_BYTES);
+    (lookup_ok && secret_ok).then_some((lookup, secret))
+}
+
 impl IngestToken {
     pub fn generate() -> Result<Self, TokenError> {
-        let mut bytes = [0u8; LOOKUP_BYTES + SECRET_BYTES];
-        getrandom::fill(&mut bytes).map_err(|e| TokenError::Random(e.to_string()))?;
-        let lookup = bytes[..LOOKUP_BYTES]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let secret = URL_SAFE_NO_PAD.encode(&bytes[LOOKUP_BYTES..]);
+        let (lookup, secret) = random_lookup_and_secret()?;
         Ok(IngestToken { lookup, secret })
     }
 
-    /// Parses the token segment of an ingest URL. Cheap and allocation-light: it runs on every
-    /// request before any lookup.
+    /// Parses the token segment of an ingest URL.
     pub fn parse(text: &str) -> Result<Self, TokenError> {
-        let rest = text
-            .strip_prefix(TOKEN_PREFIX)
-            .ok_or(TokenError::Malformed)?;
-        if rest.len() != LOOKUP_CHARS + 1 + SECRET_CHARS || !rest.is_ascii() {
-            return Err(TokenError::Malformed);
-        }
-        let (lookup, rest) = rest.split_at(LOOKUP_CHARS);
-        let secret = rest.strip_prefix('_').ok_or(TokenError::Malformed)?;
-        let lookup_ok = lookup
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        let secret_ok = URL_SAFE_NO_PAD
-            .decode(secret)
-            .is_ok_and(|bytes| bytes.len() == SECRET_BYTES);
-        if !lookup_ok || !secret_ok {
-            return Err(TokenError::Malformed);
-        }
+        let (lookup, secret) =
+            split_lookup_and_secret(text, TOKEN_PREFIX).ok_or(TokenError::Malformed)?;
         Ok(IngestToken {
             lookup: lookup.to_owned(),
             secret: secret.to_owned(),

@@ -2,7 +2,8 @@
 //! tests' processes wrote must hold no ingest token and no signing secret.
 //!
 //! Tests make their secrets at random, so the check looks for their shapes: `gft_` + 16 hex
-//! digits + `_` + 43 base64url characters, and `whsec_` + base64.
+//! digits + `_` + 43 base64url characters, admin keys (`gfa_`, the same shape), and `whsec_` +
+//! base64.
 
 use std::path::{Path, PathBuf};
 
@@ -12,8 +13,12 @@ use regex::Regex;
 /// Where the tests' processes write logs: the fault and security scenarios, the demo.
 const LOG_DIRS: [&str; 2] = ["target/faults", "target/demo"];
 
-fn patterns() -> [(&'static str, Regex); 2] {
+fn patterns() -> [(&'static str, Regex); 3] {
     [
+        (
+            "an admin key",
+            Regex::new(r"gfa_[0-9a-f]{16}_[A-Za-z0-9_-]{43}").expect("pattern"),
+        ),
         (
             "an ingest token",
             Regex::new(r"gft_[0-9a-f]{16}_[A-Za-z0-9_-]{43}").expect("pattern"),
@@ -73,7 +78,7 @@ pub fn check(root: &Path, output: &Path) -> anyhow::Result<()> {
         bail!("secrets in test output or logs:\n{}", found.join("\n"));
     }
     eprintln!(
-        "==> no token or signing secret in the test output and {} log files",
+        "==> no token, admin key or signing secret in the test output and {} log files",
         files.len() - 1
     );
     Ok(())
@@ -88,16 +93,22 @@ mod tests {
         let text = "ok line\n\
                     url https://x/ingest/amplitude/gft_0123456789abcdef_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ\n\
                     lookup gft_0123456789abcdef alone is public\n\
-                    secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw+abc/def==\n";
+                    secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw+abc/def==\n\
+                    key gfa_0123456789abcdef_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ\n\
+                    prefix gfa_0123456789abcdef alone is public\n";
         let found = find(text, "run.log");
         assert_eq!(
             found,
-            ["run.log:2: an ingest token", "run.log:4: a signing secret"]
+            [
+                "run.log:2: an ingest token",
+                "run.log:4: a signing secret",
+                "run.log:5: an admin key"
+            ]
         );
         assert!(
             found
                 .iter()
-                .all(|f| !f.contains("gft_") && !f.contains("whsec_"))
+                .all(|f| !f.contains("gft_") && !f.contains("whsec_") && !f.contains("gfa_"))
         );
     }
 }

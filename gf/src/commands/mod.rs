@@ -1,5 +1,7 @@
 //! One module per command group; each turns arguments into control-plane calls and output.
 
+pub mod admin_key;
+pub mod audit;
 pub mod connection;
 pub mod deadletters;
 pub mod deliveries;
