@@ -1,6 +1,6 @@
 //! Admin keys: `gfa_` + a 16-hex-digit public lookup + `_` + 43 base64url characters of secret
-//! (32 bytes from the OS CSPRNG), the shape of ingest tokens. The lookup finds the row; only the secret's SHA-256 is stored
-//! and compared in constant time. A slow hash (scrypt, as for ingest tokens) buys nothing for a
+//! (32 bytes from the OS CSPRNG), the shape of ingest tokens. The lookup finds the row; only the
+//! secret's SHA-256 is stored and compared in constant time. A slow hash (scrypt, as for ingest tokens) buys nothing for a
 //! 256-bit random secret and would make every API call cost milliseconds.
 
 use std::fmt;
@@ -60,7 +60,7 @@ impl fmt::Debug for AdminKeySecret {
 }
 
 /// An admin key's row; never its secret.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AdminKey {
     pub id: Uuid,

@@ -56,6 +56,7 @@ async fn start(partitions: u32) -> Run {
         ("GF_TOPIC_PREFIX", unique_topic_prefix()),
         ("GF_TOPIC_PARTITIONS", partitions.to_string()),
         ("GF_RECEIVER_ADDR", addr),
+        ("GF_CONSOLE_ADDR", gf_tests::net::free_local_addr()),
         ("GF_PUBLIC_URL", base.clone()),
         ("GF_KAFKA_SESSION_TIMEOUT_MS", "6000".into()),
         ("RUST_LOG", "warn".into()),

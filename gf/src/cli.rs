@@ -316,7 +316,9 @@ pub enum RunCommand {
     Attributor,
     /// The notifier: gf.signals.v1 + gf.conversations.v1 to signed webhooks, in group gf-notifier.
     Notifier,
-    /// All four stages in one process.
+    /// The control-plane API under /api/v1 on GF_CONSOLE_ADDR (admin keys: gf admin-key create).
+    Console,
+    /// All four stages and the console in one process.
     All,
 }
 
@@ -328,6 +330,7 @@ impl RunCommand {
             RunCommand::Normalizer => "gf-normalizer",
             RunCommand::Attributor => "gf-attributor",
             RunCommand::Notifier => "gf-notifier",
+            RunCommand::Console => "gf-console",
             RunCommand::All => "greenflash",
         }
     }

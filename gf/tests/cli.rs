@@ -620,7 +620,7 @@ async fn endpoints_are_created_tested_rotated_and_deliveries_retried() {
 
     // A test delivery reaches the sink; its 503 is reported and the delivery stays pending.
     let tested = with_nets(&["endpoint", "test", &id]);
-    assert_eq!(tested["statusCode"], 503);
+    assert_eq!(tested["status"], 503);
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
     let deliveries = gf.json(&["deliveries", "list", "--endpoint", &id]);
     assert_eq!(deliveries[0]["status"], "pending");
@@ -701,9 +701,11 @@ async fn run_all_carries_an_event_from_the_ingest_url_to_postgres_and_a_webhook(
     gf.json(&["topics", "ensure"]);
     let product = gf.product();
     let addr = gf_tests::net::free_local_addr();
+    let console = gf_tests::net::free_local_addr();
     let (sink, hits) = tiny_sink("200 OK").await;
     let env = [
         ("GF_RECEIVER_ADDR", addr.as_str()),
+        ("GF_CONSOLE_ADDR", console.as_str()),
         ("GF_WEBHOOK_ALLOWED_NETS", "127.0.0.0/8"),
         ("GF_KAFKA_SESSION_TIMEOUT_MS", "6000"),
     ];

@@ -201,9 +201,16 @@ fn every_service_has_an_image_and_a_command_that_exists() {
     assert!(kafka_env["KAFKA_PROCESS_ROLES"].contains("controller"));
     assert!(!services.keys().any(|k| k.contains("zookeeper")));
     // The four stages run as separate services.
-    for stage in ["receiver", "normalizer", "attributor", "notifier"] {
+    for stage in [
+        "receiver",
+        "normalizer",
+        "attributor",
+        "notifier",
+        "console",
+    ] {
         assert_eq!(command(&services[stage]), ["gf", "run", stage]);
     }
+    assert!(environment(&services["console"])["GF_CONSOLE_ADDR"].starts_with("0.0.0.0:"));
 }
 
 #[test]

@@ -64,7 +64,7 @@ impl From<deadpool_postgres::PoolError> for EndpointError {
 }
 
 /// An endpoint as shown to operators: never its secrets.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Endpoint {
     pub id: Uuid,

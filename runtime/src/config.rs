@@ -57,6 +57,9 @@ pub struct Config {
     /// Where the receiver serves `/healthz`, `/readyz` and `/metrics` instead of its public port
     /// (`GF_ADMIN_ADDR`), so the internet never reaches them.
     pub admin_addr: Option<SocketAddr>,
+    /// Where `gf run console` serves the settings console and the control-plane API
+    /// (`GF_CONSOLE_ADDR`).
+    pub console_addr: SocketAddr,
 }
 
 /// Every variable [`Config`] reads (a test holds this list to what `from_lookup` asks for), so
@@ -68,6 +71,7 @@ pub const VARIABLES: &[&str] = &[
     "GF_RECEIVER_ADDR",
     "GF_METRICS_ADDR",
     "GF_ADMIN_ADDR",
+    "GF_CONSOLE_ADDR",
     "GF_TOPIC_PREFIX",
     "GF_MAX_EVENT_BYTES",
     "GF_MAX_BODY_BYTES_IN_FLIGHT",
@@ -261,6 +265,11 @@ impl Config {
                 3_650,
                 "1 to 3650",
             )? as u32,
+            console_addr: parse(
+                "GF_CONSOLE_ADDR",
+                get("GF_CONSOLE_ADDR").unwrap_or_else(|| "127.0.0.1:8090".into()),
+                "an address like 127.0.0.1:8090",
+            )?,
             admin_addr: get("GF_ADMIN_ADDR")
                 .map(|a| parse("GF_ADMIN_ADDR", a, "an address like 127.0.0.1:9090"))
                 .transpose()?,

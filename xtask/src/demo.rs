@@ -73,9 +73,11 @@ fn scripted(root: &Path, env: &infra::InfraEnv, options: &Options) -> anyhow::Re
     std::fs::create_dir_all(&dir)?;
     let receiver = format!("127.0.0.1:{}", free_port()?);
     let sink = format!("127.0.0.1:{}", free_port()?);
+    let console = format!("127.0.0.1:{}", free_port()?);
     let mut vars = env.vars();
     vars.extend([
         ("GF_RECEIVER_ADDR".into(), receiver.clone()),
+        ("GF_CONSOLE_ADDR".into(), console.clone()),
         ("GF_PUBLIC_URL".into(), format!("http://{receiver}")),
         ("GF_WEBHOOK_ALLOWED_NETS".into(), "127.0.0.0/8".into()),
         ("GF_KAFKA_SESSION_TIMEOUT_MS".into(), "6000".into()),

@@ -1,16 +1,11 @@
 //! `gf endpoint ...`: webhook endpoints. The signing secret is printed at create and
 //! rotate-secret only.
 
-use anyhow::Context;
-use gf_notifier::delivery::{DeliverySettings, attempt, claim_now, finish, webhook_client};
+use gf_notifier::delivery::{DeliverySettings, test_delivery};
 use gf_notifier::endpoints::{Endpoint, Endpoints};
-use gf_notifier::outbox::{WebhookEvent, record};
-use gf_notifier::rules::EventType;
 use gf_notifier::ssrf::AddressPolicy;
 use gf_runtime::Config;
 use serde::Serialize;
-use serde_json::json;
-use uuid::Uuid;
 
 use crate::cli::EndpointCommand;
 use crate::output::{Output, table};
@@ -95,57 +90,26 @@ pub async fn run(cmd: EndpointCommand, config: &Config, out: &Output) -> anyhow:
             out.print(&e, || format!("Endpoint {id} enabled."))
         }
         EndpointCommand::Test { id, event } => {
-            let event_type = EventType::parse(&event)
-                .with_context(|| format!("unknown event type {event:?}"))?;
-            let endpoint = endpoints.get(id).await?;
-            let sample = WebhookEvent {
-                id: Uuid::now_v7(),
-                product_id: endpoint.product_id,
-                event_type,
-                created_at: chrono::Utc::now(),
-                data: json!({"test": true, "externalConversationId": "test-conversation"}),
-                traceparent: None,
-            };
-            let delivery = {
-                let mut client = pool.get().await?;
-                let txn = client.transaction().await?;
-                let ids = record(&txn, &sample, Some(id)).await?;
-                txn.commit().await?;
-                ids.into_iter()
-                    .next()
-                    .with_context(|| format!("endpoint {id} is disabled: enable it first"))?
-            };
             let settings = DeliverySettings::from_config(config);
-            let claimed = claim_now(&pool, &settings, delivery)
-                .await?
-                .context("the test delivery vanished")?;
-            let client = webhook_client(&policy)?;
-            let log = attempt(&client, &policy, &claimed).await;
-            finish(&pool, &settings, &claimed, &log).await?;
-            let result = json!({
-                "deliveryId": delivery,
-                "statusCode": log.status_code,
-                "latencyMs": log.latency.as_millis() as u64,
-                "errorClass": log.error_class,
-                "headers": log.response_headers.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
-                "error": log.error,
-                "responseBody": log.response_body,
-            });
-            out.print(&result, || match log.status_code {
+            let outcome = test_delivery(&pool, &settings, &policy, id, &event).await?;
+            out.print(&outcome, || match outcome.status {
                 Some(code) => format!(
-                    "Delivery {delivery}: HTTP {code} in {} ms\n{}\n\n{}",
-                    log.latency.as_millis(),
-                    log.response_headers
+                    "Delivery {}: HTTP {code} in {} ms\n{}\n\n{}",
+                    outcome.delivery_id,
+                    outcome.latency_ms,
+                    outcome
+                        .headers
                         .iter()
                         .map(|(k, v)| format!("{k}: {v}"))
                         .collect::<Vec<_>>()
                         .join("\n"),
-                    log.response_body.clone().unwrap_or_default()
+                    outcome.body.clone().unwrap_or_default()
                 ),
                 None => format!(
-                    "Delivery {delivery} failed ({}): {}",
-                    log.error_class.unwrap_or("error"),
-                    log.error.clone().unwrap_or_default()
+                    "Delivery {} failed ({}): {}",
+                    outcome.delivery_id,
+                    outcome.error_class.unwrap_or("error"),
+                    outcome.error.clone().unwrap_or_default()
                 ),
             })
         }

@@ -12,6 +12,7 @@ pub async fn run(cmd: RunCommand, config: &Config) -> anyhow::Result<()> {
         }
         RunCommand::Attributor => gf_attributor::consumer::run(config, stop).await?,
         RunCommand::Notifier => gf_notifier::run(config, stop).await?,
+        RunCommand::Console => gf_console::run(config, stop).await?,
         RunCommand::All => {
             // One process, one PostgreSQL pool for the stages that write; each stage stops on the
             // same signal and commits what it finished.
@@ -26,7 +27,7 @@ pub async fn run(cmd: RunCommand, config: &Config) -> anyhow::Result<()> {
                 }
                 r
             };
-            let (received, normalized, attributed, notified) = tokio::join!(
+            let (received, normalized, attributed, notified, console) = tokio::join!(
                 async {
                     stopping(
                         gf_receiver::run(config, stop.clone())
@@ -55,11 +56,13 @@ pub async fn run(cmd: RunCommand, config: &Config) -> anyhow::Result<()> {
                             .map_err(Into::into),
                     )
                 },
+                async { stopping(gf_console::run(config, stop.clone()).await) },
             );
             received?;
             normalized?;
             attributed?;
             notified?;
+            console?;
         }
     }
     Ok(())

@@ -48,6 +48,7 @@ impl Pipeline {
                 ("KAFKA_BROKERS", brokers.to_owned()),
                 ("GF_TOPIC_PREFIX", prefix.clone()),
                 ("GF_RECEIVER_ADDR", addr.clone()),
+                ("GF_CONSOLE_ADDR", gf_tests::net::free_local_addr()),
                 ("GF_PUBLIC_URL", format!("http://{addr}")),
                 ("GF_KAFKA_SESSION_TIMEOUT_MS", "6000".into()),
                 ("GF_SCRYPT_LOG_N", "12".into()),

@@ -8,19 +8,22 @@
 //!
 //! - [`client`]: the HTTP client, its guarded DNS and the SSRF check at connect time;
 //! - [`attempt`]: one signed POST and what it did, as an [`AttemptLog`] (never fails);
+//! - [`probe`]: a test delivery sent now ("Test Delivery");
 //! - [`repository`]: claims, attempt logs, retries and pruning in PostgreSQL;
 //! - [`worker`]: the loop that claims, sends within the concurrency limits, and records.
 
 mod attempt;
 mod client;
+mod probe;
 mod repository;
 mod worker;
 
 pub use attempt::{attempt, storable_text};
 pub use client::webhook_client;
+pub use probe::{TestError, TestOutcome, test_delivery};
 pub use repository::{
-    DeliveryError, DeliveryView, RetrySelection, claim, claim_now, finish, finish_batch, list,
-    prune, retry,
+    AttemptView, DeliveryError, DeliveryView, RetrySelection, attempts, claim, claim_now, finish,
+    finish_batch, list, prune, retry,
 };
 pub use worker::run;
 

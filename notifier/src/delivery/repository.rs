@@ -101,7 +101,7 @@ pub async fn claim_now(
 }
 
 /// A delivery as operators see it.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryView {
     pub id: Uuid,
@@ -150,6 +150,57 @@ pub async fn list(
             created_at: r.get(9),
         })
         .collect())
+}
+
+/// One attempt of a delivery, as the webhook logs show it.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptView {
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub latency_ms: i32,
+    pub status_code: Option<i32>,
+    pub error_class: Option<String>,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// Every attempt of a delivery, in order; `None` when there is no such delivery.
+pub async fn attempts(
+    pool: &Pool,
+    delivery: Uuid,
+) -> Result<Option<Vec<AttemptView>>, DeliveryError> {
+    let client = pool.get().await?;
+    if client
+        .query_opt("SELECT 1 FROM deliveries WHERE id = $1", &[&delivery])
+        .await?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let rows = client
+        .query(
+            "SELECT attempt, started_at, latency_ms, status_code, error_class, error, response_body,
+                    next_attempt_at
+               FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt, id",
+            &[&delivery],
+        )
+        .await?;
+    Ok(Some(
+        rows.iter()
+            .map(|r| AttemptView {
+                attempt: r.get(0),
+                started_at: r.get(1),
+                latency_ms: r.get(2),
+                status_code: r.get(3),
+                error_class: r.get(4),
+                error: r.get(5),
+                response_body: r.get(6),
+                next_attempt_at: r.get(7),
+            })
+            .collect(),
+    ))
 }
 
 /// Which deliveries `gf deliveries retry` sends again.

@@ -1,0 +1,713 @@
+//! The control-plane API under `/api/v1`: JSON in camelCase, `Authorization: Bearer gfa_...` on
+//! every route but the OpenAPI document, errors as `{"error": {"code", "message", "field"?}}`.
+//! Lists answer `{"items": [...], "nextOffset"}` and take `limit` (1 to 500, default 100) and
+//! `offset`. Every change is recorded in the audit log with the admin key that made it.
+//!
+//! The OpenAPI 3.1 document (`/api/v1/openapi.json`) is generated from these handlers' `#[utoipa::path]`
+//! attributes and the types they answer with.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use gf_control::{AdminKeys, Audit, AuditEntry};
+use gf_notifier::delivery::{
+    AttemptView, DeliverySettings, DeliveryView, RetrySelection, TestOutcome, test_delivery,
+};
+use gf_notifier::endpoints::{Endpoint, Endpoints};
+use gf_notifier::ssrf::AddressPolicy;
+use gf_runtime::control::{Connection, ControlPlane, IssuedConnection, Product};
+use gf_runtime::kafka::KafkaSettings;
+use gf_runtime::token::ingest_url;
+use gf_runtime::topics::Topics;
+use gf_schemas::Provider;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use uuid::Uuid;
+
+use crate::auth::Admin;
+use crate::error::ApiError;
+
+/// What every handler shares.
+pub struct State {
+    pub control: ControlPlane,
+    pub endpoints: Endpoints,
+    pub keys: AdminKeys,
+    pub audit: Audit,
+    pub pool: Pool,
+    pub policy: AddressPolicy,
+    pub delivery: DeliverySettings,
+    pub kafka: KafkaSettings,
+    pub topics: Topics,
+    pub public_url: String,
+}
+
+type Data = web::Data<State>;
+type Answer = Result<HttpResponse, ApiError>;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    let json = web::JsonConfig::default()
+        .limit(64 * 1024)
+        .error_handler(|e, _| {
+            ApiError::invalid("body", format!("the body is not valid: {e}")).into()
+        });
+    let query = web::QueryConfig::default().error_handler(|e, _| {
+        ApiError::invalid("query", format!("the query is not valid: {e}")).into()
+    });
+    let path = web::PathConfig::default().error_handler(|e, _| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no such resource: {e}"),
+        )
+        .into()
+    });
+    cfg.service(
+        web::scope("/api/v1")
+            .app_data(json)
+            .app_data(query)
+            .app_data(path)
+            .route("/openapi.json", web::get().to(openapi))
+            .service(authorized()),
+    );
+}
+
+/// Every route but the OpenAPI document.
+fn authorized() -> actix_web::Scope<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    web::scope("")
+        .wrap(actix_web::middleware::from_fn(crate::auth::require_admin))
+        .route("/products", web::post().to(create_product))
+        .route("/products", web::get().to(list_products))
+        .route("/connections", web::post().to(create_connection))
+        .route("/connections", web::get().to(list_connections))
+        .route("/connections/{id}", web::get().to(show_connection))
+        .route(
+            "/connections/{id}/rotate",
+            web::post().to(rotate_connection),
+        )
+        .route("/connections/{id}/pause", web::post().to(pause_connection))
+        .route(
+            "/connections/{id}/resume",
+            web::post().to(resume_connection),
+        )
+        .route(
+            "/connections/{id}/disconnect",
+            web::post().to(disconnect_connection),
+        )
+        .route("/connections/{id}/secret", web::put().to(set_secret))
+        .route("/connections/{id}/secret", web::delete().to(clear_secret))
+        .route("/endpoints", web::post().to(create_endpoint))
+        .route("/endpoints", web::get().to(list_endpoints))
+        .route("/endpoints/{id}/test", web::post().to(test_endpoint))
+        .route("/endpoints/{id}/enable", web::post().to(enable_endpoint))
+        .route("/endpoints/{id}/disable", web::post().to(disable_endpoint))
+        .route(
+            "/endpoints/{id}/rotate-secret",
+            web::post().to(rotate_endpoint_secret),
+        )
+        .route("/deliveries", web::get().to(list_deliveries))
+        .route("/deliveries/retry", web::post().to(retry_deliveries))
+        .route(
+            "/deliveries/{id}/attempts",
+            web::get().to(delivery_attempts),
+        )
+        .route("/deadletters", web::get().to(list_deadletters))
+        .route("/audit", web::get().to(list_audit))
+        .default_service(web::to(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
+        }))
+}
+
+trait IntoResponse {
+    fn into_response(self) -> HttpResponse;
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> HttpResponse {
+        actix_web::ResponseError::error_response(&self)
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "gf control plane", version = "1", description = "Products, connections, webhook endpoints, deliveries, dead letters and the audit log."),
+    paths(
+        create_product, list_products, create_connection, list_connections, show_connection,
+        rotate_connection, pause_connection, resume_connection, disconnect_connection,
+        set_secret, clear_secret, create_endpoint, list_endpoints, test_endpoint,
+        enable_endpoint, disable_endpoint, rotate_endpoint_secret, list_deliveries,
+        retry_deliveries, delivery_attempts, list_deadletters, list_audit
+    ),
+    components(schemas(ErrorBody, ErrorDetail, Provider)),
+    modifiers(&BearerKey),
+    security(("adminKey" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerKey;
+
+impl utoipa::Modify for BearerKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "adminKey",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// `{"error": {...}}`.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+// ---- pagination ----
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct Page {
+    /// 1 to 500; default 100.
+    limit: Option<u32>,
+    /// How many items to skip.
+    offset: Option<u32>,
+}
+
+/// One page of a list.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    /// The `offset` of the next page; `null` on the last.
+    pub next_offset: Option<u32>,
+}
+
+impl Page {
+    fn bounds(&self) -> Result<(usize, usize), ApiError> {
+        let limit = self.limit.unwrap_or(100);
+        if !(1..=500).contains(&limit) {
+            return Err(ApiError::invalid("limit", "limit must be 1 to 500"));
+        }
+        Ok((self.offset.unwrap_or(0) as usize, limit as usize))
+    }
+
+    /// The page of `all`.
+    fn of<T: Serialize>(&self, all: Vec<T>) -> Answer {
+        let (offset, limit) = self.bounds()?;
+        let total = all.len();
+        let items: Vec<T> = all.into_iter().skip(offset).take(limit).collect();
+        let next = (offset + items.len() < total).then(|| (offset + items.len()) as u32);
+        Ok(HttpResponse::Ok().json(json!({ "items": items, "nextOffset": next })))
+    }
+}
+
+fn created<T: Serialize>(value: &T) -> Answer {
+    Ok(HttpResponse::Created().json(value))
+}
+
+fn ok<T: Serialize>(value: &T) -> Answer {
+    Ok(HttpResponse::Ok().json(value))
+}
+
+async fn audited(
+    state: &State,
+    admin: &Admin,
+    action: &str,
+    subject: Option<Uuid>,
+    detail: Value,
+) -> Result<(), ApiError> {
+    Ok(state
+        .audit
+        .record(&admin.actor(), action, subject, detail)
+        .await?)
+}
+
+// ---- products ----
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateProduct {
+    name: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/products", request_body = CreateProduct, tag = "products",
+    responses((status = 201, body = Product), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn create_product(state: Data, admin: Admin, body: web::Json<CreateProduct>) -> Answer {
+    let product = state.control.create_product(&body.name).await?;
+    audited(
+        &state,
+        &admin,
+        "product.create",
+        Some(product.id),
+        json!({"name": product.name}),
+    )
+    .await?;
+    created(&product)
+}
+
+#[utoipa::path(get, path = "/api/v1/products", params(Page), tag = "products",
+    responses((status = 200, body = Paged<Product>), (status = 401, body = ErrorBody)))]
+async fn list_products(state: Data, _: Admin, page: web::Query<Page>) -> Answer {
+    page.of(state.control.list_products().await?)
+}
+
+// ---- connections ----
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateConnection {
+    product_id: Uuid,
+    provider: Provider,
+    /// Also require this shared secret in the `x-greenflash-secret` header (8+ characters).
+    secret: Option<String>,
+}
+
+/// A connection with its ingest URL: only in the answers that create or rotate it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionWithUrl {
+    #[serde(flatten)]
+    connection: Connection,
+    url: String,
+}
+
+fn with_url(state: &State, issued: IssuedConnection) -> ConnectionWithUrl {
+    ConnectionWithUrl {
+        url: ingest_url(&state.public_url, issued.connection.provider, &issued.token),
+        connection: issued.connection,
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/connections", request_body = CreateConnection, tag = "connections",
+    responses((status = 201, body = ConnectionWithUrl), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn create_connection(state: Data, admin: Admin, body: web::Json<CreateConnection>) -> Answer {
+    let issued = state
+        .control
+        .create_connection(body.product_id, body.provider, body.secret.as_deref())
+        .await?;
+    let shown = with_url(&state, issued);
+    audited(
+        &state,
+        &admin,
+        "connection.create",
+        Some(shown.connection.id),
+        json!({"productId": body.product_id, "provider": body.provider, "sharedSecret": body.secret.is_some()}),
+    )
+    .await?;
+    created(&shown)
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct ByProduct {
+    product_id: Option<Uuid>,
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+impl ByProduct {
+    fn page(&self) -> Page {
+        Page {
+            limit: self.limit,
+            offset: self.offset,
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/connections", params(ByProduct), tag = "connections",
+    responses((status = 200, body = Paged<Connection>), (status = 401, body = ErrorBody)))]
+async fn list_connections(state: Data, _: Admin, query: web::Query<ByProduct>) -> Answer {
+    query
+        .page()
+        .of(state.control.list_connections(query.product_id).await?)
+}
+
+#[utoipa::path(get, path = "/api/v1/connections/{id}", params(("id" = Uuid, Path)), tag = "connections",
+    responses((status = 200, body = Connection), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn show_connection(state: Data, _: Admin, id: web::Path<Uuid>) -> Answer {
+    ok(&state.control.connection(*id).await?)
+}
+
+#[utoipa::path(post, path = "/api/v1/connections/{id}/rotate", params(("id" = Uuid, Path)), tag = "connections",
+    responses((status = 200, body = ConnectionWithUrl), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn rotate_connection(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
+    let shown = with_url(&state, state.control.rotate(*id).await?);
+    audited(&state, &admin, "connection.rotate", Some(*id), json!({})).await?;
+    ok(&shown)
+}
+
+async fn transition(state: Data, admin: Admin, id: Uuid, action: &'static str) -> Answer {
+    let connection = match action {
+        "connection.pause" => state.control.pause(id).await?,
+        "connection.resume" => state.control.resume(id).await?,
+        _ => state.control.disconnect(id).await?,
+    };
+    audited(&state, &admin, action, Some(id), json!({})).await?;
+    ok(&connection)
+}
+
+#[utoipa::path(post, path = "/api/v1/connections/{id}/pause", params(("id" = Uuid, Path)), tag = "connections",
+    responses((status = 200, body = Connection), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn pause_connection(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
+    transition(state, admin, *id, "connection.pause").await
+}
+
+#[utoipa::path(post, path = "/api/v1/connections/{id}/resume", params(("id" = Uuid, Path)), tag = "connections",
+    responses((status = 200, body = Connection), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn resume_connection(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
+    transition(state, admin, *id, "connection.resume").await
+}
+
+#[utoipa::path(post, path = "/api/v1/connections/{id}/disconnect", params(("id" = Uuid, Path)), tag = "connections",
+    responses((status = 200, body = Connection), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn disconnect_connection(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
+    transition(state, admin, *id, "connection.disconnect").await
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SharedSecret {
+    /// 8 to 256 printable ASCII characters.
+    secret: String,
+}
+
+#[utoipa::path(put, path = "/api/v1/connections/{id}/secret", params(("id" = Uuid, Path)), request_body = SharedSecret, tag = "connections",
+    responses((status = 200, body = Connection), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn set_secret(
+    state: Data,
+    admin: Admin,
+    id: web::Path<Uuid>,
+    body: web::Json<SharedSecret>,
+) -> Answer {
+    let connection = state.control.set_secret(*id, Some(&body.secret)).await?;
+    audited(
+        &state,
+        &admin,
+        "connection.secret.set",
+        Some(*id),
+        json!({}),
+    )
+    .await?;
+    ok(&connection)
+}
+
+#[utoipa::path(delete, path = "/api/v1/connections/{id}/secret", params(("id" = Uuid, Path)), tag = "connections",
+    responses((status = 200, body = Connection), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn clear_secret(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
+    let connection = state.control.set_secret(*id, None).await?;
+    audited(
+        &state,
+        &admin,
+        "connection.secret.clear",
+        Some(*id),
+        json!({}),
+    )
+    .await?;
+    ok(&connection)
+}
+
+// ---- endpoints ----
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateEndpoint {
+    product_id: Uuid,
+    url: String,
+    /// Exact types (`conversation.rating`), prefixes (`conversation.*`) or `*`.
+    events: Vec<String>,
+}
+
+/// An endpoint with its signing secret: only in the answers that create or rotate it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointWithSecret {
+    #[serde(flatten)]
+    endpoint: Endpoint,
+    secret: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/endpoints", request_body = CreateEndpoint, tag = "endpoints",
+    responses((status = 201, body = EndpointWithSecret), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_endpoint(state: Data, admin: Admin, body: web::Json<CreateEndpoint>) -> Answer {
+    let (endpoint, secret) = state
+        .endpoints
+        .create(&state.policy, body.product_id, &body.url, &body.events)
+        .await?;
+    audited(
+        &state,
+        &admin,
+        "endpoint.create",
+        Some(endpoint.id),
+        json!({"productId": body.product_id, "url": endpoint.url, "events": endpoint.event_types}),
+    )
+    .await?;
+    created(&EndpointWithSecret {
+        endpoint,
+        secret: secret.reveal(),
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/endpoints", params(ByProduct), tag = "endpoints",
+    responses((status = 200, body = Paged<Endpoint>), (status = 401, body = ErrorBody)))]
+async fn list_endpoints(state: Data, _: Admin, query: web::Query<ByProduct>) -> Answer {
+    query
+        .page()
+        .of(state.endpoints.list(query.product_id).await?)
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TestRequest {
+    /// The sample's event type; default `conversation.started`.
+    event: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/endpoints/{id}/test", params(("id" = Uuid, Path)), request_body = Option<TestRequest>, tag = "endpoints",
+    responses((status = 200, body = TestOutcome, description = "What the endpoint answered (also when it failed: see status and errorClass)"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn test_endpoint(
+    state: Data,
+    admin: Admin,
+    id: web::Path<Uuid>,
+    body: Option<web::Json<TestRequest>>,
+) -> Answer {
+    let event = body
+        .and_then(|b| b.into_inner().event)
+        .unwrap_or_else(|| "conversation.started".into());
+    let outcome = test_delivery(&state.pool, &state.delivery, &state.policy, *id, &event).await?;
+    audited(
+        &state,
+        &admin,
+        "endpoint.test",
+        Some(*id),
+        json!({"event": event}),
+    )
+    .await?;
+    ok(&outcome)
+}
+
+#[utoipa::path(post, path = "/api/v1/endpoints/{id}/enable", params(("id" = Uuid, Path)), tag = "endpoints",
+    responses((status = 200, body = Endpoint), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn enable_endpoint(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
+    let endpoint = state.endpoints.set_enabled(*id, true, None).await?;
+    audited(&state, &admin, "endpoint.enable", Some(*id), json!({})).await?;
+    ok(&endpoint)
+}
+
+#[utoipa::path(post, path = "/api/v1/endpoints/{id}/disable", params(("id" = Uuid, Path)), tag = "endpoints",
+    responses((status = 200, body = Endpoint), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn disable_endpoint(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
+    let endpoint = state
+        .endpoints
+        .set_enabled(*id, false, Some("disabled by an operator"))
+        .await?;
+    audited(&state, &admin, "endpoint.disable", Some(*id), json!({})).await?;
+    ok(&endpoint)
+}
+
+#[utoipa::path(post, path = "/api/v1/endpoints/{id}/rotate-secret", params(("id" = Uuid, Path)), tag = "endpoints",
+    responses((status = 200, body = EndpointWithSecret), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn rotate_endpoint_secret(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
+    let (endpoint, secret) = state.endpoints.rotate_secret(*id).await?;
+    audited(
+        &state,
+        &admin,
+        "endpoint.rotate_secret",
+        Some(*id),
+        json!({}),
+    )
+    .await?;
+    ok(&EndpointWithSecret {
+        endpoint,
+        secret: secret.reveal(),
+    })
+}
+
+// ---- deliveries ----
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryQuery {
+    endpoint_id: Option<Uuid>,
+    /// `pending`, `delivered`, `failed` or `cancelled`.
+    status: Option<String>,
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/v1/deliveries", params(DeliveryQuery), tag = "deliveries",
+    responses((status = 200, body = Paged<DeliveryView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn list_deliveries(state: Data, _: Admin, query: web::Query<DeliveryQuery>) -> Answer {
+    if let Some(status) = &query.status
+        && !["pending", "delivered", "failed", "cancelled"].contains(&status.as_str())
+    {
+        return Err(ApiError::invalid(
+            "status",
+            "status must be pending, delivered, failed or cancelled",
+        ));
+    }
+    let page = Page {
+        limit: query.limit,
+        offset: query.offset,
+    };
+    let (offset, limit) = page.bounds()?;
+    // One more than the page, to tell whether another follows.
+    let rows = gf_notifier::delivery::list(
+        &state.pool,
+        query.endpoint_id,
+        query.status.as_deref(),
+        (offset + limit + 1) as i64,
+    )
+    .await?;
+    page.of(rows)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetryRequest {
+    /// One delivery; or
+    delivery_id: Option<Uuid>,
+    /// every failed delivery (of this endpoint, when given) created since `failedSince`.
+    endpoint_id: Option<Uuid>,
+    failed_since: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Retried {
+    /// The deliveries made due now.
+    retried: Vec<Uuid>,
+}
+
+#[utoipa::path(post, path = "/api/v1/deliveries/retry", request_body = RetryRequest, tag = "deliveries",
+    responses((status = 200, body = Retried), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn retry_deliveries(state: Data, admin: Admin, body: web::Json<RetryRequest>) -> Answer {
+    let selection = match (body.delivery_id, body.failed_since) {
+        (Some(id), None) if body.endpoint_id.is_none() => RetrySelection::One(id),
+        (None, Some(since)) => RetrySelection::FailedSince {
+            endpoint: body.endpoint_id,
+            since,
+        },
+        _ => {
+            return Err(ApiError::invalid(
+                "deliveryId",
+                "give deliveryId alone, or failedSince (with endpointId optionally)",
+            ));
+        }
+    };
+    let retried = gf_notifier::delivery::retry(&state.pool, selection).await?;
+    audited(
+        &state,
+        &admin,
+        "deliveries.retry",
+        body.delivery_id,
+        json!({"endpointId": body.endpoint_id, "failedSince": body.failed_since, "retried": retried.len()}),
+    )
+    .await?;
+    ok(&Retried { retried })
+}
+
+#[utoipa::path(get, path = "/api/v1/deliveries/{id}/attempts", params(("id" = Uuid, Path)), tag = "deliveries",
+    responses((status = 200, body = Paged<AttemptView>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delivery_attempts(
+    state: Data,
+    _: Admin,
+    id: web::Path<Uuid>,
+    page: web::Query<Page>,
+) -> Answer {
+    match gf_notifier::delivery::attempts(&state.pool, *id).await? {
+        Some(attempts) => page.of(attempts),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no delivery with id {id}"),
+        )),
+    }
+}
+
+// ---- dead letters and audit ----
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadletterQuery {
+    /// `normalizer`, `attributor` or `notifier`.
+    stage: Option<String>,
+    since: Option<DateTime<Utc>>,
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/v1/deadletters", params(DeadletterQuery), tag = "deadletters",
+    responses((status = 200, description = "A page of dead letters (gf.deadletter.v1 messages), oldest first"), (status = 401, body = ErrorBody)))]
+async fn list_deadletters(state: Data, _: Admin, query: web::Query<DeadletterQuery>) -> Answer {
+    let filter = gf_runtime::deadletters::Filter {
+        stage: query.stage.clone(),
+        since: query.since,
+    };
+    let (kafka, topics) = (state.kafka.clone(), state.topics.clone());
+    let listing = tokio::task::spawn_blocking(move || {
+        gf_runtime::deadletters::list(&kafka, &topics, &filter)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    .map_err(|e| {
+        tracing::warn!(error = %e, "dead letters could not be read");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the broker did not answer; retry shortly",
+        )
+    })?;
+    Page {
+        limit: query.limit,
+        offset: query.offset,
+    }
+    .of(listing.letters)
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditQuery {
+    since: Option<DateTime<Utc>>,
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/v1/audit", params(AuditQuery), tag = "audit",
+    responses((status = 200, body = Paged<AuditEntry>), (status = 401, body = ErrorBody)))]
+async fn list_audit(state: Data, _: Admin, query: web::Query<AuditQuery>) -> Answer {
+    let page = Page {
+        limit: query.limit,
+        offset: query.offset,
+    };
+    let (offset, limit) = page.bounds()?;
+    let entries = state
+        .audit
+        .list(query.since, (offset + limit + 1) as i64)
+        .await?;
+    page.of(entries)
+}
