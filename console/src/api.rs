@@ -12,22 +12,22 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use gf_control::{AdminKeys, Audit, AuditEntry};
 use gf_notifier::delivery::{
-    AttemptView, DeliverySettings, DeliveryView, RetrySelection, TestOutcome, test_delivery,
+    AttemptView, DeliverySettings, DeliveryView, RetrySelection, TestOutcome,
 };
 use gf_notifier::endpoints::{Endpoint, Endpoints};
 use gf_notifier::ssrf::AddressPolicy;
-use gf_runtime::control::{Connection, ControlPlane, IssuedConnection, Product};
+use gf_runtime::control::{Connection, ControlPlane, Product};
 use gf_runtime::kafka::KafkaSettings;
-use gf_runtime::token::ingest_url;
 use gf_runtime::topics::Topics;
 use gf_schemas::Provider;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::Admin;
 use crate::error::ApiError;
+use crate::ops::{self, ConnectionWithUrl, EndpointWithSecret, Transition};
 
 /// What every handler shares.
 pub struct State {
@@ -231,19 +231,6 @@ fn ok<T: Serialize>(value: &T) -> Answer {
     Ok(HttpResponse::Ok().json(value))
 }
 
-async fn audited(
-    state: &State,
-    admin: &Admin,
-    action: &str,
-    subject: Option<Uuid>,
-    detail: Value,
-) -> Result<(), ApiError> {
-    Ok(state
-        .audit
-        .record(&admin.actor(), action, subject, detail)
-        .await?)
-}
-
 // ---- products ----
 
 #[derive(Deserialize, ToSchema)]
@@ -255,16 +242,7 @@ pub struct CreateProduct {
 #[utoipa::path(post, path = "/api/v1/products", request_body = CreateProduct, tag = "products",
     responses((status = 201, body = Product), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn create_product(state: Data, admin: Admin, body: web::Json<CreateProduct>) -> Answer {
-    let product = state.control.create_product(&body.name).await?;
-    audited(
-        &state,
-        &admin,
-        "product.create",
-        Some(product.id),
-        json!({"name": product.name}),
-    )
-    .await?;
-    created(&product)
+    created(&ops::create_product(&state, &admin.actor(), &body.name).await?)
 }
 
 #[utoipa::path(get, path = "/api/v1/products", params(Page), tag = "products",
@@ -284,39 +262,19 @@ pub struct CreateConnection {
     secret: Option<String>,
 }
 
-/// A connection with its ingest URL: only in the answers that create or rotate it.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ConnectionWithUrl {
-    #[serde(flatten)]
-    connection: Connection,
-    url: String,
-}
-
-fn with_url(state: &State, issued: IssuedConnection) -> ConnectionWithUrl {
-    ConnectionWithUrl {
-        url: ingest_url(&state.public_url, issued.connection.provider, &issued.token),
-        connection: issued.connection,
-    }
-}
-
 #[utoipa::path(post, path = "/api/v1/connections", request_body = CreateConnection, tag = "connections",
     responses((status = 201, body = ConnectionWithUrl), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn create_connection(state: Data, admin: Admin, body: web::Json<CreateConnection>) -> Answer {
-    let issued = state
-        .control
-        .create_connection(body.product_id, body.provider, body.secret.as_deref())
-        .await?;
-    let shown = with_url(&state, issued);
-    audited(
-        &state,
-        &admin,
-        "connection.create",
-        Some(shown.connection.id),
-        json!({"productId": body.product_id, "provider": body.provider, "sharedSecret": body.secret.is_some()}),
+    created(
+        &ops::create_connection(
+            &state,
+            &admin.actor(),
+            body.product_id,
+            body.provider,
+            body.secret.as_deref(),
+        )
+        .await?,
     )
-    .await?;
-    created(&shown)
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -354,37 +312,25 @@ async fn show_connection(state: Data, _: Admin, id: web::Path<Uuid>) -> Answer {
 #[utoipa::path(post, path = "/api/v1/connections/{id}/rotate", params(("id" = Uuid, Path)), tag = "connections",
     responses((status = 200, body = ConnectionWithUrl), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn rotate_connection(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
-    let shown = with_url(&state, state.control.rotate(*id).await?);
-    audited(&state, &admin, "connection.rotate", Some(*id), json!({})).await?;
-    ok(&shown)
-}
-
-async fn transition(state: Data, admin: Admin, id: Uuid, action: &'static str) -> Answer {
-    let connection = match action {
-        "connection.pause" => state.control.pause(id).await?,
-        "connection.resume" => state.control.resume(id).await?,
-        _ => state.control.disconnect(id).await?,
-    };
-    audited(&state, &admin, action, Some(id), json!({})).await?;
-    ok(&connection)
+    ok(&ops::rotate(&state, &admin.actor(), *id).await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/connections/{id}/pause", params(("id" = Uuid, Path)), tag = "connections",
     responses((status = 200, body = Connection), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn pause_connection(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
-    transition(state, admin, *id, "connection.pause").await
+    ok(&ops::transition(&state, &admin.actor(), *id, Transition::Pause).await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/connections/{id}/resume", params(("id" = Uuid, Path)), tag = "connections",
     responses((status = 200, body = Connection), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn resume_connection(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
-    transition(state, admin, *id, "connection.resume").await
+    ok(&ops::transition(&state, &admin.actor(), *id, Transition::Resume).await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/connections/{id}/disconnect", params(("id" = Uuid, Path)), tag = "connections",
     responses((status = 200, body = Connection), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn disconnect_connection(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
-    transition(state, admin, *id, "connection.disconnect").await
+    ok(&ops::transition(&state, &admin.actor(), *id, Transition::Disconnect).await?)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -402,31 +348,13 @@ async fn set_secret(
     id: web::Path<Uuid>,
     body: web::Json<SharedSecret>,
 ) -> Answer {
-    let connection = state.control.set_secret(*id, Some(&body.secret)).await?;
-    audited(
-        &state,
-        &admin,
-        "connection.secret.set",
-        Some(*id),
-        json!({}),
-    )
-    .await?;
-    ok(&connection)
+    ok(&ops::set_secret(&state, &admin.actor(), *id, Some(&body.secret)).await?)
 }
 
 #[utoipa::path(delete, path = "/api/v1/connections/{id}/secret", params(("id" = Uuid, Path)), tag = "connections",
     responses((status = 200, body = Connection), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn clear_secret(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
-    let connection = state.control.set_secret(*id, None).await?;
-    audited(
-        &state,
-        &admin,
-        "connection.secret.clear",
-        Some(*id),
-        json!({}),
-    )
-    .await?;
-    ok(&connection)
+    ok(&ops::set_secret(&state, &admin.actor(), *id, None).await?)
 }
 
 // ---- endpoints ----
@@ -440,34 +368,19 @@ pub struct CreateEndpoint {
     events: Vec<String>,
 }
 
-/// An endpoint with its signing secret: only in the answers that create or rotate it.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct EndpointWithSecret {
-    #[serde(flatten)]
-    endpoint: Endpoint,
-    secret: String,
-}
-
 #[utoipa::path(post, path = "/api/v1/endpoints", request_body = CreateEndpoint, tag = "endpoints",
     responses((status = 201, body = EndpointWithSecret), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_endpoint(state: Data, admin: Admin, body: web::Json<CreateEndpoint>) -> Answer {
-    let (endpoint, secret) = state
-        .endpoints
-        .create(&state.policy, body.product_id, &body.url, &body.events)
-        .await?;
-    audited(
-        &state,
-        &admin,
-        "endpoint.create",
-        Some(endpoint.id),
-        json!({"productId": body.product_id, "url": endpoint.url, "events": endpoint.event_types}),
+    created(
+        &ops::create_endpoint(
+            &state,
+            &admin.actor(),
+            body.product_id,
+            &body.url,
+            &body.events,
+        )
+        .await?,
     )
-    .await?;
-    created(&EndpointWithSecret {
-        endpoint,
-        secret: secret.reveal(),
-    })
 }
 
 #[utoipa::path(get, path = "/api/v1/endpoints", params(ByProduct), tag = "endpoints",
@@ -496,53 +409,25 @@ async fn test_endpoint(
     let event = body
         .and_then(|b| b.into_inner().event)
         .unwrap_or_else(|| "conversation.started".into());
-    let outcome = test_delivery(&state.pool, &state.delivery, &state.policy, *id, &event).await?;
-    audited(
-        &state,
-        &admin,
-        "endpoint.test",
-        Some(*id),
-        json!({"event": event}),
-    )
-    .await?;
-    ok(&outcome)
+    ok(&ops::test_endpoint(&state, &admin.actor(), *id, &event).await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/endpoints/{id}/enable", params(("id" = Uuid, Path)), tag = "endpoints",
     responses((status = 200, body = Endpoint), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn enable_endpoint(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
-    let endpoint = state.endpoints.set_enabled(*id, true, None).await?;
-    audited(&state, &admin, "endpoint.enable", Some(*id), json!({})).await?;
-    ok(&endpoint)
+    ok(&ops::set_endpoint_enabled(&state, &admin.actor(), *id, true).await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/endpoints/{id}/disable", params(("id" = Uuid, Path)), tag = "endpoints",
     responses((status = 200, body = Endpoint), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn disable_endpoint(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
-    let endpoint = state
-        .endpoints
-        .set_enabled(*id, false, Some("disabled by an operator"))
-        .await?;
-    audited(&state, &admin, "endpoint.disable", Some(*id), json!({})).await?;
-    ok(&endpoint)
+    ok(&ops::set_endpoint_enabled(&state, &admin.actor(), *id, false).await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/endpoints/{id}/rotate-secret", params(("id" = Uuid, Path)), tag = "endpoints",
     responses((status = 200, body = EndpointWithSecret), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn rotate_endpoint_secret(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
-    let (endpoint, secret) = state.endpoints.rotate_secret(*id).await?;
-    audited(
-        &state,
-        &admin,
-        "endpoint.rotate_secret",
-        Some(*id),
-        json!({}),
-    )
-    .await?;
-    ok(&EndpointWithSecret {
-        endpoint,
-        secret: secret.reveal(),
-    })
+    ok(&ops::rotate_endpoint_secret(&state, &admin.actor(), *id).await?)
 }
 
 // ---- deliveries ----
@@ -617,15 +502,7 @@ async fn retry_deliveries(state: Data, admin: Admin, body: web::Json<RetryReques
             ));
         }
     };
-    let retried = gf_notifier::delivery::retry(&state.pool, selection).await?;
-    audited(
-        &state,
-        &admin,
-        "deliveries.retry",
-        body.delivery_id,
-        json!({"endpointId": body.endpoint_id, "failedSince": body.failed_since, "retried": retried.len()}),
-    )
-    .await?;
+    let retried = ops::retry(&state, &admin.actor(), selection).await?;
     ok(&Retried { retried })
 }
 

@@ -4,6 +4,7 @@
 pub mod api;
 mod auth;
 pub mod error;
+pub mod ops;
 
 use std::net::TcpListener;
 
