@@ -41,6 +41,10 @@ pub struct State {
     pub kafka: KafkaSettings,
     pub topics: Topics,
     pub public_url: String,
+    /// The console's logged-in sessions.
+    pub sessions: crate::ui::session::Sessions,
+    /// Session cookies are `Secure` unless the console listens on loopback.
+    pub secure_cookies: bool,
 }
 
 type Data = web::Data<State>;
@@ -544,6 +548,19 @@ async fn list_deadletters(state: Data, _: Admin, query: web::Query<DeadletterQue
         stage: query.stage.clone(),
         since: query.since,
     };
+    let letters = read_deadletters(&state, filter).await?;
+    Page {
+        limit: query.limit,
+        offset: query.offset,
+    }
+    .of(letters)
+}
+
+/// The dead letters matching `filter`, oldest first (read from the topic off the HTTP workers).
+pub async fn read_deadletters(
+    state: &State,
+    filter: gf_runtime::deadletters::Filter,
+) -> Result<Vec<gf_schemas::deadletter::DeadLetter>, ApiError> {
     let (kafka, topics) = (state.kafka.clone(), state.topics.clone());
     let listing = tokio::task::spawn_blocking(move || {
         gf_runtime::deadletters::list(&kafka, &topics, &filter)
@@ -558,11 +575,7 @@ async fn list_deadletters(state: Data, _: Admin, query: web::Query<DeadletterQue
             "the broker did not answer; retry shortly",
         )
     })?;
-    Page {
-        limit: query.limit,
-        offset: query.offset,
-    }
-    .of(listing.letters)
+    Ok(listing.letters)
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -1,10 +1,11 @@
-//! `gf run console`: the control-plane API under `/api/v1` (with its OpenAPI document), on
-//! `GF_CONSOLE_ADDR`.
+//! `gf run console`: the settings console at `/` and the control-plane API under `/api/v1`
+//! (with its OpenAPI document), on `GF_CONSOLE_ADDR`.
 
 pub mod api;
 mod auth;
 pub mod error;
 pub mod ops;
+pub mod ui;
 
 use std::net::TcpListener;
 
@@ -39,6 +40,8 @@ pub fn state(config: &Config) -> anyhow::Result<State> {
         kafka: KafkaSettings::from_config(config)?,
         topics: Topics::new(&config.topic_prefix),
         public_url: config.public_url.clone(),
+        sessions: Default::default(),
+        secure_cookies: !config.console_addr.ip().is_loopback(),
         pool,
     })
 }
@@ -50,11 +53,16 @@ pub async fn serve(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let state = web::Data::new(state);
-    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(api::routes))
-        .workers(2)
-        .disable_signals()
-        .listen(listener)?
-        .run();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(api::routes)
+            .configure(ui::routes)
+    })
+    .workers(2)
+    .disable_signals()
+    .listen(listener)?
+    .run();
     let handle = server.handle();
     tokio::spawn(async move {
         stop.cancelled().await;

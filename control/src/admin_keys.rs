@@ -170,6 +170,19 @@ impl AdminKeys {
         Ok(AdminKey::from_row(&row))
     }
 
+    /// Key `id` when it is still live (not revoked): a console session lasts only as long as
+    /// its key.
+    pub async fn live(&self, id: Uuid) -> Result<Option<AdminKey>, ControlError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM admin_keys WHERE id = $1 AND revoked_at IS NULL"),
+                &[&id],
+            )
+            .await?;
+        Ok(row.as_ref().map(AdminKey::from_row))
+    }
+
     /// The key `presented` stands for, when it is a live key; `None` for anything else, with no
     /// detail about why.
     pub async fn authenticate(&self, presented: &str) -> Result<Option<AdminKey>, ControlError> {

@@ -379,7 +379,7 @@ fn scripted(root: &Path, env: &infra::InfraEnv, options: &Options) -> anyhow::Re
     // A key for the control-plane API, shown once (never in the scripted run's output).
     let key = text(&gf_json(&["admin-key", "create", "--name", "demo"])?["key"]);
     println!(
-        "\nThe control-plane API is at http://{console}/api/v1 (OpenAPI: http://{console}/api/v1/openapi.json).\nIts admin key, shown only now: {key}\n\n  curl -H 'Authorization: Bearer {key}' http://{console}/api/v1/connections"
+        "\nThe settings console: open http://{console}/ and log in with this admin key (shown only now):\n\n  {key}\n\nThe same key works on the API: curl -H 'Authorization: Bearer {key}' http://{console}/api/v1/connections\n(OpenAPI: http://{console}/api/v1/openapi.json)"
     );
     println!(
         "\nThe pipeline keeps running. Post your own events:\n\n  curl -X POST '{amplitude}' \\\n    -H 'content-type: application/json' \\\n    -d '{{\"events\":[{{\"user_id\":\"me\",\"event_type\":\"Signed Up\",\"insert_id\":\"mine-1\"}}]}}'\n\n  Segment: {segment}\n  PostHog: {posthog}\n  Public events API: {api} (or POST http://{receiver}/v1/events with Authorization: Bearer <its token>)\n  Inspect: set -a; . target/infra/env; set +a; cargo run -p gf -- deliveries list\n\nPress Ctrl-C to stop everything the demo started."

@@ -1,0 +1,557 @@
+//! The settings console at `/`: server-rendered pages ([`pages`]) over the same operations as
+//! the API ([`crate::ops`]), behind a login with an admin key. Every page carries a strict
+//! Content-Security-Policy (scripts and styles from `/assets` only); every form posts a CSRF
+//! token; secrets appear only on the page that answers the action that made them.
+
+pub mod pages;
+pub mod session;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
+use gf_control::Actor;
+use gf_notifier::delivery::RetrySelection;
+use gf_schemas::Provider;
+use maud::Markup;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::api::State;
+use crate::error::ApiError;
+use crate::ops::{self, Transition};
+use session::{COOKIE, Session};
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+type Data = web::Data<State>;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(home))
+        .route("/assets/console.css", web::get().to(css))
+        .route("/assets/console.js", web::get().to(js))
+        .route("/login", web::post().to(login))
+        .route("/logout", web::post().to(logout))
+        .route("/products", web::get().to(products))
+        .route("/products", web::post().to(create_product))
+        .route("/products/{id}", web::get().to(product))
+        .route(
+            "/products/{id}/connections",
+            web::post().to(create_connection),
+        )
+        .route("/products/{id}/webhooks", web::get().to(webhooks))
+        .route("/products/{id}/endpoints", web::post().to(create_endpoint))
+        .route("/products/{id}/retry-failed", web::post().to(retry_failed))
+        .route(
+            "/connections/{id}/{action}",
+            web::post().to(connection_action),
+        )
+        .route(
+            "/connections/{id}/secret/clear",
+            web::post().to(clear_secret),
+        )
+        .route("/endpoints/{id}/{action}", web::post().to(endpoint_action))
+        .route("/deliveries/{id}", web::get().to(attempts))
+        .route("/deliveries/{id}/retry", web::post().to(retry_one))
+        .route("/deadletters", web::get().to(deadletters))
+        .route("/audit", web::get().to(audit));
+}
+
+/// A page with the console's security headers.
+fn page(status: actix_web::http::StatusCode, markup: Markup) -> HttpResponse {
+    let mut response = HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(markup.into_string());
+    secure_headers(&mut response);
+    response
+}
+
+fn secure_headers(response: &mut HttpResponse) {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CSP),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+}
+
+fn ok(markup: Markup) -> HttpResponse {
+    page(actix_web::http::StatusCode::OK, markup)
+}
+
+fn redirect(to: &str) -> HttpResponse {
+    let mut response = HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, to))
+        .finish();
+    secure_headers(&mut response);
+    response
+}
+
+fn asset(content_type: &str, body: &'static str) -> HttpResponse {
+    let mut response = HttpResponse::Ok().content_type(content_type).body(body);
+    secure_headers(&mut response);
+    response
+}
+
+async fn css() -> HttpResponse {
+    asset("text/css", include_str!("../../assets/console.css"))
+}
+
+async fn js() -> HttpResponse {
+    asset("text/javascript", include_str!("../../assets/console.js"))
+}
+
+/// The logged-in caller: its session and who it acts as.
+struct Caller {
+    session: Session,
+    actor: Actor,
+}
+
+/// The caller of `req`, when its session is live and its key not revoked.
+async fn caller(req: &HttpRequest, state: &State) -> Result<Option<Caller>, ApiError> {
+    let Some(session) = req
+        .cookie(COOKIE)
+        .and_then(|c| state.sessions.get(c.value()))
+    else {
+        return Ok(None);
+    };
+    Ok(state.keys.live(session.key_id).await?.map(|key| Caller {
+        session,
+        actor: Actor::AdminKey {
+            id: key.id,
+            name: key.name,
+        },
+    }))
+}
+
+/// Runs `f` for a logged-in caller; everyone else is sent to the login page.
+async fn signed_in<F, Fut>(req: HttpRequest, state: Data, f: F) -> HttpResponse
+where
+    F: FnOnce(Caller, Data) -> Fut,
+    Fut: std::future::Future<Output = Result<HttpResponse, ApiError>>,
+{
+    match caller(&req, &state).await {
+        Ok(Some(caller)) => f(caller, state).await.unwrap_or_else(failure),
+        Ok(None) => redirect("/"),
+        Err(e) => failure(e),
+    }
+}
+
+/// A change posted from a form: the CSRF token must be the session's.
+async fn posted<F, Fut>(req: HttpRequest, state: Data, csrf: &str, f: F) -> HttpResponse
+where
+    F: FnOnce(Caller, Data) -> Fut,
+    Fut: std::future::Future<Output = Result<HttpResponse, ApiError>>,
+{
+    let csrf = csrf.to_owned();
+    signed_in(req, state, |caller, state| async move {
+        if !caller.session.csrf_matches(&csrf) {
+            return Ok(page(
+                actix_web::http::StatusCode::FORBIDDEN,
+                pages::layout(
+                    "Refused",
+                    Some(&caller.session.csrf),
+                    maud::html! { h1 { "Refused" } p.error { "This form is stale or was not sent from the console. Reload the page and try again." } },
+                ),
+            ));
+        }
+        f(caller, state).await
+    })
+    .await
+}
+
+fn failure(e: ApiError) -> HttpResponse {
+    page(
+        e.status,
+        pages::layout(
+            "Error",
+            None,
+            maud::html! { h1 { "That did not work" } p.error { (e.message) } p { a href="/products" { "Back" } } },
+        ),
+    )
+}
+
+async fn home(req: HttpRequest, state: Data) -> HttpResponse {
+    match caller(&req, &state).await {
+        Ok(Some(_)) => redirect("/products"),
+        _ => ok(pages::login(None)),
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    key: String,
+}
+
+async fn login(state: Data, form: web::Form<LoginForm>) -> HttpResponse {
+    match state.keys.authenticate(&form.key).await {
+        Ok(Some(key)) => {
+            let id = state.sessions.start(key.id);
+            let mut response = redirect("/products");
+            if let Ok(value) =
+                HeaderValue::from_str(&session::cookie(Some(&id), state.secure_cookies))
+            {
+                response.headers_mut().append(header::SET_COOKIE, value);
+            }
+            response
+        }
+        Ok(None) => page(
+            actix_web::http::StatusCode::UNAUTHORIZED,
+            pages::login(Some("That key is not a live admin key.")),
+        ),
+        Err(e) => failure(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout(req: HttpRequest, state: Data, form: web::Form<CsrfForm>) -> HttpResponse {
+    let cookie = req.cookie(COOKIE).map(|c| c.value().to_owned());
+    posted(req, state, &form.csrf, |_, state| async move {
+        if let Some(id) = cookie {
+            state.sessions.end(&id);
+        }
+        let mut response = redirect("/");
+        if let Ok(value) = HeaderValue::from_str(&session::cookie(None, state.secure_cookies)) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+        Ok(response)
+    })
+    .await
+}
+
+async fn products(req: HttpRequest, state: Data) -> HttpResponse {
+    signed_in(req, state, |caller, state| async move {
+        let list = state.control.list_products().await?;
+        Ok(ok(pages::products(&caller.session.csrf, &list, None)))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct ProductForm {
+    csrf: String,
+    name: String,
+}
+
+async fn create_product(
+    req: HttpRequest,
+    state: Data,
+    form: web::Form<ProductForm>,
+) -> HttpResponse {
+    let form = form.into_inner();
+    posted(req, state, &form.csrf, |caller, state| async move {
+        let product = ops::create_product(&state, &caller.actor, &form.name).await?;
+        Ok(redirect(&format!("/products/{}", product.id)))
+    })
+    .await
+}
+
+async fn product(req: HttpRequest, state: Data, id: web::Path<Uuid>) -> HttpResponse {
+    let id = *id;
+    signed_in(req, state, |caller, state| async move {
+        let product = find_product(&state, id).await?;
+        let connections = state.control.list_connections(Some(id)).await?;
+        Ok(ok(pages::product(&pages::ProductPage {
+            csrf: &caller.session.csrf,
+            product: &product,
+            connections: &connections,
+            error: None,
+        })))
+    })
+    .await
+}
+
+async fn find_product(state: &State, id: Uuid) -> Result<gf_runtime::control::Product, ApiError> {
+    state
+        .control
+        .list_products()
+        .await?
+        .into_iter()
+        .find(|p| p.id == id)
+        .ok_or_else(|| {
+            ApiError::new(
+                actix_web::http::StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no product with id {id}"),
+            )
+        })
+}
+
+#[derive(Deserialize)]
+struct ConnectionForm {
+    csrf: String,
+    provider: String,
+    secret: Option<String>,
+}
+
+async fn create_connection(
+    req: HttpRequest,
+    state: Data,
+    id: web::Path<Uuid>,
+    form: web::Form<ConnectionForm>,
+) -> HttpResponse {
+    let (id, form) = (*id, form.into_inner());
+    posted(req, state, &form.csrf, |caller, state| async move {
+        let provider: Provider =
+            form.provider
+                .parse()
+                .map_err(|e: gf_schemas::provider::UnknownProvider| {
+                    ApiError::invalid("provider", e.to_string())
+                })?;
+        let secret = form
+            .secret
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        let shown = ops::create_connection(&state, &caller.actor, id, provider, secret).await?;
+        Ok(ok(pages::shown_once(
+            &caller.session.csrf,
+            "Source created",
+            "The destination URL for this connection.",
+            &shown.url,
+            &format!("/products/{id}"),
+            Some(provider),
+        )))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct SecretForm {
+    csrf: String,
+    secret: Option<String>,
+}
+
+async fn connection_action(
+    req: HttpRequest,
+    state: Data,
+    path: web::Path<(Uuid, String)>,
+    form: web::Form<SecretForm>,
+) -> HttpResponse {
+    let ((id, action), form) = (path.into_inner(), form.into_inner());
+    posted(req, state, &form.csrf, |caller, state| async move {
+        let connection = state.control.connection(id).await?;
+        let back = format!("/products/{}", connection.product_id);
+        match action.as_str() {
+            "rotate" => {
+                let shown = ops::rotate(&state, &caller.actor, id).await?;
+                return Ok(ok(pages::shown_once(
+                    &caller.session.csrf,
+                    "URL rotated",
+                    "The new destination URL; the old one is refused from now on.",
+                    &shown.url,
+                    &back,
+                    Some(connection.provider),
+                )));
+            }
+            "pause" => {
+                ops::transition(&state, &caller.actor, id, Transition::Pause).await?;
+            }
+            "resume" => {
+                ops::transition(&state, &caller.actor, id, Transition::Resume).await?;
+            }
+            "disconnect" => {
+                ops::transition(&state, &caller.actor, id, Transition::Disconnect).await?;
+            }
+            "secret" => {
+                let secret = form.secret.unwrap_or_default();
+                ops::set_secret(&state, &caller.actor, id, Some(secret.trim())).await?;
+            }
+            _ => return Ok(redirect(&back)),
+        }
+        Ok(redirect(&back))
+    })
+    .await
+}
+
+async fn clear_secret(
+    req: HttpRequest,
+    state: Data,
+    id: web::Path<Uuid>,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
+    let id = *id;
+    posted(req, state, &form.csrf, |caller, state| async move {
+        let connection = ops::set_secret(&state, &caller.actor, id, None).await?;
+        Ok(redirect(&format!("/products/{}", connection.product_id)))
+    })
+    .await
+}
+
+async fn webhooks(req: HttpRequest, state: Data, id: web::Path<Uuid>) -> HttpResponse {
+    let id = *id;
+    signed_in(req, state, |caller, state| async move {
+        let product = find_product(&state, id).await?;
+        let endpoints = state.endpoints.list(Some(id)).await?;
+        let mut deliveries = Vec::new();
+        for e in &endpoints {
+            deliveries
+                .extend(gf_notifier::delivery::list(&state.pool, Some(e.id), None, 50).await?);
+        }
+        deliveries.sort_by_key(|d| std::cmp::Reverse(d.created_at));
+        Ok(ok(pages::webhooks(&pages::WebhooksPage {
+            csrf: &caller.session.csrf,
+            product: &product,
+            endpoints: &endpoints,
+            deliveries: &deliveries,
+            error: None,
+        })))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct EndpointForm {
+    csrf: String,
+    url: String,
+    events: String,
+}
+
+async fn create_endpoint(
+    req: HttpRequest,
+    state: Data,
+    id: web::Path<Uuid>,
+    form: web::Form<EndpointForm>,
+) -> HttpResponse {
+    let (id, form) = (*id, form.into_inner());
+    posted(req, state, &form.csrf, |caller, state| async move {
+        let events: Vec<String> = form
+            .events
+            .split(',')
+            .map(|e| e.trim().to_owned())
+            .filter(|e| !e.is_empty())
+            .collect();
+        let shown =
+            ops::create_endpoint(&state, &caller.actor, id, form.url.trim(), &events).await?;
+        Ok(ok(pages::shown_once(
+            &caller.session.csrf,
+            "Endpoint created",
+            "The signing secret: verify each delivery's signature with it.",
+            &shown.secret,
+            &format!("/products/{id}/webhooks"),
+            None,
+        )))
+    })
+    .await
+}
+
+async fn endpoint_action(
+    req: HttpRequest,
+    state: Data,
+    path: web::Path<(Uuid, String)>,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
+    let (id, action) = path.into_inner();
+    posted(req, state, &form.csrf, |caller, state| async move {
+        let endpoint = state.endpoints.get(id).await?;
+        let back = format!("/products/{}/webhooks", endpoint.product_id);
+        match action.as_str() {
+            "test" => {
+                let outcome =
+                    ops::test_endpoint(&state, &caller.actor, id, "conversation.started").await?;
+                Ok(ok(pages::test_result(
+                    &caller.session.csrf,
+                    &back,
+                    &outcome,
+                )))
+            }
+            "enable" | "disable" => {
+                ops::set_endpoint_enabled(&state, &caller.actor, id, action == "enable").await?;
+                Ok(redirect(&back))
+            }
+            "rotate-secret" => {
+                let shown = ops::rotate_endpoint_secret(&state, &caller.actor, id).await?;
+                Ok(ok(pages::shown_once(
+                    &caller.session.csrf,
+                    "Signing secret rotated",
+                    "The new signing secret; the previous one keeps signing for 24 hours.",
+                    &shown.secret,
+                    &back,
+                    None,
+                )))
+            }
+            _ => Ok(redirect(&back)),
+        }
+    })
+    .await
+}
+
+async fn retry_failed(
+    req: HttpRequest,
+    state: Data,
+    id: web::Path<Uuid>,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
+    let id = *id;
+    posted(req, state, &form.csrf, |caller, state| async move {
+        let since = Utc::now() - chrono::Duration::days(7);
+        for endpoint in state.endpoints.list(Some(id)).await? {
+            ops::retry(
+                &state,
+                &caller.actor,
+                RetrySelection::FailedSince {
+                    endpoint: Some(endpoint.id),
+                    since,
+                },
+            )
+            .await?;
+        }
+        Ok(redirect(&format!("/products/{id}/webhooks")))
+    })
+    .await
+}
+
+async fn attempts(req: HttpRequest, state: Data, id: web::Path<Uuid>) -> HttpResponse {
+    let id = *id;
+    signed_in(req, state, |caller, state| async move {
+        let attempts = gf_notifier::delivery::attempts(&state.pool, id)
+            .await?
+            .ok_or_else(|| {
+                ApiError::new(
+                    actix_web::http::StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("no delivery with id {id}"),
+                )
+            })?;
+        Ok(ok(pages::attempts(&caller.session.csrf, &id, &attempts)))
+    })
+    .await
+}
+
+async fn retry_one(
+    req: HttpRequest,
+    state: Data,
+    id: web::Path<Uuid>,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
+    let id = *id;
+    posted(req, state, &form.csrf, |caller, state| async move {
+        ops::retry(&state, &caller.actor, RetrySelection::One(id)).await?;
+        Ok(redirect(&format!("/deliveries/{id}")))
+    })
+    .await
+}
+
+async fn deadletters(req: HttpRequest, state: Data) -> HttpResponse {
+    signed_in(req, state, |caller, state| async move {
+        let letters = crate::api::read_deadletters(&state, Default::default()).await?;
+        Ok(ok(pages::deadletters(&caller.session.csrf, &letters)))
+    })
+    .await
+}
+
+async fn audit(req: HttpRequest, state: Data) -> HttpResponse {
+    signed_in(req, state, |caller, state| async move {
+        let entries = state.audit.list(None, 500).await?;
+        Ok(ok(pages::audit(&caller.session.csrf, &entries)))
+    })
+    .await
+}
