@@ -11,12 +11,12 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use gf_control::{AdminKeys, Audit, AuditEntry};
+use gf_control::{Connection, ControlPlane, Product};
 use gf_notifier::delivery::{
     AttemptView, DeliverySettings, DeliveryView, RetrySelection, TestOutcome,
 };
 use gf_notifier::endpoints::{Endpoint, Endpoints};
 use gf_notifier::ssrf::AddressPolicy;
-use gf_runtime::control::{Connection, ControlPlane, Product};
 use gf_runtime::kafka::KafkaSettings;
 use gf_runtime::topics::Topics;
 use gf_schemas::Provider;

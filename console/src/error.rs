@@ -2,9 +2,9 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use gf_control::ControlError;
 use gf_notifier::delivery::{DeliveryError, TestError};
 use gf_notifier::endpoints::EndpointError;
-use gf_runtime::control::ControlError;
 use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
@@ -86,11 +86,11 @@ impl From<ControlError> for ApiError {
     }
 }
 
-impl From<gf_control::ControlError> for ApiError {
-    fn from(e: gf_control::ControlError) -> Self {
+impl From<gf_control::AccessError> for ApiError {
+    fn from(e: gf_control::AccessError) -> Self {
         match e {
-            gf_control::ControlError::AdminKeyNotFound(_) => ApiError::not_found(e.to_string()),
-            gf_control::ControlError::BadName => ApiError::invalid("name", e.to_string()),
+            gf_control::AccessError::AdminKeyNotFound(_) => ApiError::not_found(e.to_string()),
+            gf_control::AccessError::BadName => ApiError::invalid("name", e.to_string()),
             _ => ApiError::unavailable(e),
         }
     }

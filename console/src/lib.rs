@@ -11,12 +11,12 @@ use std::net::TcpListener;
 
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
+use gf_control::ControlPlane;
 use gf_control::{AdminKeys, Audit};
 use gf_notifier::delivery::DeliverySettings;
 use gf_notifier::endpoints::Endpoints;
 use gf_notifier::ssrf::AddressPolicy;
 use gf_runtime::Config;
-use gf_runtime::control::ControlPlane;
 use gf_runtime::kafka::KafkaSettings;
 use gf_runtime::token::SecretHasher;
 use gf_runtime::topics::Topics;

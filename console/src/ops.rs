@@ -2,9 +2,9 @@
 //! one place, so the two front ends cannot drift apart.
 
 use gf_control::Actor;
+use gf_control::{Connection, IssuedConnection, Product};
 use gf_notifier::delivery::{RetrySelection, TestOutcome, test_delivery};
 use gf_notifier::endpoints::Endpoint;
-use gf_runtime::control::{Connection, IssuedConnection, Product};
 use gf_runtime::token::ingest_url;
 use gf_schemas::Provider;
 use serde::Serialize;

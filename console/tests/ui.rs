@@ -106,7 +106,7 @@ async fn sessions_are_guarded_and_forged_forms_change_nothing() {
         .to_owned();
 
     // A form without the session's CSRF token changes nothing.
-    let control = gf_runtime::control::ControlPlane::new(
+    let control = gf_control::ControlPlane::new(
         gf_runtime::db::pool(&db.url, 1).unwrap(),
         gf_runtime::token::SecretHasher::new(10).unwrap(),
     );

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use gf_runtime::token::{random_lookup_and_secret, split_lookup_and_secret};
 
-use crate::ControlError;
+use crate::AccessError;
 use crate::audit::{Actor, Audit};
 
 pub const KEY_PREFIX: &str = "gfa_";
@@ -28,9 +28,9 @@ pub struct AdminKeySecret {
 }
 
 impl AdminKeySecret {
-    pub fn generate() -> Result<Self, ControlError> {
+    pub fn generate() -> Result<Self, AccessError> {
         let (lookup, secret) =
-            random_lookup_and_secret().map_err(|e| ControlError::Random(e.to_string()))?;
+            random_lookup_and_secret().map_err(|e| AccessError::Random(e.to_string()))?;
         Ok(AdminKeySecret { lookup, secret })
     }
 
@@ -102,10 +102,10 @@ impl AdminKeys {
         &self,
         name: &str,
         actor: &Actor,
-    ) -> Result<(AdminKey, AdminKeySecret), ControlError> {
+    ) -> Result<(AdminKey, AdminKeySecret), AccessError> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 200 {
-            return Err(ControlError::BadName);
+            return Err(AccessError::BadName);
         }
         let secret = AdminKeySecret::generate()?;
         let client = self.pool.get().await?;
@@ -135,7 +135,7 @@ impl AdminKeys {
         Ok((key, secret))
     }
 
-    pub async fn list(&self) -> Result<Vec<AdminKey>, ControlError> {
+    pub async fn list(&self) -> Result<Vec<AdminKey>, AccessError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
@@ -147,7 +147,7 @@ impl AdminKeys {
     }
 
     /// Revokes a key at once; revoking twice keeps the first time.
-    pub async fn revoke(&self, id: Uuid, actor: &Actor) -> Result<AdminKey, ControlError> {
+    pub async fn revoke(&self, id: Uuid, actor: &Actor) -> Result<AdminKey, AccessError> {
         let client = self.pool.get().await?;
         let row = client
             .query_opt(
@@ -158,7 +158,7 @@ impl AdminKeys {
                 &[&id],
             )
             .await?
-            .ok_or(ControlError::AdminKeyNotFound(id))?;
+            .ok_or(AccessError::AdminKeyNotFound(id))?;
         Audit::record_with(
             &**client,
             actor,
@@ -172,7 +172,7 @@ impl AdminKeys {
 
     /// Key `id` when it is still live (not revoked): a console session lasts only as long as
     /// its key.
-    pub async fn live(&self, id: Uuid) -> Result<Option<AdminKey>, ControlError> {
+    pub async fn live(&self, id: Uuid) -> Result<Option<AdminKey>, AccessError> {
         let client = self.pool.get().await?;
         let row = client
             .query_opt(
@@ -185,7 +185,7 @@ impl AdminKeys {
 
     /// The key `presented` stands for, when it is a live key; `None` for anything else, with no
     /// detail about why.
-    pub async fn authenticate(&self, presented: &str) -> Result<Option<AdminKey>, ControlError> {
+    pub async fn authenticate(&self, presented: &str) -> Result<Option<AdminKey>, AccessError> {
         let Some(secret) = AdminKeySecret::parse(presented.trim()) else {
             return Ok(None);
         };

@@ -7,7 +7,7 @@ use serde_json::Value;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-use crate::ControlError;
+use crate::AccessError;
 
 /// Who made a change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,7 +64,7 @@ impl Audit {
         action: &str,
         subject_id: Option<Uuid>,
         detail: Value,
-    ) -> Result<(), ControlError> {
+    ) -> Result<(), AccessError> {
         let client = self.pool.get().await?;
         Audit::record_with(&**client, actor, action, subject_id, detail).await
     }
@@ -76,7 +76,7 @@ impl Audit {
         action: &str,
         subject_id: Option<Uuid>,
         detail: Value,
-    ) -> Result<(), ControlError> {
+    ) -> Result<(), AccessError> {
         client
             .execute(
                 "INSERT INTO audit_log (actor, action, subject_id, detail) VALUES ($1, $2, $3, $4)",
@@ -91,7 +91,7 @@ impl Audit {
         &self,
         since: Option<DateTime<Utc>>,
         limit: i64,
-    ) -> Result<Vec<AuditEntry>, ControlError> {
+    ) -> Result<Vec<AuditEntry>, AccessError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(

@@ -1,14 +1,22 @@
-//! The control plane's library, shared by `gf` and the HTTP API: admin keys (who may change
-//! settings) and the audit log (who changed what, when).
+//! The control plane's library, shared by `gf`, the HTTP API and the console: products and
+//! connections ([`connections`]), admin keys (who may change settings) and the audit log (who
+//! changed what, when).
 
 pub mod admin_keys;
 pub mod audit;
+pub mod connections;
+
+pub use connections::{
+    CONNECTION_CHANGES_CHANNEL, Connection, ConnectionAuth, ConnectionStatus, ControlError,
+    ControlPlane, IssuedConnection, Product,
+};
 
 pub use admin_keys::{AdminKey, AdminKeySecret, AdminKeys};
 pub use audit::{Actor, Audit, AuditEntry};
 
 #[derive(Debug, thiserror::Error)]
-pub enum ControlError {
+/// Why an admin-key or audit operation failed.
+pub enum AccessError {
     #[error("no admin key with id {0}")]
     AdminKeyNotFound(uuid::Uuid),
     #[error("an admin key name must be 1 to 200 characters and not blank")]
@@ -19,14 +27,14 @@ pub enum ControlError {
     Db(#[from] gf_runtime::db::DbError),
 }
 
-impl From<tokio_postgres::Error> for ControlError {
+impl From<tokio_postgres::Error> for AccessError {
     fn from(e: tokio_postgres::Error) -> Self {
-        ControlError::Db(gf_runtime::db::DbError::Query(e))
+        AccessError::Db(gf_runtime::db::DbError::Query(e))
     }
 }
 
-impl From<deadpool_postgres::PoolError> for ControlError {
+impl From<deadpool_postgres::PoolError> for AccessError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        ControlError::Db(gf_runtime::db::DbError::Unavailable(e))
+        AccessError::Db(gf_runtime::db::DbError::Unavailable(e))
     }
 }

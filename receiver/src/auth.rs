@@ -15,9 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, StreamExt};
-use gf_runtime::control::{
-    CONNECTION_CHANGES_CHANNEL, ConnectionAuth, ConnectionStatus, ControlPlane,
-};
+use gf_control::{CONNECTION_CHANGES_CHANNEL, ConnectionAuth, ConnectionStatus, ControlPlane};
 use gf_runtime::token::{IngestToken, verify_hash};
 use gf_schemas::Provider;
 use sha2::{Digest, Sha256};
@@ -69,7 +67,7 @@ pub enum AuthError {
     #[error("the x-greenflash-secret header does not match")]
     SecretWrong,
     #[error("the connection could not be looked up; retry later")]
-    LookupFailed(#[source] gf_runtime::control::ControlError),
+    LookupFailed(#[source] gf_control::ControlError),
     #[error("too many credential checks in flight; retry shortly")]
     Busy,
 }

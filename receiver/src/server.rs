@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 use deadpool_postgres::Pool;
+use gf_control::ControlPlane;
 use gf_runtime::Config;
-use gf_runtime::control::ControlPlane;
 use gf_runtime::kafka::KafkaSettings;
 use gf_runtime::token::SecretHasher;
 use gf_runtime::topics::Topics;

@@ -6,8 +6,8 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use gf_control::{ConnectionStatus, ControlPlane};
 use gf_receiver::{Receiver, ReceiverOptions};
-use gf_runtime::control::{ConnectionStatus, ControlPlane};
 use gf_runtime::kafka::{KafkaSettings, ensure_topics};
 use gf_runtime::token::SecretHasher;
 use gf_runtime::topics::Topics;

@@ -7,13 +7,11 @@
 //!   [`classify`]: the one answer to "outage or refusal?" for every error;
 //! - [`db`]: the PostgreSQL pool and the migrations; [`deadletters`]: listing and replaying them;
 //! - [`token`]: ingest tokens and shared secrets (generation, format, scrypt hashing);
-//! - [`control`]: products and connections (the control plane behind `gf product|connection`);
 //! - [`telemetry`]: logs and OpenTelemetry traces; [`metrics`]: Prometheus, Kafka statistics;
 //! - [`shutdown`]: SIGINT/SIGTERM as a cancellation token.
 
 pub mod classify;
 pub mod config;
-pub mod control;
 pub mod db;
 pub mod deadletters;
 pub mod kafka;

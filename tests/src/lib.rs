@@ -248,7 +248,7 @@ pub struct Stack {
     pub config: gf_runtime::Config,
     pub settings: gf_runtime::kafka::KafkaSettings,
     pub topics: gf_runtime::topics::Topics,
-    pub control: gf_runtime::control::ControlPlane,
+    pub control: gf_control::ControlPlane,
     pub product: Uuid,
 }
 
@@ -267,7 +267,7 @@ impl Stack {
         )
         .await
         .expect("topics");
-        let control = gf_runtime::control::ControlPlane::new(
+        let control = gf_control::ControlPlane::new(
             gf_runtime::db::pool(&db.url, 4).expect("pool"),
             gf_runtime::token::SecretHasher::new(config.scrypt_log_n).expect("hasher"),
         );

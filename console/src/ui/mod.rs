@@ -269,7 +269,7 @@ async fn product(req: HttpRequest, state: Data, id: web::Path<Uuid>) -> HttpResp
     .await
 }
 
-async fn find_product(state: &State, id: Uuid) -> Result<gf_runtime::control::Product, ApiError> {
+async fn find_product(state: &State, id: Uuid) -> Result<gf_control::Product, ApiError> {
     state
         .control
         .list_products()

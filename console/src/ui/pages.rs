@@ -2,9 +2,9 @@
 //! product named `<img src=x onerror=...>` is shown as text.
 
 use gf_control::AuditEntry;
+use gf_control::{Connection, ConnectionStatus, Product};
 use gf_notifier::delivery::{AttemptView, DeliveryView, TestOutcome};
 use gf_notifier::endpoints::Endpoint;
-use gf_runtime::control::{Connection, ConnectionStatus, Product};
 use gf_schemas::Provider;
 use gf_schemas::deadletter::DeadLetter;
 use maud::{DOCTYPE, Markup, html};

@@ -1,5 +1,5 @@
+use gf_control::{Connection, IssuedConnection};
 use gf_runtime::Config;
-use gf_runtime::control::{Connection, IssuedConnection};
 use gf_runtime::token::ingest_url;
 use gf_schemas::time;
 use serde::Serialize;

@@ -15,8 +15,8 @@ pub mod run;
 pub mod topics;
 
 use anyhow::Context;
+use gf_control::ControlPlane;
 use gf_runtime::Config;
-use gf_runtime::control::ControlPlane;
 use gf_runtime::token::SecretHasher;
 
 /// A small pool: a CLI command needs one or two connections.

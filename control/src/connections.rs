@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use gf_schemas::Provider;
 
-use crate::db::DbError;
-use crate::token::{IngestToken, SecretHasher, TokenError, validate_shared_secret};
+use gf_runtime::db::DbError;
+use gf_runtime::token::{IngestToken, SecretHasher, TokenError, validate_shared_secret};
 
 /// The channel the connections trigger notifies on.
 pub const CONNECTION_CHANGES_CHANNEL: &str = "gf_connection_changes";
