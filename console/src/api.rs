@@ -194,6 +194,7 @@ async fn openapi() -> HttpResponse {
 #[serde(rename_all = "camelCase")]
 pub struct Page {
     /// 1 to 500; default 100.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// How many items to skip.
     offset: Option<u32>,
@@ -250,7 +251,7 @@ async fn create_product(state: Data, admin: Admin, body: web::Json<CreateProduct
 }
 
 #[utoipa::path(get, path = "/api/v1/products", params(Page), tag = "products",
-    responses((status = 200, body = Paged<Product>), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Paged<Product>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn list_products(state: Data, _: Admin, page: web::Query<Page>) -> Answer {
     page.of(state.control.list_products().await?)
 }
@@ -300,7 +301,7 @@ impl ByProduct {
 }
 
 #[utoipa::path(get, path = "/api/v1/connections", params(ByProduct), tag = "connections",
-    responses((status = 200, body = Paged<Connection>), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Paged<Connection>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn list_connections(state: Data, _: Admin, query: web::Query<ByProduct>) -> Answer {
     query
         .page()
@@ -308,31 +309,31 @@ async fn list_connections(state: Data, _: Admin, query: web::Query<ByProduct>) -
 }
 
 #[utoipa::path(get, path = "/api/v1/connections/{id}", params(("id" = Uuid, Path)), tag = "connections",
-    responses((status = 200, body = Connection), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Connection), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn show_connection(state: Data, _: Admin, id: web::Path<Uuid>) -> Answer {
     ok(&state.control.connection(*id).await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/connections/{id}/rotate", params(("id" = Uuid, Path)), tag = "connections",
-    responses((status = 200, body = ConnectionWithUrl), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = ConnectionWithUrl), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn rotate_connection(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
     ok(&ops::rotate(&state, &admin.actor(), *id).await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/connections/{id}/pause", params(("id" = Uuid, Path)), tag = "connections",
-    responses((status = 200, body = Connection), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = Connection), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn pause_connection(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
     ok(&ops::transition(&state, &admin.actor(), *id, Transition::Pause).await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/connections/{id}/resume", params(("id" = Uuid, Path)), tag = "connections",
-    responses((status = 200, body = Connection), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = Connection), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn resume_connection(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
     ok(&ops::transition(&state, &admin.actor(), *id, Transition::Resume).await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/connections/{id}/disconnect", params(("id" = Uuid, Path)), tag = "connections",
-    responses((status = 200, body = Connection), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = Connection), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn disconnect_connection(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
     ok(&ops::transition(&state, &admin.actor(), *id, Transition::Disconnect).await?)
 }
@@ -356,7 +357,7 @@ async fn set_secret(
 }
 
 #[utoipa::path(delete, path = "/api/v1/connections/{id}/secret", params(("id" = Uuid, Path)), tag = "connections",
-    responses((status = 200, body = Connection), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Connection), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn clear_secret(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
     ok(&ops::set_secret(&state, &admin.actor(), *id, None).await?)
 }
@@ -388,7 +389,7 @@ async fn create_endpoint(state: Data, admin: Admin, body: web::Json<CreateEndpoi
 }
 
 #[utoipa::path(get, path = "/api/v1/endpoints", params(ByProduct), tag = "endpoints",
-    responses((status = 200, body = Paged<Endpoint>), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Paged<Endpoint>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn list_endpoints(state: Data, _: Admin, query: web::Query<ByProduct>) -> Answer {
     query
         .page()
@@ -403,7 +404,7 @@ pub struct TestRequest {
 }
 
 #[utoipa::path(post, path = "/api/v1/endpoints/{id}/test", params(("id" = Uuid, Path)), request_body = Option<TestRequest>, tag = "endpoints",
-    responses((status = 200, body = TestOutcome, description = "What the endpoint answered (also when it failed: see status and errorClass)"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = TestOutcome, description = "What the endpoint answered (also when it failed: see status and errorClass)"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn test_endpoint(
     state: Data,
     admin: Admin,
@@ -417,19 +418,19 @@ async fn test_endpoint(
 }
 
 #[utoipa::path(post, path = "/api/v1/endpoints/{id}/enable", params(("id" = Uuid, Path)), tag = "endpoints",
-    responses((status = 200, body = Endpoint), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Endpoint), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn enable_endpoint(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
     ok(&ops::set_endpoint_enabled(&state, &admin.actor(), *id, true).await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/endpoints/{id}/disable", params(("id" = Uuid, Path)), tag = "endpoints",
-    responses((status = 200, body = Endpoint), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Endpoint), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn disable_endpoint(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
     ok(&ops::set_endpoint_enabled(&state, &admin.actor(), *id, false).await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/endpoints/{id}/rotate-secret", params(("id" = Uuid, Path)), tag = "endpoints",
-    responses((status = 200, body = EndpointWithSecret), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = EndpointWithSecret), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn rotate_endpoint_secret(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
     ok(&ops::rotate_endpoint_secret(&state, &admin.actor(), *id).await?)
 }
@@ -511,7 +512,7 @@ async fn retry_deliveries(state: Data, admin: Admin, body: web::Json<RetryReques
 }
 
 #[utoipa::path(get, path = "/api/v1/deliveries/{id}/attempts", params(("id" = Uuid, Path)), tag = "deliveries",
-    responses((status = 200, body = Paged<AttemptView>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Paged<AttemptView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delivery_attempts(
     state: Data,
     _: Admin,
@@ -542,7 +543,7 @@ pub struct DeadletterQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/deadletters", params(DeadletterQuery), tag = "deadletters",
-    responses((status = 200, description = "A page of dead letters (gf.deadletter.v1 messages), oldest first"), (status = 401, body = ErrorBody)))]
+    responses((status = 200, description = "A page of dead letters (gf.deadletter.v1 messages), oldest first"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn list_deadletters(state: Data, _: Admin, query: web::Query<DeadletterQuery>) -> Answer {
     let filter = gf_runtime::deadletters::Filter {
         stage: query.stage.clone(),
@@ -588,7 +589,7 @@ pub struct AuditQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/audit", params(AuditQuery), tag = "audit",
-    responses((status = 200, body = Paged<AuditEntry>), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Paged<AuditEntry>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn list_audit(state: Data, _: Admin, query: web::Query<AuditQuery>) -> Answer {
     let page = Page {
         limit: query.limit,

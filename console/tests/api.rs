@@ -668,3 +668,44 @@ async fn the_openapi_document_matches_the_routes_and_validates() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Schemathesis (an external property-based API tester) generates requests from the OpenAPI
+/// document: no answer is a 5xx, and every status, content type and body is the documented one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
+    let api = Api::start().await;
+    // Wait for the server before handing it to the tool.
+    api.ok(Method::GET, "/api/v1/products", None).await;
+    let output = tokio::process::Command::new("schemathesis")
+        .args([
+            "run",
+            &format!("{}/api/v1/openapi.json", api.base),
+            "-H",
+            &format!("Authorization: Bearer {}", api.key),
+            "--max-examples",
+            "10",
+            "--seed",
+            "1",
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+        ])
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .expect("schemathesis (`pip install schemathesis`; .ci/run installs it)");
+    let report = String::from_utf8_lossy(&output.stdout);
+    // Its report filters the Authorization header; the key must not appear either way.
+    assert!(
+        !report.contains(&api.key[21..]),
+        "the report shows the admin key"
+    );
+    assert!(
+        output.status.success(),
+        "schemathesis found failures:\n{}",
+        report
+            .lines()
+            .filter(|l| !l.contains("Bearer"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
