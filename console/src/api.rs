@@ -9,14 +9,10 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Pool;
-use gf_control::{AdminKeys, Audit, AuditEntry};
-use gf_control::{Connection, ControlPlane, Product};
-use gf_notifier::delivery::{
-    AttemptView, DeliverySettings, DeliveryView, RetrySelection, TestOutcome,
-};
-use gf_notifier::endpoints::{Endpoint, Endpoints};
-use gf_notifier::ssrf::AddressPolicy;
+use gf_control::{AdminKeys, AuditEntry};
+use gf_control::{Connection, Product};
+use gf_notifier::delivery::{AttemptView, DeliveryView, RetrySelection, TestOutcome};
+use gf_notifier::endpoints::Endpoint;
 use gf_runtime::kafka::KafkaSettings;
 use gf_runtime::topics::Topics;
 use gf_schemas::Provider;
@@ -27,20 +23,15 @@ use uuid::Uuid;
 
 use crate::auth::Admin;
 use crate::error::ApiError;
-use crate::ops::{self, ConnectionWithUrl, EndpointWithSecret, Transition};
+use gf_control::settings::{ConnectionWithUrl, EndpointWithSecret, Settings, Transition};
 
 /// What every handler shares.
 pub struct State {
-    pub control: ControlPlane,
-    pub endpoints: Endpoints,
+    /// Every change goes through here (and into the audit log).
+    pub settings: Settings,
     pub keys: AdminKeys,
-    pub audit: Audit,
-    pub pool: Pool,
-    pub policy: AddressPolicy,
-    pub delivery: DeliverySettings,
     pub kafka: KafkaSettings,
     pub topics: Topics,
-    pub public_url: String,
     /// The console's logged-in sessions.
     pub sessions: crate::ui::session::Sessions,
     /// Session cookies are `Secure` unless the console listens on loopback.
@@ -247,13 +238,18 @@ pub struct CreateProduct {
 #[utoipa::path(post, path = "/api/v1/products", request_body = CreateProduct, tag = "products",
     responses((status = 201, body = Product), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn create_product(state: Data, admin: Admin, body: web::Json<CreateProduct>) -> Answer {
-    created(&ops::create_product(&state, &admin.actor(), &body.name).await?)
+    created(
+        &state
+            .settings
+            .create_product(&admin.actor(), &body.name)
+            .await?,
+    )
 }
 
 #[utoipa::path(get, path = "/api/v1/products", params(Page), tag = "products",
     responses((status = 200, body = Paged<Product>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn list_products(state: Data, _: Admin, page: web::Query<Page>) -> Answer {
-    page.of(state.control.list_products().await?)
+    page.of(state.settings.control.list_products().await?)
 }
 
 // ---- connections ----
@@ -271,14 +267,15 @@ pub struct CreateConnection {
     responses((status = 201, body = ConnectionWithUrl), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn create_connection(state: Data, admin: Admin, body: web::Json<CreateConnection>) -> Answer {
     created(
-        &ops::create_connection(
-            &state,
-            &admin.actor(),
-            body.product_id,
-            body.provider,
-            body.secret.as_deref(),
-        )
-        .await?,
+        &state
+            .settings
+            .create_connection(
+                &admin.actor(),
+                body.product_id,
+                body.provider,
+                body.secret.as_deref(),
+            )
+            .await?,
     )
 }
 
@@ -303,39 +300,50 @@ impl ByProduct {
 #[utoipa::path(get, path = "/api/v1/connections", params(ByProduct), tag = "connections",
     responses((status = 200, body = Paged<Connection>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn list_connections(state: Data, _: Admin, query: web::Query<ByProduct>) -> Answer {
-    query
-        .page()
-        .of(state.control.list_connections(query.product_id).await?)
+    query.page().of(state
+        .settings
+        .control
+        .list_connections(query.product_id)
+        .await?)
 }
 
 #[utoipa::path(get, path = "/api/v1/connections/{id}", params(("id" = Uuid, Path)), tag = "connections",
     responses((status = 200, body = Connection), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn show_connection(state: Data, _: Admin, id: web::Path<Uuid>) -> Answer {
-    ok(&state.control.connection(*id).await?)
+    ok(&state.settings.control.connection(*id).await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/connections/{id}/rotate", params(("id" = Uuid, Path)), tag = "connections",
     responses((status = 200, body = ConnectionWithUrl), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn rotate_connection(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
-    ok(&ops::rotate(&state, &admin.actor(), *id).await?)
+    ok(&state.settings.rotate(&admin.actor(), *id).await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/connections/{id}/pause", params(("id" = Uuid, Path)), tag = "connections",
     responses((status = 200, body = Connection), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn pause_connection(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
-    ok(&ops::transition(&state, &admin.actor(), *id, Transition::Pause).await?)
+    ok(&state
+        .settings
+        .transition(&admin.actor(), *id, Transition::Pause)
+        .await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/connections/{id}/resume", params(("id" = Uuid, Path)), tag = "connections",
     responses((status = 200, body = Connection), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn resume_connection(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
-    ok(&ops::transition(&state, &admin.actor(), *id, Transition::Resume).await?)
+    ok(&state
+        .settings
+        .transition(&admin.actor(), *id, Transition::Resume)
+        .await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/connections/{id}/disconnect", params(("id" = Uuid, Path)), tag = "connections",
     responses((status = 200, body = Connection), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn disconnect_connection(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
-    ok(&ops::transition(&state, &admin.actor(), *id, Transition::Disconnect).await?)
+    ok(&state
+        .settings
+        .transition(&admin.actor(), *id, Transition::Disconnect)
+        .await?)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -353,13 +361,16 @@ async fn set_secret(
     id: web::Path<Uuid>,
     body: web::Json<SharedSecret>,
 ) -> Answer {
-    ok(&ops::set_secret(&state, &admin.actor(), *id, Some(&body.secret)).await?)
+    ok(&state
+        .settings
+        .set_secret(&admin.actor(), *id, Some(&body.secret))
+        .await?)
 }
 
 #[utoipa::path(delete, path = "/api/v1/connections/{id}/secret", params(("id" = Uuid, Path)), tag = "connections",
     responses((status = 200, body = Connection), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn clear_secret(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
-    ok(&ops::set_secret(&state, &admin.actor(), *id, None).await?)
+    ok(&state.settings.set_secret(&admin.actor(), *id, None).await?)
 }
 
 // ---- endpoints ----
@@ -377,14 +388,10 @@ pub struct CreateEndpoint {
     responses((status = 201, body = EndpointWithSecret), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_endpoint(state: Data, admin: Admin, body: web::Json<CreateEndpoint>) -> Answer {
     created(
-        &ops::create_endpoint(
-            &state,
-            &admin.actor(),
-            body.product_id,
-            &body.url,
-            &body.events,
-        )
-        .await?,
+        &state
+            .settings
+            .create_endpoint(&admin.actor(), body.product_id, &body.url, &body.events)
+            .await?,
     )
 }
 
@@ -393,7 +400,7 @@ async fn create_endpoint(state: Data, admin: Admin, body: web::Json<CreateEndpoi
 async fn list_endpoints(state: Data, _: Admin, query: web::Query<ByProduct>) -> Answer {
     query
         .page()
-        .of(state.endpoints.list(query.product_id).await?)
+        .of(state.settings.endpoints.list(query.product_id).await?)
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -414,25 +421,37 @@ async fn test_endpoint(
     let event = body
         .and_then(|b| b.into_inner().event)
         .unwrap_or_else(|| "conversation.started".into());
-    ok(&ops::test_endpoint(&state, &admin.actor(), *id, &event).await?)
+    ok(&state
+        .settings
+        .test_endpoint(&admin.actor(), *id, &event)
+        .await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/endpoints/{id}/enable", params(("id" = Uuid, Path)), tag = "endpoints",
     responses((status = 200, body = Endpoint), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn enable_endpoint(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
-    ok(&ops::set_endpoint_enabled(&state, &admin.actor(), *id, true).await?)
+    ok(&state
+        .settings
+        .set_endpoint_enabled(&admin.actor(), *id, true)
+        .await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/endpoints/{id}/disable", params(("id" = Uuid, Path)), tag = "endpoints",
     responses((status = 200, body = Endpoint), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn disable_endpoint(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
-    ok(&ops::set_endpoint_enabled(&state, &admin.actor(), *id, false).await?)
+    ok(&state
+        .settings
+        .set_endpoint_enabled(&admin.actor(), *id, false)
+        .await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/endpoints/{id}/rotate-secret", params(("id" = Uuid, Path)), tag = "endpoints",
     responses((status = 200, body = EndpointWithSecret), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn rotate_endpoint_secret(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
-    ok(&ops::rotate_endpoint_secret(&state, &admin.actor(), *id).await?)
+    ok(&state
+        .settings
+        .rotate_endpoint_secret(&admin.actor(), *id)
+        .await?)
 }
 
 // ---- deliveries ----
@@ -466,7 +485,7 @@ async fn list_deliveries(state: Data, _: Admin, query: web::Query<DeliveryQuery>
     let (offset, limit) = page.bounds()?;
     // One more than the page, to tell whether another follows.
     let rows = gf_notifier::delivery::list(
-        &state.pool,
+        &state.settings.pool,
         query.endpoint_id,
         query.status.as_deref(),
         (offset + limit + 1) as i64,
@@ -507,7 +526,7 @@ async fn retry_deliveries(state: Data, admin: Admin, body: web::Json<RetryReques
             ));
         }
     };
-    let retried = ops::retry(&state, &admin.actor(), selection).await?;
+    let retried = state.settings.retry(&admin.actor(), selection).await?;
     ok(&Retried { retried })
 }
 
@@ -519,7 +538,7 @@ async fn delivery_attempts(
     id: web::Path<Uuid>,
     page: web::Query<Page>,
 ) -> Answer {
-    match gf_notifier::delivery::attempts(&state.pool, *id).await? {
+    match gf_notifier::delivery::attempts(&state.settings.pool, *id).await? {
         Some(attempts) => page.of(attempts),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -597,6 +616,7 @@ async fn list_audit(state: Data, _: Admin, query: web::Query<AuditQuery>) -> Ans
     };
     let (offset, limit) = page.bounds()?;
     let entries = state
+        .settings
         .audit
         .list(query.since, (offset + limit + 1) as i64)
         .await?;

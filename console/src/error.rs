@@ -137,6 +137,19 @@ impl From<TestError> for ApiError {
     }
 }
 
+impl From<gf_control::settings::SettingsError> for ApiError {
+    fn from(e: gf_control::settings::SettingsError) -> Self {
+        use gf_control::settings::SettingsError;
+        match e {
+            SettingsError::Control(e) => e.into(),
+            SettingsError::Endpoint(e) => e.into(),
+            SettingsError::Test(e) => e.into(),
+            SettingsError::Delivery(e) => e.into(),
+            SettingsError::Access(e) => e.into(),
+        }
+    }
+}
+
 impl From<DeliveryError> for ApiError {
     fn from(e: DeliveryError) -> Self {
         ApiError::unavailable(e)

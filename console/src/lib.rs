@@ -4,7 +4,6 @@
 pub mod api;
 mod auth;
 pub mod error;
-pub mod ops;
 pub mod ui;
 
 use std::net::TcpListener;
@@ -12,6 +11,7 @@ use std::net::TcpListener;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use gf_control::ControlPlane;
+use gf_control::settings::Settings;
 use gf_control::{AdminKeys, Audit};
 use gf_notifier::delivery::DeliverySettings;
 use gf_notifier::endpoints::Endpoints;
@@ -28,21 +28,23 @@ pub use api::State;
 pub fn state(config: &Config) -> anyhow::Result<State> {
     let pool = gf_runtime::db::pool(config.database_url()?, 4)?;
     Ok(State {
-        control: ControlPlane::new(
-            pool.clone(),
-            SecretHasher::new(config.scrypt_log_n).context("GF_SCRYPT_LOG_N")?,
-        ),
-        endpoints: Endpoints::new(pool.clone()),
-        keys: AdminKeys::new(pool.clone()),
-        audit: Audit::new(pool.clone()),
-        policy: AddressPolicy::parse(&config.webhook_allowed_nets)?,
-        delivery: DeliverySettings::from_config(config),
+        settings: Settings {
+            control: ControlPlane::new(
+                pool.clone(),
+                SecretHasher::new(config.scrypt_log_n).context("GF_SCRYPT_LOG_N")?,
+            ),
+            endpoints: Endpoints::new(pool.clone()),
+            audit: Audit::new(pool.clone()),
+            policy: AddressPolicy::parse(&config.webhook_allowed_nets)?,
+            delivery: DeliverySettings::from_config(config),
+            public_url: config.public_url.clone(),
+            pool: pool.clone(),
+        },
+        keys: AdminKeys::new(pool),
         kafka: KafkaSettings::from_config(config)?,
         topics: Topics::new(&config.topic_prefix),
-        public_url: config.public_url.clone(),
         sessions: Default::default(),
         secure_cookies: !config.console_addr.ip().is_loopback(),
-        pool,
     })
 }
 

@@ -1,10 +1,11 @@
 //! The control plane's library, shared by `gf`, the HTTP API and the console: products and
-//! connections ([`connections`]), admin keys (who may change settings) and the audit log (who
-//! changed what, when).
+//! connections ([`connections`]), admin keys (who may change settings), the audit log (who
+//! changed what, when), and [`settings`], the one way every front end makes a change.
 
 pub mod admin_keys;
 pub mod audit;
 pub mod connections;
+pub mod settings;
 
 pub use connections::{
     CONNECTION_CHANGES_CHANNEL, Connection, ConnectionAuth, ConnectionStatus, ControlError,

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::api::State;
 use crate::error::ApiError;
-use crate::ops::{self, Transition};
+use gf_control::settings::Transition;
 use session::{COOKIE, Session};
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
@@ -229,7 +229,7 @@ async fn logout(req: HttpRequest, state: Data, form: web::Form<CsrfForm>) -> Htt
 
 async fn products(req: HttpRequest, state: Data) -> HttpResponse {
     signed_in(req, state, |caller, state| async move {
-        let list = state.control.list_products().await?;
+        let list = state.settings.control.list_products().await?;
         Ok(ok(pages::products(&caller.session.csrf, &list, None)))
     })
     .await
@@ -248,7 +248,10 @@ async fn create_product(
 ) -> HttpResponse {
     let form = form.into_inner();
     posted(req, state, &form.csrf, |caller, state| async move {
-        let product = ops::create_product(&state, &caller.actor, &form.name).await?;
+        let product = state
+            .settings
+            .create_product(&caller.actor, &form.name)
+            .await?;
         Ok(redirect(&format!("/products/{}", product.id)))
     })
     .await
@@ -258,7 +261,7 @@ async fn product(req: HttpRequest, state: Data, id: web::Path<Uuid>) -> HttpResp
     let id = *id;
     signed_in(req, state, |caller, state| async move {
         let product = find_product(&state, id).await?;
-        let connections = state.control.list_connections(Some(id)).await?;
+        let connections = state.settings.control.list_connections(Some(id)).await?;
         Ok(ok(pages::product(&pages::ProductPage {
             csrf: &caller.session.csrf,
             product: &product,
@@ -271,6 +274,7 @@ async fn product(req: HttpRequest, state: Data, id: web::Path<Uuid>) -> HttpResp
 
 async fn find_product(state: &State, id: Uuid) -> Result<gf_control::Product, ApiError> {
     state
+        .settings
         .control
         .list_products()
         .await?
@@ -311,7 +315,10 @@ async fn create_connection(
             .as_deref()
             .map(str::trim)
             .filter(|s| !s.is_empty());
-        let shown = ops::create_connection(&state, &caller.actor, id, provider, secret).await?;
+        let shown = state
+            .settings
+            .create_connection(&caller.actor, id, provider, secret)
+            .await?;
         Ok(ok(pages::shown_once(
             &caller.session.csrf,
             "Source created",
@@ -338,11 +345,11 @@ async fn connection_action(
 ) -> HttpResponse {
     let ((id, action), form) = (path.into_inner(), form.into_inner());
     posted(req, state, &form.csrf, |caller, state| async move {
-        let connection = state.control.connection(id).await?;
+        let connection = state.settings.control.connection(id).await?;
         let back = format!("/products/{}", connection.product_id);
         match action.as_str() {
             "rotate" => {
-                let shown = ops::rotate(&state, &caller.actor, id).await?;
+                let shown = state.settings.rotate(&caller.actor, id).await?;
                 return Ok(ok(pages::shown_once(
                     &caller.session.csrf,
                     "URL rotated",
@@ -353,17 +360,29 @@ async fn connection_action(
                 )));
             }
             "pause" => {
-                ops::transition(&state, &caller.actor, id, Transition::Pause).await?;
+                state
+                    .settings
+                    .transition(&caller.actor, id, Transition::Pause)
+                    .await?;
             }
             "resume" => {
-                ops::transition(&state, &caller.actor, id, Transition::Resume).await?;
+                state
+                    .settings
+                    .transition(&caller.actor, id, Transition::Resume)
+                    .await?;
             }
             "disconnect" => {
-                ops::transition(&state, &caller.actor, id, Transition::Disconnect).await?;
+                state
+                    .settings
+                    .transition(&caller.actor, id, Transition::Disconnect)
+                    .await?;
             }
             "secret" => {
                 let secret = form.secret.unwrap_or_default();
-                ops::set_secret(&state, &caller.actor, id, Some(secret.trim())).await?;
+                state
+                    .settings
+                    .set_secret(&caller.actor, id, Some(secret.trim()))
+                    .await?;
             }
             _ => return Ok(redirect(&back)),
         }
@@ -380,7 +399,7 @@ async fn clear_secret(
 ) -> HttpResponse {
     let id = *id;
     posted(req, state, &form.csrf, |caller, state| async move {
-        let connection = ops::set_secret(&state, &caller.actor, id, None).await?;
+        let connection = state.settings.set_secret(&caller.actor, id, None).await?;
         Ok(redirect(&format!("/products/{}", connection.product_id)))
     })
     .await
@@ -390,11 +409,12 @@ async fn webhooks(req: HttpRequest, state: Data, id: web::Path<Uuid>) -> HttpRes
     let id = *id;
     signed_in(req, state, |caller, state| async move {
         let product = find_product(&state, id).await?;
-        let endpoints = state.endpoints.list(Some(id)).await?;
+        let endpoints = state.settings.endpoints.list(Some(id)).await?;
         let mut deliveries = Vec::new();
         for e in &endpoints {
-            deliveries
-                .extend(gf_notifier::delivery::list(&state.pool, Some(e.id), None, 50).await?);
+            deliveries.extend(
+                gf_notifier::delivery::list(&state.settings.pool, Some(e.id), None, 50).await?,
+            );
         }
         deliveries.sort_by_key(|d| std::cmp::Reverse(d.created_at));
         Ok(ok(pages::webhooks(&pages::WebhooksPage {
@@ -429,8 +449,10 @@ async fn create_endpoint(
             .map(|e| e.trim().to_owned())
             .filter(|e| !e.is_empty())
             .collect();
-        let shown =
-            ops::create_endpoint(&state, &caller.actor, id, form.url.trim(), &events).await?;
+        let shown = state
+            .settings
+            .create_endpoint(&caller.actor, id, form.url.trim(), &events)
+            .await?;
         Ok(ok(pages::shown_once(
             &caller.session.csrf,
             "Endpoint created",
@@ -451,12 +473,14 @@ async fn endpoint_action(
 ) -> HttpResponse {
     let (id, action) = path.into_inner();
     posted(req, state, &form.csrf, |caller, state| async move {
-        let endpoint = state.endpoints.get(id).await?;
+        let endpoint = state.settings.endpoints.get(id).await?;
         let back = format!("/products/{}/webhooks", endpoint.product_id);
         match action.as_str() {
             "test" => {
-                let outcome =
-                    ops::test_endpoint(&state, &caller.actor, id, "conversation.started").await?;
+                let outcome = state
+                    .settings
+                    .test_endpoint(&caller.actor, id, "conversation.started")
+                    .await?;
                 Ok(ok(pages::test_result(
                     &caller.session.csrf,
                     &back,
@@ -464,11 +488,17 @@ async fn endpoint_action(
                 )))
             }
             "enable" | "disable" => {
-                ops::set_endpoint_enabled(&state, &caller.actor, id, action == "enable").await?;
+                state
+                    .settings
+                    .set_endpoint_enabled(&caller.actor, id, action == "enable")
+                    .await?;
                 Ok(redirect(&back))
             }
             "rotate-secret" => {
-                let shown = ops::rotate_endpoint_secret(&state, &caller.actor, id).await?;
+                let shown = state
+                    .settings
+                    .rotate_endpoint_secret(&caller.actor, id)
+                    .await?;
                 Ok(ok(pages::shown_once(
                     &caller.session.csrf,
                     "Signing secret rotated",
@@ -493,16 +523,17 @@ async fn retry_failed(
     let id = *id;
     posted(req, state, &form.csrf, |caller, state| async move {
         let since = Utc::now() - chrono::Duration::days(7);
-        for endpoint in state.endpoints.list(Some(id)).await? {
-            ops::retry(
-                &state,
-                &caller.actor,
-                RetrySelection::FailedSince {
-                    endpoint: Some(endpoint.id),
-                    since,
-                },
-            )
-            .await?;
+        for endpoint in state.settings.endpoints.list(Some(id)).await? {
+            state
+                .settings
+                .retry(
+                    &caller.actor,
+                    RetrySelection::FailedSince {
+                        endpoint: Some(endpoint.id),
+                        since,
+                    },
+                )
+                .await?;
         }
         Ok(redirect(&format!("/products/{id}/webhooks")))
     })
@@ -512,7 +543,7 @@ async fn retry_failed(
 async fn attempts(req: HttpRequest, state: Data, id: web::Path<Uuid>) -> HttpResponse {
     let id = *id;
     signed_in(req, state, |caller, state| async move {
-        let attempts = gf_notifier::delivery::attempts(&state.pool, id)
+        let attempts = gf_notifier::delivery::attempts(&state.settings.pool, id)
             .await?
             .ok_or_else(|| {
                 ApiError::new(
@@ -534,7 +565,10 @@ async fn retry_one(
 ) -> HttpResponse {
     let id = *id;
     posted(req, state, &form.csrf, |caller, state| async move {
-        ops::retry(&state, &caller.actor, RetrySelection::One(id)).await?;
+        state
+            .settings
+            .retry(&caller.actor, RetrySelection::One(id))
+            .await?;
         Ok(redirect(&format!("/deliveries/{id}")))
     })
     .await
@@ -550,7 +584,7 @@ async fn deadletters(req: HttpRequest, state: Data) -> HttpResponse {
 
 async fn audit(req: HttpRequest, state: Data) -> HttpResponse {
     signed_in(req, state, |caller, state| async move {
-        let entries = state.audit.list(None, 500).await?;
+        let entries = state.settings.audit.list(None, 500).await?;
         Ok(ok(pages::audit(&caller.session.csrf, &entries)))
     })
     .await

@@ -1,37 +1,29 @@
-use gf_control::{Connection, IssuedConnection};
+use gf_control::Connection;
+use gf_control::settings::{ConnectionWithUrl, Transition};
 use gf_runtime::Config;
-use gf_runtime::token::ingest_url;
 use gf_schemas::time;
-use serde::Serialize;
 
 use crate::cli::{ConnectionCommand, SetSecretArgs};
-use crate::commands::control_plane;
+use crate::commands::{control_plane, settings};
 use crate::output::{Output, table};
-
-/// A connection with its ingest URL: printed only at create and rotate.
-#[derive(Serialize)]
-struct WithUrl<'a> {
-    #[serde(flatten)]
-    connection: &'a Connection,
-    url: String,
-}
 
 pub async fn run(cmd: ConnectionCommand, config: &Config, out: &Output) -> anyhow::Result<()> {
     let control = control_plane(config)?;
+    let (changes, actor) = settings(config)?;
     match cmd {
         ConnectionCommand::Create {
             product,
             provider,
             secret,
         } => {
-            let issued = control
-                .create_connection(product, provider.into(), secret.as_deref())
+            let shown = changes
+                .create_connection(&actor, product, provider.into(), secret.as_deref())
                 .await?;
-            print_issued(config, out, &issued, "Created")
+            print_issued(out, &shown, "Created")
         }
         ConnectionCommand::Rotate { id } => {
-            let issued = control.rotate(id).await?;
-            print_issued(config, out, &issued, "Rotated")
+            let shown = changes.rotate(&actor, id).await?;
+            print_issued(out, &shown, "Rotated")
         }
         ConnectionCommand::List { product } => {
             let connections = control.list_connections(product).await?;
@@ -69,24 +61,26 @@ pub async fn run(cmd: ConnectionCommand, config: &Config, out: &Output) -> anyho
             out.print(&c, || describe(&c))
         }
         ConnectionCommand::Pause { id } => {
-            let c = control.pause(id).await?;
+            let c = changes.transition(&actor, id, Transition::Pause).await?;
             out.print(&c, || {
                 format!("Paused connection {id}: requests are answered 204 and dropped.")
             })
         }
         ConnectionCommand::Resume { id } => {
-            let c = control.resume(id).await?;
+            let c = changes.transition(&actor, id, Transition::Resume).await?;
             out.print(&c, || {
                 format!("Resumed connection {id} (now {}).", c.status)
             })
         }
         ConnectionCommand::Disconnect { id } => {
-            let c = control.disconnect(id).await?;
+            let c = changes
+                .transition(&actor, id, Transition::Disconnect)
+                .await?;
             out.print(&c, || format!("Disconnected connection {id}."))
         }
         ConnectionCommand::SetSecret(SetSecretArgs { id, secret, clear }) => {
             let secret = if clear { None } else { secret };
-            let c = control.set_secret(id, secret.as_deref()).await?;
+            let c = changes.set_secret(&actor, id, secret.as_deref()).await?;
             out.print(&c, || match c.has_shared_secret {
                 true => format!("Connection {id} now requires the x-greenflash-secret header."),
                 false => format!("Connection {id} no longer requires a shared secret."),
@@ -95,27 +89,15 @@ pub async fn run(cmd: ConnectionCommand, config: &Config, out: &Output) -> anyho
     }
 }
 
-fn print_issued(
-    config: &Config,
-    out: &Output,
-    issued: &IssuedConnection,
-    verb: &str,
-) -> anyhow::Result<()> {
-    let c = &issued.connection;
-    let url = ingest_url(&config.public_url, c.provider, &issued.token);
-    out.print(
-        &WithUrl {
-            connection: c,
-            url: url.clone(),
-        },
-        || {
-            format!(
-                "{verb} {} connection {} for product {}.\n\
+fn print_issued(out: &Output, shown: &ConnectionWithUrl, verb: &str) -> anyhow::Result<()> {
+    let (c, url) = (&shown.connection, &shown.url);
+    out.print(shown, || {
+        format!(
+            "{verb} {} connection {} for product {}.\n\
              Ingest URL (shown only now; store it in {} and your secrets manager):\n\n  {url}\n",
-                c.provider, c.id, c.product_id, c.provider
-            )
-        },
-    )
+            c.provider, c.id, c.product_id, c.provider
+        )
+    })
 }
 
 fn describe(c: &Connection) -> String {

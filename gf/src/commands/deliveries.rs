@@ -1,6 +1,6 @@
 //! `gf deliveries list|retry`.
 
-use gf_notifier::delivery::{RetrySelection, list, retry};
+use gf_notifier::delivery::{RetrySelection, list};
 use gf_runtime::Config;
 use gf_schemas::time;
 use serde_json::json;
@@ -52,7 +52,8 @@ pub async fn run(cmd: DeliveriesCommand, config: &Config, out: &Output) -> anyho
                 (None, Some(since)) => RetrySelection::FailedSince { endpoint, since },
                 (None, None) => anyhow::bail!("give a delivery id or --failed-since T"),
             };
-            let ids = retry(&pool, selection).await?;
+            let (changes, actor) = crate::commands::settings(config)?;
+            let ids = changes.retry(&actor, selection).await?;
             out.print(&json!({ "retried": ids }), || {
                 format!("{} deliveries will be sent again now.", ids.len())
             })

@@ -1,38 +1,25 @@
 //! `gf endpoint ...`: webhook endpoints. The signing secret is printed at create and
 //! rotate-secret only.
 
-use gf_notifier::delivery::{DeliverySettings, test_delivery};
-use gf_notifier::endpoints::{Endpoint, Endpoints};
-use gf_notifier::ssrf::AddressPolicy;
 use gf_runtime::Config;
-use serde::Serialize;
 
 use crate::cli::EndpointCommand;
+use crate::commands::settings;
 use crate::output::{Output, table};
 
-/// An endpoint with its secret: printed only at create and rotate-secret.
-#[derive(Serialize)]
-struct WithSecret<'a> {
-    #[serde(flatten)]
-    endpoint: &'a Endpoint,
-    secret: String,
-}
-
 pub async fn run(cmd: EndpointCommand, config: &Config, out: &Output) -> anyhow::Result<()> {
-    let pool = gf_runtime::db::pool(config.database_url()?, 2)?;
-    let endpoints = Endpoints::new(pool.clone());
-    let policy = AddressPolicy::parse(&config.webhook_allowed_nets)?;
+    let (changes, actor) = settings(config)?;
+    let endpoints = &changes.endpoints;
     match cmd {
         EndpointCommand::Create {
             product,
             url,
             events,
         } => {
-            let (endpoint, secret) = endpoints.create(&policy, product, &url, &events).await?;
-            let shown = WithSecret {
-                endpoint: &endpoint,
-                secret: secret.reveal(),
-            };
+            let shown = changes
+                .create_endpoint(&actor, product, &url, &events)
+                .await?;
+            let endpoint = &shown.endpoint;
             out.print(&shown, || {
                 format!(
                     "Created endpoint {} for {} ({}).\nSigning secret (shown only now): {}",
@@ -44,11 +31,7 @@ pub async fn run(cmd: EndpointCommand, config: &Config, out: &Output) -> anyhow:
             })
         }
         EndpointCommand::RotateSecret { id } => {
-            let (endpoint, secret) = endpoints.rotate_secret(id).await?;
-            let shown = WithSecret {
-                endpoint: &endpoint,
-                secret: secret.reveal(),
-            };
+            let shown = changes.rotate_endpoint_secret(&actor, id).await?;
             out.print(&shown, || {
                 format!(
                     "New signing secret for {id} (shown only now): {}\nThe previous secret keeps signing too for 24 hours.",
@@ -80,18 +63,15 @@ pub async fn run(cmd: EndpointCommand, config: &Config, out: &Output) -> anyhow:
             })
         }
         EndpointCommand::Disable { id } => {
-            let e = endpoints
-                .set_enabled(id, false, Some("disabled by an operator"))
-                .await?;
+            let e = changes.set_endpoint_enabled(&actor, id, false).await?;
             out.print(&e, || format!("Endpoint {id} disabled."))
         }
         EndpointCommand::Enable { id } => {
-            let e = endpoints.set_enabled(id, true, None).await?;
+            let e = changes.set_endpoint_enabled(&actor, id, true).await?;
             out.print(&e, || format!("Endpoint {id} enabled."))
         }
         EndpointCommand::Test { id, event } => {
-            let settings = DeliverySettings::from_config(config);
-            let outcome = test_delivery(&pool, &settings, &policy, id, &event).await?;
+            let outcome = changes.test_endpoint(&actor, id, &event).await?;
             out.print(&outcome, || match outcome.status {
                 Some(code) => format!(
                     "Delivery {}: HTTP {code} in {} ms\n{}\n\n{}",

@@ -2,14 +2,15 @@ use gf_runtime::Config;
 use gf_schemas::time;
 
 use crate::cli::ProductCommand;
-use crate::commands::control_plane;
+use crate::commands::{control_plane, settings};
 use crate::output::{Output, table};
 
 pub async fn run(cmd: ProductCommand, config: &Config, out: &Output) -> anyhow::Result<()> {
     let control = control_plane(config)?;
     match cmd {
         ProductCommand::Create { name } => {
-            let product = control.create_product(&name).await?;
+            let (settings, actor) = settings(config)?;
+            let product = settings.create_product(&actor, &name).await?;
             out.print(&product, || {
                 format!("Created product {} ({})", product.id, product.name)
             })

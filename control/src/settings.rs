@@ -1,0 +1,256 @@
+//! Every change to the settings, made the same way by `gf`, the HTTP API and the console, and
+//! each recorded in the audit log with who made it: one place, so the front ends cannot drift.
+
+use deadpool_postgres::Pool;
+use gf_notifier::delivery::{DeliveryError, DeliverySettings, TestError};
+use gf_notifier::endpoints::{EndpointError, Endpoints};
+use gf_notifier::ssrf::AddressPolicy;
+
+use crate::AccessError;
+use crate::audit::{Actor, Audit};
+use crate::connections::{Connection, ControlError, ControlPlane, IssuedConnection, Product};
+use gf_notifier::delivery::{RetrySelection, TestOutcome, test_delivery};
+use gf_notifier::endpoints::Endpoint;
+use gf_runtime::token::ingest_url;
+use gf_schemas::Provider;
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Why a change was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    #[error(transparent)]
+    Test(#[from] TestError),
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+    #[error(transparent)]
+    Access(#[from] AccessError),
+}
+
+/// The stores a change touches, and how ingest URLs and webhook tests are made.
+#[derive(Clone)]
+pub struct Settings {
+    pub control: ControlPlane,
+    pub endpoints: Endpoints,
+    pub audit: Audit,
+    pub pool: Pool,
+    pub policy: AddressPolicy,
+    pub delivery: DeliverySettings,
+    pub public_url: String,
+}
+
+/// A connection with its ingest URL: only in the answers that create or rotate it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionWithUrl {
+    #[serde(flatten)]
+    pub connection: Connection,
+    pub url: String,
+}
+
+/// An endpoint with its signing secret: only in the answers that create or rotate it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointWithSecret {
+    #[serde(flatten)]
+    pub endpoint: Endpoint,
+    pub secret: String,
+}
+
+/// What can happen to a connection's status.
+#[derive(Clone, Copy, Debug)]
+pub enum Transition {
+    Pause,
+    Resume,
+    Disconnect,
+}
+
+impl Settings {
+    async fn audited(
+        &self,
+        actor: &Actor,
+        action: &str,
+        subject: Option<Uuid>,
+        detail: Value,
+    ) -> Result<(), SettingsError> {
+        Ok(self.audit.record(actor, action, subject, detail).await?)
+    }
+
+    fn with_url(&self, issued: IssuedConnection) -> ConnectionWithUrl {
+        ConnectionWithUrl {
+            url: ingest_url(&self.public_url, issued.connection.provider, &issued.token),
+            connection: issued.connection,
+        }
+    }
+
+    pub async fn create_product(
+        &self,
+        actor: &Actor,
+        name: &str,
+    ) -> Result<Product, SettingsError> {
+        let product = self.control.create_product(name).await?;
+        self.audited(
+            actor,
+            "product.create",
+            Some(product.id),
+            json!({"name": product.name}),
+        )
+        .await?;
+        Ok(product)
+    }
+
+    pub async fn create_connection(
+        &self,
+        actor: &Actor,
+        product: Uuid,
+        provider: Provider,
+        secret: Option<&str>,
+    ) -> Result<ConnectionWithUrl, SettingsError> {
+        let issued = self
+            .control
+            .create_connection(product, provider, secret)
+            .await?;
+        let shown = self.with_url(issued);
+        self.audited(
+            actor,
+            "connection.create",
+            Some(shown.connection.id),
+            json!({"productId": product, "provider": provider, "sharedSecret": secret.is_some()}),
+        )
+        .await?;
+        Ok(shown)
+    }
+
+    pub async fn rotate(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+    ) -> Result<ConnectionWithUrl, SettingsError> {
+        let shown = self.with_url(self.control.rotate(id).await?);
+        self.audited(actor, "connection.rotate", Some(id), json!({}))
+            .await?;
+        Ok(shown)
+    }
+
+    pub async fn transition(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        to: Transition,
+    ) -> Result<Connection, SettingsError> {
+        let (connection, action) = match to {
+            Transition::Pause => (self.control.pause(id).await?, "connection.pause"),
+            Transition::Resume => (self.control.resume(id).await?, "connection.resume"),
+            Transition::Disconnect => (self.control.disconnect(id).await?, "connection.disconnect"),
+        };
+        self.audited(actor, action, Some(id), json!({})).await?;
+        Ok(connection)
+    }
+
+    /// Sets (`Some`) or clears (`None`) a connection's shared secret.
+    pub async fn set_secret(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        secret: Option<&str>,
+    ) -> Result<Connection, SettingsError> {
+        let connection = self.control.set_secret(id, secret).await?;
+        let action = if secret.is_some() {
+            "connection.secret.set"
+        } else {
+            "connection.secret.clear"
+        };
+        self.audited(actor, action, Some(id), json!({})).await?;
+        Ok(connection)
+    }
+
+    pub async fn create_endpoint(
+        &self,
+        actor: &Actor,
+        product: Uuid,
+        url: &str,
+        events: &[String],
+    ) -> Result<EndpointWithSecret, SettingsError> {
+        let (endpoint, secret) = self
+            .endpoints
+            .create(&self.policy, product, url, events)
+            .await?;
+        self.audited(
+            actor,
+            "endpoint.create",
+            Some(endpoint.id),
+            json!({"productId": product, "url": endpoint.url, "events": endpoint.event_types}),
+        )
+        .await?;
+        Ok(EndpointWithSecret {
+            endpoint,
+            secret: secret.reveal(),
+        })
+    }
+
+    pub async fn set_endpoint_enabled(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        enabled: bool,
+    ) -> Result<Endpoint, SettingsError> {
+        let (reason, action) = if enabled {
+            (None, "endpoint.enable")
+        } else {
+            (Some("disabled by an operator"), "endpoint.disable")
+        };
+        let endpoint = self.endpoints.set_enabled(id, enabled, reason).await?;
+        self.audited(actor, action, Some(id), json!({})).await?;
+        Ok(endpoint)
+    }
+
+    pub async fn rotate_endpoint_secret(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+    ) -> Result<EndpointWithSecret, SettingsError> {
+        let (endpoint, secret) = self.endpoints.rotate_secret(id).await?;
+        self.audited(actor, "endpoint.rotate_secret", Some(id), json!({}))
+            .await?;
+        Ok(EndpointWithSecret {
+            endpoint,
+            secret: secret.reveal(),
+        })
+    }
+
+    pub async fn test_endpoint(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        event: &str,
+    ) -> Result<TestOutcome, SettingsError> {
+        let outcome = test_delivery(&self.pool, &self.delivery, &self.policy, id, event).await?;
+        self.audited(actor, "endpoint.test", Some(id), json!({"event": event}))
+            .await?;
+        Ok(outcome)
+    }
+
+    pub async fn retry(
+        &self,
+        actor: &Actor,
+        selection: RetrySelection,
+    ) -> Result<Vec<Uuid>, SettingsError> {
+        let retried = gf_notifier::delivery::retry(&self.pool, selection).await?;
+        let (subject, detail) = match selection {
+            RetrySelection::One(id) => (Some(id), json!({"retried": retried.len()})),
+            RetrySelection::FailedSince { endpoint, since } => (
+                endpoint,
+                json!({"endpointId": endpoint, "failedSince": since, "retried": retried.len()}),
+            ),
+        };
+        self.audited(actor, "deliveries.retry", subject, detail)
+            .await?;
+        Ok(retried)
+    }
+}
