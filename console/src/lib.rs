@@ -10,15 +10,10 @@ use std::net::TcpListener;
 
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use gf_control::ControlPlane;
+use gf_control::AdminKeys;
 use gf_control::settings::Settings;
-use gf_control::{AdminKeys, Audit};
-use gf_notifier::delivery::DeliverySettings;
-use gf_notifier::endpoints::Endpoints;
-use gf_notifier::ssrf::AddressPolicy;
 use gf_runtime::Config;
 use gf_runtime::kafka::KafkaSettings;
-use gf_runtime::token::SecretHasher;
 use gf_runtime::topics::Topics;
 use tokio_util::sync::CancellationToken;
 
@@ -28,18 +23,7 @@ pub use api::State;
 pub fn state(config: &Config) -> anyhow::Result<State> {
     let pool = gf_runtime::db::pool(config.database_url()?, 4)?;
     Ok(State {
-        settings: Settings {
-            control: ControlPlane::new(
-                pool.clone(),
-                SecretHasher::new(config.scrypt_log_n).context("GF_SCRYPT_LOG_N")?,
-            ),
-            endpoints: Endpoints::new(pool.clone()),
-            audit: Audit::new(pool.clone()),
-            policy: AddressPolicy::parse(&config.webhook_allowed_nets)?,
-            delivery: DeliverySettings::from_config(config),
-            public_url: config.public_url.clone(),
-            pool: pool.clone(),
-        },
+        settings: Settings::from_config(config, pool.clone())?,
         keys: AdminKeys::new(pool),
         kafka: KafkaSettings::from_config(config)?,
         topics: Topics::new(&config.topic_prefix),

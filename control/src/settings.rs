@@ -33,6 +33,15 @@ pub enum SettingsError {
     Access(#[from] AccessError),
 }
 
+/// Why [`Settings::from_config`] could not set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("GF_SCRYPT_LOG_N: {0}")]
+    Scrypt(#[from] gf_runtime::token::TokenError),
+    #[error(transparent)]
+    AllowedNets(#[from] gf_notifier::ssrf::BadNetwork),
+}
+
 /// The stores a change touches, and how ingest URLs and webhook tests are made.
 #[derive(Clone)]
 pub struct Settings {
@@ -72,6 +81,22 @@ pub enum Transition {
 }
 
 impl Settings {
+    /// Everything from the configuration, on `pool`.
+    pub fn from_config(config: &gf_runtime::Config, pool: Pool) -> Result<Settings, SetupError> {
+        Ok(Settings {
+            control: ControlPlane::new(
+                pool.clone(),
+                gf_runtime::token::SecretHasher::new(config.scrypt_log_n)?,
+            ),
+            endpoints: Endpoints::new(pool.clone()),
+            audit: Audit::new(pool.clone()),
+            policy: AddressPolicy::parse(&config.webhook_allowed_nets)?,
+            delivery: DeliverySettings::from_config(config),
+            public_url: config.public_url.clone(),
+            pool,
+        })
+    }
+
     async fn audited(
         &self,
         actor: &Actor,

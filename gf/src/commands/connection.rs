@@ -4,12 +4,12 @@ use gf_runtime::Config;
 use gf_schemas::time;
 
 use crate::cli::{ConnectionCommand, SetSecretArgs};
-use crate::commands::{control_plane, settings};
+use crate::commands::settings;
 use crate::output::{Output, table};
 
 pub async fn run(cmd: ConnectionCommand, config: &Config, out: &Output) -> anyhow::Result<()> {
-    let control = control_plane(config)?;
     let (changes, actor) = settings(config)?;
+    let control = &changes.control;
     match cmd {
         ConnectionCommand::Create {
             product,

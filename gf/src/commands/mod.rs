@@ -19,22 +19,14 @@ use gf_control::ControlPlane;
 use gf_runtime::Config;
 use gf_runtime::token::SecretHasher;
 
-/// The one way every front end changes settings (each change audited), as this shell's user.
+/// The one way every front end changes settings (each change audited), as this shell's user,
+/// on a small pool: a CLI command needs one or two connections.
 pub fn settings(
     config: &Config,
 ) -> anyhow::Result<(gf_control::settings::Settings, gf_control::Actor)> {
     let pool = gf_runtime::db::pool(config.database_url()?, 2)?;
-    let hasher = SecretHasher::new(config.scrypt_log_n).context("GF_SCRYPT_LOG_N")?;
     Ok((
-        gf_control::settings::Settings {
-            control: ControlPlane::new(pool.clone(), hasher),
-            endpoints: gf_notifier::endpoints::Endpoints::new(pool.clone()),
-            audit: gf_control::Audit::new(pool.clone()),
-            policy: gf_notifier::ssrf::AddressPolicy::parse(&config.webhook_allowed_nets)?,
-            delivery: gf_notifier::delivery::DeliverySettings::from_config(config),
-            public_url: config.public_url.clone(),
-            pool,
-        },
+        gf_control::settings::Settings::from_config(config, pool)?,
         gf_control::Actor::cli(),
     ))
 }
