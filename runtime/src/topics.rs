@@ -29,14 +29,15 @@ pub struct TopicSpec {
 
 impl Topics {
     pub fn new(prefix: &str) -> Self {
-        let name = |suffix: &str| format!("{prefix}.{suffix}");
+        use gf_schemas::topic;
+        let name = |suffix| topic::name(prefix, suffix);
         Topics {
-            raw: name("raw.v1"),
-            events: name("events.v1"),
-            attributed: name("events.attributed.v1"),
-            conversations: name("conversations.v1"),
-            signals: name("signals.v1"),
-            deadletter: name("deadletter.v1"),
+            raw: name(topic::RAW),
+            events: name(topic::EVENTS),
+            attributed: name(topic::ATTRIBUTED),
+            conversations: name(topic::CONVERSATIONS),
+            signals: name(topic::SIGNALS),
+            deadletter: name(topic::DEADLETTER),
         }
     }
 

@@ -16,6 +16,9 @@
 //! | public events API (HTTP)  | request body, checked by [`public_event::check`] | `public-event.v1.schema.json` |
 //!
 //! Consumers must ignore fields they do not know: new optional fields may appear within `v1`.
+//! `asyncapi.yaml` describes the topics (channels, keys, headers, producers and consumers) for
+//! AsyncAPI tools, with the payloads by reference to the same files; `tests/asyncapi.rs` checks it
+//! against [`topic::ALL`] and validates it with the reference AsyncAPI parser.
 
 pub mod accept;
 pub mod attributed;
@@ -27,6 +30,7 @@ pub mod public_event;
 pub mod raw;
 pub mod signal;
 pub mod time;
+pub mod topic;
 
 pub use provider::Provider;
 
