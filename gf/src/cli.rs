@@ -48,6 +48,9 @@ pub enum Command {
     /// Records a stage refused (gf.deadletter.v1): list them, replay them after a fix.
     #[command(subcommand)]
     Deadletters(DeadlettersCommand),
+    /// Follow a topic from the terminal, decoded: "did my event arrive?". Reads without a consumer
+    /// group, so it never takes records from a stage. With --json, one JSON document per record.
+    Tail(TailArgs),
     /// Manage admin keys (they authorize the control-plane API and the console).
     #[command(subcommand, name = "admin-key")]
     AdminKey(AdminKeyCommand),
@@ -146,6 +149,35 @@ pub enum DeliveriesCommand {
         #[arg(long, value_parser = parse_time)]
         failed_since: Option<chrono::DateTime<chrono::Utc>>,
     },
+}
+
+#[derive(Args)]
+pub struct TailArgs {
+    /// The topic to follow.
+    #[arg(value_enum)]
+    pub topic: TailTopic,
+    /// Only records of this product.
+    #[arg(long)]
+    pub product: Option<Uuid>,
+    /// Only records of this connection (raw, events, attributed, deadletter).
+    #[arg(long)]
+    pub connection: Option<Uuid>,
+    /// Start at the oldest record the topic retains instead of at its end.
+    #[arg(long)]
+    pub from_beginning: bool,
+    /// Stop after this many matching records.
+    #[arg(long)]
+    pub limit: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum TailTopic {
+    Raw,
+    Events,
+    Attributed,
+    Conversations,
+    Signals,
+    Deadletter,
 }
 
 #[derive(Subcommand)]

@@ -45,6 +45,7 @@ fn main() -> ExitCode {
             Command::Endpoint(cmd) => commands::endpoint::run(cmd, &config, &out).await,
             Command::Deliveries(cmd) => commands::deliveries::run(cmd, &config, &out).await,
             Command::Deadletters(cmd) => commands::deadletters::run(cmd, &config, &out).await,
+            Command::Tail(args) => commands::tail::run(args, &config, &out).await,
             Command::AdminKey(cmd) => commands::admin_key::run(cmd, &config, &out).await,
             Command::Audit(cmd) => commands::audit::run(cmd, &config, &out).await,
             Command::DemoSink {

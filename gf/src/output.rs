@@ -25,12 +25,22 @@ impl Output {
         } else {
             text()
         };
-        let mut stdout = std::io::stdout().lock();
-        match writeln!(stdout, "{document}").and_then(|()| stdout.flush()) {
-            // A reader that stopped early (`| head`) is not an error of ours.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-            other => Ok(other?),
-        }
+        write_line(&document).map(drop)
+    }
+
+    /// Prints one record of a stream: compact JSON on one line (JSON Lines, for `jq` and
+    /// scripts), or `text`. Returns false once the reader has gone (`| head`).
+    pub fn line<T: Serialize>(
+        &self,
+        value: &T,
+        text: impl FnOnce() -> String,
+    ) -> anyhow::Result<bool> {
+        let line = if self.json {
+            serde_json::to_string(value)?
+        } else {
+            text()
+        };
+        write_line(&line)
     }
 
     /// Reports an error (and its causes) and returns the exit code.
@@ -41,6 +51,16 @@ impl Output {
         }
         eprintln!("error: {message}");
         ExitCode::FAILURE
+    }
+}
+
+/// Writes `text` and a newline to stdout; false when the reader has gone. A reader that stopped
+/// early (`| head`) is not an error of ours.
+fn write_line(text: &str) -> anyhow::Result<bool> {
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        other => other.map(|()| true).map_err(Into::into),
     }
 }
 

@@ -915,3 +915,148 @@ async fn admin_keys_are_shown_once_and_every_change_is_audited() {
         );
     }
 }
+
+/// Produces `value` to `topic` with `headers`, acknowledged.
+async fn produce(topic: &str, key: &str, headers: &[(&str, String)], value: &str) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &infra().kafka_brokers)
+        .create()
+        .expect("producer");
+    let mut owned = OwnedHeaders::new();
+    for (name, v) in headers {
+        owned = owned.insert(Header {
+            key: name,
+            value: Some(v.as_bytes()),
+        });
+    }
+    let record = FutureRecord::to(topic)
+        .key(key)
+        .payload(value)
+        .headers(owned);
+    producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .expect("produced");
+}
+
+fn tail_lines(out: &Output) -> Vec<Value> {
+    assert!(
+        out.status.success(),
+        "gf tail failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON document per line"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_follows_a_topic_decoded_and_filtered_by_product_and_connection() {
+    use gf_schemas::raw::header;
+    let db = TestDb::migrated().await;
+    let gf = Gf::new(&db);
+    gf.json(&["topics", "ensure"]);
+    let (p1, p2) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let (c1, c2) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let raw = format!("{}.raw.v1", gf.topic_prefix);
+    for (i, (p, c)) in [(p1, c1), (p2, c2), (p1, c1)].into_iter().enumerate() {
+        let headers = [
+            (header::PRODUCT_ID, p.to_string()),
+            (header::CONNECTION_ID, c.to_string()),
+            (header::PROVIDER, "amplitude".to_owned()),
+        ];
+        let body = format!(r#"{{"events":[{{"event_type":"e{i}"}}]}}"#);
+        produce(&raw, &c.to_string(), &headers, &body).await;
+    }
+    let events = format!("{}.events.v1", gf.topic_prefix);
+    for (i, p) in [p2, p1, p2].into_iter().enumerate() {
+        let event = serde_json::json!({"id": format!("ev{i}"), "productId": p, "connectionId": c2,
+            "eventType": format!("e{i}")});
+        produce(&events, "k", &[], &event.to_string()).await;
+    }
+
+    let mine = tail_lines(&gf.run(&[
+        "--json",
+        "tail",
+        "raw",
+        "--connection",
+        &c1.to_string(),
+        "--from-beginning",
+        "--limit",
+        "2",
+    ]));
+    assert_eq!(mine.len(), 2);
+    for line in &mine {
+        assert_eq!(line["topic"], raw.as_str());
+        assert_eq!(line["key"], c1.to_string());
+        assert_eq!(line["headers"][header::CONNECTION_ID], c1.to_string());
+    }
+    // The body is decoded, not a string of JSON.
+    assert_eq!(mine[0]["value"]["events"][0]["event_type"], "e0");
+    assert_eq!(mine[1]["value"]["events"][0]["event_type"], "e2");
+
+    let p2_events = tail_lines(&gf.run(&[
+        "--json",
+        "tail",
+        "events",
+        "--product",
+        &p2.to_string(),
+        "--from-beginning",
+        "--limit",
+        "2",
+    ]));
+    let ids: Vec<&str> = p2_events
+        .iter()
+        .map(|l| l["value"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["ev0", "ev2"]);
+
+    // Text for people: one line per record.
+    let text = gf.run(&[
+        "tail",
+        "events",
+        "--product",
+        &p1.to_string(),
+        "--from-beginning",
+        "--limit",
+        "1",
+    ]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.starts_with(&format!("{events} ")) && text.contains(" e1 "),
+        "{text}"
+    );
+
+    // Without --from-beginning it starts at the end: what was there before is not shown.
+    let mut follower = gf
+        .command(&["--json", "tail", "events", "--limit", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("gf tail");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut n = 0;
+    while follower.try_wait().expect("wait").is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gf tail showed nothing new"
+        );
+        let event =
+            serde_json::json!({"id": format!("new{n}"), "productId": p1, "eventType": "late"});
+        produce(&events, "k", &[], &event.to_string()).await;
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let shown = tail_lines(&follower.wait_with_output().expect("output"));
+    assert_eq!(shown.len(), 1);
+    assert!(
+        shown[0]["value"]["id"].as_str().unwrap().starts_with("new"),
+        "{shown:?}"
+    );
+
+    let error = gf.json_error(&["tail", "signals", "--connection", &c1.to_string()]);
+    assert!(error.contains("--connection"), "{error}");
+}

@@ -379,3 +379,156 @@ fn mounted_files_exist_and_traces_reach_jaeger() {
     let exporter = text(&exporters[0]);
     assert!(text(&collector["exporters"][exporter.as_str()]["endpoint"]).starts_with("jaeger:"));
 }
+
+/// The stages' `gf run` services with the port their `/metrics` is on (the receiver's admin
+/// address when it has one, else its public one; the other stages' GF_METRICS_ADDR).
+fn metrics_ports(compose: &Value) -> BTreeMap<String, u16> {
+    let port = |addr: &str| {
+        assert!(
+            addr.starts_with("0.0.0.0:"),
+            "{addr}: bind all interfaces so Prometheus can reach it"
+        );
+        addr.rsplit(':').next().unwrap().parse::<u16>().unwrap()
+    };
+    services(compose)
+        .into_iter()
+        .filter(|(_, s)| is_ours(s) && command(s).starts_with(&["gf".into(), "run".into()]))
+        .filter(|(_, s)| command(s)[2] != "console")
+        .map(|(name, s)| {
+            let env = environment(&s);
+            let addr = ["GF_METRICS_ADDR", "GF_ADMIN_ADDR", "GF_RECEIVER_ADDR"]
+                .iter()
+                .find_map(|v| env.get(*v))
+                .unwrap_or_else(|| panic!("{name} serves no /metrics"));
+            (name, port(addr))
+        })
+        .collect()
+}
+
+fn yaml_file(path: &str) -> Value {
+    serde_yaml_ng::from_str(&std::fs::read_to_string(root().join(path)).unwrap())
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn prometheus_scrapes_every_stage_on_its_metrics_port_and_grafana_reads_prometheus() {
+    let compose = compose();
+    let expected: BTreeSet<String> = metrics_ports(&compose)
+        .into_iter()
+        .map(|(service, port)| format!("{service}:{port}"))
+        .collect();
+    assert_eq!(
+        expected.len(),
+        4,
+        "receiver, normalizer, attributor, notifier"
+    );
+    let prometheus = yaml_file("deploy/prometheus.yml");
+    let targets: BTreeSet<String> = prometheus["scrape_configs"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|job| job["static_configs"].as_sequence().unwrap().clone())
+        .flat_map(|c| c["targets"].as_sequence().unwrap().clone())
+        .map(|t| text(&t))
+        .collect();
+    assert_eq!(targets, expected, "scrape targets and metric ports differ");
+
+    let services = services(&compose);
+    let mounted = |service: &str, inside: &str| {
+        services[service]["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(text)
+            .any(|v| v.split(':').nth(1) == Some(inside))
+    };
+    assert!(mounted("prometheus", "/etc/prometheus/prometheus.yml"));
+    let datasources = yaml_file("deploy/grafana/provisioning/datasources/prometheus.yaml");
+    assert_eq!(
+        text(&datasources["datasources"][0]["url"]),
+        "http://prometheus:9090"
+    );
+    let dashboards = yaml_file("deploy/grafana/provisioning/dashboards/pipeline.yaml");
+    let path = text(&dashboards["providers"][0]["options"]["path"]);
+    assert!(mounted("grafana", &path), "grafana does not mount {path}");
+    assert!(mounted("grafana", "/etc/grafana/provisioning"));
+}
+
+/// Metric names the workspace's code registers (the first argument of a metric constructor).
+fn registered_metrics() -> BTreeSet<String> {
+    let constructor =
+        regex::Regex::new(r#"(?:Opts::new|IntCounter::new|int_gauges)\(\s*"(gf_[a-z0-9_]+)""#)
+            .unwrap();
+    let mut names = BTreeSet::new();
+    let mut dirs = vec![root()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if !["target", ".git", "node_modules", "fuzz", "tests", "benches"]
+                    .contains(&name.as_str())
+                {
+                    dirs.push(path);
+                }
+            } else if name.ends_with(".rs") {
+                let code = std::fs::read_to_string(&path).unwrap();
+                names.extend(constructor.captures_iter(&code).map(|c| c[1].to_owned()));
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn every_metric_the_dashboard_queries_exists_in_the_code() {
+    let registered = registered_metrics();
+    for known in ["gf_receiver_requests_total", "gf_kafka_consumer_lag"] {
+        assert!(
+            registered.contains(known),
+            "the scan misses {known}: {registered:?}"
+        );
+    }
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("deploy/grafana/dashboards/pipeline.json")).unwrap(),
+    )
+    .unwrap();
+    let metric = regex::Regex::new(r"\bgf_[a-z0-9_]+").unwrap();
+    let mut queried = BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let names: Vec<&str> = metric.find_iter(expr).map(|m| m.as_str()).collect();
+            assert!(!names.is_empty(), "{expr} queries none of our metrics");
+            for name in names {
+                // A histogram's series are its name plus _bucket, _count and _sum.
+                let base = ["_bucket", "_count", "_sum"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .filter(|b| registered.contains(*b))
+                    .unwrap_or(name);
+                assert!(
+                    registered.contains(base),
+                    "panel {:?} queries {name}, which no code registers",
+                    panel["title"]
+                );
+                queried.insert(base.to_owned());
+            }
+        }
+    }
+    // What the operators asked to see at a glance.
+    for wanted in [
+        "gf_receiver_events_total",
+        "gf_receiver_requests_total",
+        "gf_receiver_produce_seconds",
+        "gf_kafka_consumer_lag",
+        "gf_dead_letters_total",
+        "gf_notifier_delivery_attempts_total",
+        "gf_receiver_scrypt_verifications_total",
+    ] {
+        assert!(
+            queried.contains(wanted),
+            "the dashboard does not show {wanted}"
+        );
+    }
+}

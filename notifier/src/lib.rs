@@ -9,11 +9,13 @@
 //! - [`schedule`]: when a failed delivery is tried again, when an endpoint is given up on (pure);
 //! - [`signing`]: `whsec_` secrets and Standard Webhooks-compatible signatures (pure);
 //! - [`ssrf`]: which addresses a webhook may connect to, and the operator's allow-list (pure);
+//! - [`metrics`]: delivery attempts and their latency, by endpoint and outcome;
 //! - [`endpoints`]: where events go (`gf endpoint ...`), with URL checks and secret rotation.
 
 pub mod consumer;
 pub mod delivery;
 pub mod endpoints;
+pub mod metrics;
 pub mod outbox;
 pub mod recorder;
 pub mod rules;

@@ -575,7 +575,8 @@ async fn blocked_addresses_are_refused_at_connect_time() {
 async fn a_sink_failing_twice_gets_three_attempts_on_schedule() {
     let s = setup_with(&[("GF_WEBHOOK_RETRY_DELAYS", "1,2")]).await;
     let (sink, base) = Sink::start();
-    s.endpoint(format!("{base}/twice"), "conversation.rating")
+    let (endpoint, _) = s
+        .endpoint(format!("{base}/twice"), "conversation.rating")
         .await;
     let (stop, handle) = s.start();
     s.signal(Uuid::new_v4(), SignalKind::ConversationRating, 4.0)
@@ -619,6 +620,15 @@ async fn a_sink_failing_twice_gets_three_attempts_on_schedule() {
         .map(|r| r.headers["webhook-id"].clone())
         .collect();
     assert_eq!(ids.len(), 1, "one delivery id across its attempts");
+    // The operator sees the same on /metrics, by endpoint and outcome.
+    let metrics = gf_runtime::metrics::render(gf_runtime::metrics::registry());
+    for (outcome, n) in [("http_error", 2), ("delivered", 1)] {
+        let line = format!(
+            "gf_notifier_delivery_attempts_total{{endpoint=\"{endpoint}\",outcome=\"{outcome}\"}} {n}"
+        );
+        assert!(metrics.contains(&line), "no {line} in\n{metrics}");
+    }
+    assert!(metrics.contains("gf_notifier_delivery_seconds_count{outcome=\"delivered\"}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -66,7 +66,11 @@ fn the_document_is_valid_asyncapi_3_with_every_topic_and_nothing_else() {
         for action in ["send", "receive"] {
             assert!(
                 operations.iter().any(|o| o["action"] == action
-                    && o["channels"].as_array().unwrap().iter().any(|c| c == address)),
+                    && o["channels"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|c| c == address)),
                 "no {action} operation on {address}"
             );
         }
@@ -110,14 +114,21 @@ fn the_parser_refuses_a_broken_document() {
     }
     let good = std::fs::read_to_string(crate_dir().join("asyncapi.yaml")).unwrap();
     for (what, broken) in [
-        ("an unknown action", good.replacen("action: send", "action: publish", 1)),
+        (
+            "an unknown action",
+            good.replacen("action: send", "action: publish", 1),
+        ),
         (
             "a payload that points nowhere",
             good.replacen("./json/signal.v1.schema.json", "./json/missing.json", 1),
         ),
         (
             "an operation on a channel that does not exist",
-            good.replacen("$ref: '#/channels/signals'", "$ref: '#/channels/nowhere'", 1),
+            good.replacen(
+                "$ref: '#/channels/signals'",
+                "$ref: '#/channels/nowhere'",
+                1,
+            ),
         ),
     ] {
         assert_ne!(broken, good, "{what}: the edit did not apply");

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use crate::infra;
 use crate::process::{free_port, run as run_command, spinner, terminate, wait_until};
+use crate::{examples, infra};
 
 /// The documents' example time (2025-05-18T12:00:00Z); the conversation starts two minutes
 /// before, so the 15-minute window ties the events to it.
@@ -29,6 +29,8 @@ pub struct Options {
     pub gf: Option<PathBuf>,
     /// Topic prefix (default `GF_TOPIC_PREFIX`, else `gf`).
     pub topic_prefix: Option<String>,
+    /// Run the downstream examples against the pipeline too.
+    pub examples: bool,
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -123,16 +125,12 @@ fn scripted(root: &Path, env: &infra::InfraEnv, options: &Options) -> anyhow::Re
     // The public events API also takes its token as a Bearer token at `/v1/events`.
     let api_token = api.rsplit('/').next().unwrap_or_default().to_owned();
     let bearer = format!("authorization: Bearer {api_token}");
-    let endpoint = gf_json(&[
-        "endpoint",
-        "create",
-        "--product",
-        &product,
-        "--url",
-        &format!("http://{sink}/webhooks"),
-        "--events",
-        "*",
-    ])?;
+    let create_endpoint = |addr: &str| {
+        let url = format!("http://{addr}/webhooks");
+        let args = ["endpoint", "create", "--product", &product, "--url", &url];
+        gf_json(&[&args[..], &["--events", "*"]].concat())
+    };
+    let endpoint = create_endpoint(&sink)?;
     bar.finish_and_clear();
     let log_path = dir.join("webhooks.jsonl");
     let _ = std::fs::remove_file(&log_path);
@@ -162,6 +160,17 @@ fn scripted(root: &Path, env: &infra::InfraEnv, options: &Options) -> anyhow::Re
         &[("GF_DEMO_SINK_SECRET", &text(&endpoint["secret"]))],
         "sink.log",
     )?);
+    // The example webhook receiver gets every webhook too, through an endpoint of its own.
+    let example_receiver = if options.examples {
+        let addr = format!("127.0.0.1:{}", free_port()?);
+        let (receiver, child) = examples::WebhookReceiver::start(root, &dir, &addr)?;
+        stack.children.push(child);
+        let endpoint = create_endpoint(&addr)?;
+        std::fs::write(&receiver.secret_file, text(&endpoint["secret"]))?;
+        Some(receiver)
+    } else {
+        None
+    };
     stack
         .children
         .push(spawn(&["run", "all"], &[("RUST_LOG", "warn")], "gf.log")?);
@@ -367,6 +376,37 @@ fn scripted(root: &Path, env: &infra::InfraEnv, options: &Options) -> anyhow::Re
     if webhooks(&log_path).iter().any(|h| h["verified"] != true) {
         bail!("a webhook's signature did not verify");
     }
+
+    if let Some(receiver) = &example_receiver {
+        step("The downstream examples (examples/python/) against this pipeline");
+        let types = receiver.check(expected_webhooks)?;
+        println!(
+            "  webhook_receiver.py verified {} webhooks ({}), refused a tampered copy (401)",
+            types.len(),
+            types.join(", ")
+        );
+        let brokers = vars
+            .iter()
+            .find(|(k, _)| k == "KAFKA_BROKERS")
+            .map(|(_, v)| v.clone())
+            .context("no KAFKA_BROKERS")?;
+        let prefix = vars
+            .iter()
+            .find(|(k, _)| k == "GF_TOPIC_PREFIX")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| "gf".into());
+        let topic = format!("{prefix}.events.attributed.v1");
+        let events = examples::consume_attributed(root, &brokers, &topic, &product, rows.len())?;
+        println!(
+            "  consumer.py read {} schema-valid events from {topic}: {}",
+            events.len(),
+            events
+                .iter()
+                .map(|e| text(&e["eventType"]))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     println!(
         "\nScripted part done in {:.1}s (after the build). Logs: {}",
         started.elapsed().as_secs_f64(),
@@ -443,7 +483,7 @@ fn http(method: &str, addr: &str, path: &str, body: &str) -> anyhow::Result<(u16
 }
 
 /// [`http`] with extra header lines (`name: value`).
-fn http_with(
+pub fn http_with(
     method: &str,
     addr: &str,
     path: &str,
@@ -573,6 +613,7 @@ mod tests {
             wait: false,
             gf: Some(gf),
             topic_prefix: Some(format!("demo{}", std::process::id())),
+            examples: true,
         };
         run(&root, options).expect("the demo ran");
     }

@@ -4,6 +4,7 @@
 
 mod bench;
 mod demo;
+mod examples;
 mod fuzz;
 mod infra;
 mod leaks;
@@ -32,6 +33,11 @@ enum Command {
         /// Stop after the scripted part instead of waiting for Ctrl-C.
         #[arg(long)]
         no_wait: bool,
+        /// Also run the downstream examples (examples/python/) against it: the webhook receiver
+        /// gets every webhook too and must refuse a tampered one; the consumer must see every
+        /// event, schema-valid.
+        #[arg(long)]
+        examples: bool,
     },
     /// Benchmarks against the local infrastructure; writes target/bench/NAME.json.
     Bench {
@@ -48,6 +54,10 @@ enum Command {
     },
     /// Infrastructure up, formatting, lints, migrations, every test, infrastructure down.
     Test {
+        /// Where PostgreSQL and Kafka come from: local processes, or Docker containers started
+        /// with testcontainers (needs a Docker engine).
+        #[arg(long, value_enum, env = "GF_TEST_BACKEND", default_value = "local")]
+        backend: test::Backend,
         /// Arguments passed to `cargo test` after `--` (e.g. a test name filter).
         #[arg(last = true)]
         cargo_test_args: Vec<String>,
@@ -82,15 +92,19 @@ fn main() -> ExitCode {
         Command::Infra(InfraCommand::Status) => infra::status(&root),
         Command::Bench { name } => bench::run(&root, name),
         Command::Fuzz { seconds, targets } => fuzz::run(&root, seconds, &targets),
-        Command::Demo { no_wait } => demo::run(
+        Command::Demo { no_wait, examples } => demo::run(
             &root,
             demo::Options {
                 wait: !no_wait,
+                examples,
                 gf: None,
                 topic_prefix: None,
             },
         ),
-        Command::Test { cargo_test_args } => test::run(&root, &cargo_test_args),
+        Command::Test {
+            backend,
+            cargo_test_args,
+        } => test::run(&root, backend, &cargo_test_args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

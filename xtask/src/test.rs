@@ -13,7 +13,18 @@ use anyhow::{Context, bail};
 
 use crate::{infra, leaks};
 
-pub fn run(root: &Path, cargo_test_args: &[String]) -> anyhow::Result<()> {
+/// Where the tests' PostgreSQL and Kafka come from.
+#[derive(Clone, Copy, Debug, Default, clap::ValueEnum)]
+pub enum Backend {
+    /// `DATABASE_URL` / `KAFKA_BROKERS` when set, else a private PostgreSQL cluster and a tansu
+    /// broker started here (what CI uses).
+    #[default]
+    Local,
+    /// PostgreSQL and Apache Kafka in Docker containers (testcontainers); needs a Docker engine.
+    Containers,
+}
+
+pub fn run(root: &Path, backend: Backend, cargo_test_args: &[String]) -> anyhow::Result<()> {
     let started = Instant::now();
     step(
         "cargo fmt --check",
@@ -31,6 +42,12 @@ pub fn run(root: &Path, cargo_test_args: &[String]) -> anyhow::Result<()> {
         ]),
     )?;
 
+    if let Backend::Containers = backend {
+        let containers = infra::containers::start()?;
+        with_infra(root, &containers.vars, cargo_test_args)?;
+        eprintln!("All checks passed in {:.0?}.", started.elapsed());
+        return Ok(());
+    }
     let env = infra::up(root, false, &infra::External::from_env())
         .context("starting the local infrastructure")?;
     eprintln!("{}", env.describe());

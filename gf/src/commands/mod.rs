@@ -12,6 +12,7 @@ pub mod migrate;
 pub mod product;
 pub mod replay;
 pub mod run;
+pub mod tail;
 pub mod topics;
 
 use anyhow::Context;

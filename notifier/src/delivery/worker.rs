@@ -77,6 +77,7 @@ pub async fn run(
             tasks.spawn(async move {
                 let log = attempt(&client, &policy, &delivery).await;
                 let endpoint = delivery.endpoint_id;
+                crate::metrics::attempt(endpoint, &log.outcome, log.latency);
                 // The recorder logs it; if that never happens (a crash), the lease expires and
                 // the attempt is made again under the same delivery id.
                 let _ = recorded.send((delivery, log)).await;

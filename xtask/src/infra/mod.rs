@@ -6,6 +6,7 @@
 //! `target/infra/env` holds the variables the pipeline and the tests read.
 
 mod broker;
+pub mod containers;
 mod postgres;
 
 use std::fmt::Write as _;
