@@ -5,7 +5,12 @@
 //! event is in PostgreSQL exactly once. With `scaling`, also 200,000 events sent as fast as they
 //! are answered, timed to the last attributed row, over 1, 3 and 6 partitions and two batch sizes.
 //! Needs the local infrastructure (`cargo xtask bench e2e`).
+//! Each run also reports its cost per event (CPU microseconds and bytes written) for `gf run all`,
+//! the broker and PostgreSQL, from the processes' own accounting.
 //! Prints one `RESULT {json}` per run.
+
+#[path = "e2e/cost.rs"]
+mod cost;
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -289,6 +294,8 @@ async fn sustained(seconds: u64, rate: f64, events: usize) {
             timeline
         }
     });
+    let cost = cost::Processes::new(pid).start();
+    let started = Instant::now();
     let (requests, acknowledged, failures) = load(
         &run,
         events,
@@ -297,6 +304,7 @@ async fn sustained(seconds: u64, rate: f64, events: usize) {
     )
     .await;
     let (rows, distinct, drain_seconds) = drained(&run, acknowledged).await;
+    let cost = cost.per_event(rows as u64, started.elapsed().as_secs_f64());
     sampling.store(false, Ordering::Relaxed);
     let timeline = sampler.await.unwrap();
     let peak_rss_mib = status_kib(pid, "VmHWM:") as f64 / 1024.0;
@@ -331,6 +339,7 @@ async fn sustained(seconds: u64, rate: f64, events: usize) {
             "latency_p50_ms": p50,
             "latency_p99_ms": p99,
             "peak_rss_mib": peak_rss_mib,
+            "cost": cost,
             "timeline": timeline,
         })
     );
@@ -341,12 +350,14 @@ async fn sustained(seconds: u64, rate: f64, events: usize) {
 /// what the whole pipeline sustains with this layout.
 async fn scaling(partitions: u32, events: usize, total: u64) {
     let run = start(partitions).await;
+    let cost = cost::Processes::new(run.child.id()).start();
     let started = Instant::now();
     let (requests, acknowledged, failures) =
         load(&run, events, None, Until::Batches(total / events as u64)).await;
     let ingest_seconds = started.elapsed().as_secs_f64();
     let (rows, distinct, _) = drained(&run, acknowledged).await;
     let pipeline_seconds = started.elapsed().as_secs_f64();
+    let cost = cost.per_event(rows as u64, pipeline_seconds);
     println!(
         "RESULT {}",
         json!({
@@ -359,6 +370,7 @@ async fn scaling(partitions: u32, events: usize, total: u64) {
             "ingest_events_per_second": acknowledged as f64 / ingest_seconds,
             "pipeline_events_per_second": rows as f64 / pipeline_seconds,
             "exactly_once": rows as u64 == acknowledged && distinct == rows,
+            "cost": cost,
         })
     );
     finish(run).await;

@@ -1,10 +1,20 @@
 //! Receiver throughput and latency over 64 keep-alive connections, side by side with two
-//! ceilings measured in the same run: (a) the same bodies produced straight to the broker with
-//! rdkafka, (b) an actix-web handler that answers 200 without work. Needs the local
-//! infrastructure (`cargo xtask bench receiver` starts it). Prints one `RESULT {json}` per case.
+//! ceilings measured in the same run, round after round:
+//!
+//! - (a) the receiver minus HTTP and the body check: the same bodies appended by the receiver's
+//!   own `KafkaSink` (its producer settings, key, headers and acknowledgement wait) from the
+//!   same 64 concurrent tasks;
+//! - (b) HTTP alone: an actix-web handler with the receiver's worker count that reads the body
+//!   and answers 200.
+//!
+//! Needs the local infrastructure (`cargo xtask bench receiver` starts it). Prints one
+//! `RESULT {json}` per case and round; `cargo xtask bench receiver` takes the median of the
+//! rounds and fails when the receiver beats a ceiling, since then the method is wrong.
 //!
 //! The load generator is a Rust one (reqwest, one task per connection) so the whole run needs
 //! nothing but cargo; it shares the machine's cores with the receiver and the broker.
+
+mod common;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -13,71 +23,20 @@ use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use bytes::Bytes;
+use common::Template;
+use gf_receiver::sink::KafkaSink;
 use gf_receiver::{Receiver, ReceiverOptions};
 use gf_schemas::Provider;
+use gf_schemas::raw::RawRecordMeta;
 use gf_tests::Stack;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 const CONNECTIONS: usize = 64;
 const WARM_UP: Duration = Duration::from_secs(1);
 const MEASURE: Duration = Duration::from_secs(6);
-/// Where each request's sequence number is written into the body's insert ids.
-const MARK: &str = "@@@@@@@@";
-
-/// An Amplitude batch of `events` events of about 400 bytes each, with a placeholder in every
-/// insert id so each request's ids are distinct.
-struct Template {
-    body: Vec<u8>,
-    marks: Vec<usize>,
-    events: usize,
-}
-
-impl Template {
-    fn new(events: usize) -> Self {
-        let list: Vec<_> = (0..events)
-            .map(|i| {
-                json!({
-                    "user_id": format!("user-{:05}", i % 5000),
-                    "device_id": "a1b2c3d4-e5f6-4711-8899-aabbccddeeff",
-                    "event_type": "purchase",
-                    "time": 1_747_569_600_000u64 + i as u64,
-                    "insert_id": format!("{MARK}-{i:05}"),
-                    "platform": "Web",
-                    "country": "Germany",
-                    "revenue": 49.0,
-                    "event_properties": {"plan": "pro", "seats": 5, "coupon": null,
-                        "page": "/checkout/confirm", "experiment": "pricing-b"},
-                    "user_properties": {"email": format!("user{i}@example.com"),
-                        "company": "Example GmbH", "role": "admin"}
-                })
-            })
-            .collect();
-        let body = serde_json::to_vec(&json!({ "api_key": "bench", "events": list })).unwrap();
-        let marks = body
-            .windows(MARK.len())
-            .enumerate()
-            .filter(|(_, w)| *w == MARK.as_bytes())
-            .map(|(i, _)| i)
-            .collect();
-        Template {
-            body,
-            marks,
-            events,
-        }
-    }
-
-    fn body(&self, sequence: u64) -> Bytes {
-        let mut body = self.body.clone();
-        let stamp = format!("{sequence:08x}");
-        for &at in &self.marks {
-            body[at..at + MARK.len()].copy_from_slice(stamp.as_bytes());
-        }
-        Bytes::from(body)
-    }
-}
-
+/// Rounds of every case, interleaved so each ratio compares runs made side by side.
+const ROUNDS: usize = 3;
 #[derive(Default)]
 struct Tally {
     requests: u64,
@@ -156,31 +115,20 @@ async fn load(urls: Arc<Vec<String>>, template: Arc<Template>, rate: Option<f64>
     .await
 }
 
-/// Baseline (a): the same bodies produced straight to the raw topic, 64 in flight.
-async fn produce_directly(
-    producer: &FutureProducer,
-    topic: &str,
+/// Ceiling (a): the receiver's own append, minus HTTP and the body check.
+async fn append_directly(
+    sink: Arc<KafkaSink>,
+    meta: Arc<RawRecordMeta>,
     template: Arc<Template>,
 ) -> Tally {
-    let (producer, topic) = (producer.clone(), Arc::new(topic.to_owned()));
     drive(None, move |_, seq| {
-        let (producer, topic, template) = (producer.clone(), topic.clone(), template.clone());
-        async move {
-            let body = template.body(seq);
-            let key = (seq % 64).to_string();
-            producer
-                .send(
-                    FutureRecord::to(&topic).key(&key).payload(&body[..]),
-                    Duration::from_secs(30),
-                )
-                .await
-                .is_ok()
-        }
+        let (sink, meta, template) = (sink.clone(), meta.clone(), template.clone());
+        async move { sink.append(&meta, &template.body(seq)).await.is_ok() }
     })
     .await
 }
 
-fn report(case: &str, batch: usize, tally: &mut Tally, extra: serde_json::Value) {
+fn report(case: &str, batch: usize, round: usize, tally: &mut Tally, extra: serde_json::Value) {
     tally.latencies_us.sort_unstable();
     let pct = |p: f64| -> f64 {
         if tally.latencies_us.is_empty() {
@@ -194,6 +142,7 @@ fn report(case: &str, batch: usize, tally: &mut Tally, extra: serde_json::Value)
     let mut result = json!({
         "case": case,
         "batch": batch,
+        "round": round,
         "connections": CONNECTIONS,
         "requests_per_second": ok as f64 / seconds,
         "events_per_second": (ok as usize * batch) as f64 / seconds,
@@ -207,7 +156,8 @@ fn report(case: &str, batch: usize, tally: &mut Tally, extra: serde_json::Value)
     println!("RESULT {result}");
 }
 
-/// Baseline (b): an actix-web handler that reads the body and answers 200.
+/// Ceiling (b): an actix-web handler that reads the body and answers 200, with actix's default
+/// worker count (one per core), as the receiver has.
 fn noop_server() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -218,7 +168,6 @@ fn noop_server() -> String {
                 HttpResponse::Ok().finish()
             }))
     })
-    .workers(1)
     .listen(listener)
     .unwrap()
     .run();
@@ -232,39 +181,71 @@ async fn main() {
     // Cheaper scrypt for the 1,000-connection run's set-up; verification cost is not measured.
     let stack = Stack::new(&[("GF_SCRYPT_LOG_N", "12")], 3).await;
     let (config, settings, topics) = (&stack.config, &stack.settings, &stack.topics);
-    let token = stack.connection(Provider::Amplitude).await;
+    let issued = stack
+        .control
+        .create_connection(stack.product, Provider::Amplitude, None)
+        .await
+        .unwrap();
+    let token = issued.token.reveal();
 
     let stop = CancellationToken::new();
-    let receiver = Receiver::new(
-        config,
-        ReceiverOptions::from_config(config),
-        prometheus::Registry::new(),
-        stop.clone(),
-    )
-    .unwrap();
+    let options = ReceiverOptions::from_config(config);
+    let produce_timeout = options.produce_timeout;
+    let receiver =
+        Receiver::new(config, options, prometheus::Registry::new(), stop.clone()).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(receiver.serve(listener).unwrap());
     let noop = noop_server();
-    let producer: FutureProducer = settings.producer_config("bench-direct").create().unwrap();
+    let sink = Arc::new(KafkaSink::new(settings, &topics.raw, produce_timeout).unwrap());
+    // What the receiver writes for this connection: the same key (one partition) and headers.
+    let meta = Arc::new(RawRecordMeta {
+        connection_id: issued.connection.id,
+        product_id: stack.product,
+        provider: Provider::Amplitude,
+        received_at_ms: 1_747_569_600_000,
+        request_id: "0192f7a0-0000-7000-8000-000000000000".into(),
+        content_type: Some("application/json".into()),
+        traceparent: None,
+    });
     let one_url = Arc::new(vec![format!("{base}/ingest/amplitude/{token}")]);
     let wanted = |case: &str| only.as_deref().is_none_or(|o| case.contains(o));
 
     for batch in [1usize, 10, 100, 1000] {
         let template = Arc::new(Template::new(batch));
         let bytes = template.body.len() / template.events;
-        if wanted("receiver") {
-            let mut t = load(one_url.clone(), template.clone(), None).await;
-            report("receiver", batch, &mut t, json!({"bytes_per_event": bytes}));
-        }
-        if wanted("direct") {
-            let mut t = produce_directly(&producer, &topics.raw, template.clone()).await;
-            report("rdkafka produce (ceiling a)", batch, &mut t, json!({}));
-        }
-        if wanted("noop") {
-            let urls = Arc::new(vec![format!("{noop}/ingest")]);
-            let mut t = load(urls, template.clone(), None).await;
-            report("no-op actix handler (ceiling b)", batch, &mut t, json!({}));
+        for round in 0..ROUNDS {
+            if wanted("receiver") {
+                let mut t = load(one_url.clone(), template.clone(), None).await;
+                report(
+                    "receiver",
+                    batch,
+                    round,
+                    &mut t,
+                    json!({"bytes_per_event": bytes}),
+                );
+            }
+            if wanted("sink") {
+                let mut t = append_directly(sink.clone(), meta.clone(), template.clone()).await;
+                report(
+                    "receiver's sink alone (ceiling a)",
+                    batch,
+                    round,
+                    &mut t,
+                    json!({}),
+                );
+            }
+            if wanted("noop") {
+                let urls = Arc::new(vec![format!("{noop}/ingest")]);
+                let mut t = load(urls, template.clone(), None).await;
+                report(
+                    "no-op actix handler (ceiling b)",
+                    batch,
+                    round,
+                    &mut t,
+                    json!({}),
+                );
+            }
         }
     }
     if wanted("paced") {
@@ -274,6 +255,7 @@ async fn main() {
         report(
             "receiver, paced 5000 req/s",
             1,
+            0,
             &mut t,
             json!({"offered_rate": 5000}),
         );
@@ -297,6 +279,7 @@ async fn main() {
         report(
             "receiver, 1000 connections",
             10,
+            0,
             &mut t,
             json!({"first_pass_seconds": warm_s}),
         );

@@ -42,6 +42,9 @@ pub struct Figure {
     /// The target is a ceiling (latency, memory) rather than a floor.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub target_is_maximum: bool,
+    /// Lowest and highest of the rounds when the figure is their median.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spread: Option<(f64, f64)>,
 }
 
 impl Figure {
@@ -53,7 +56,17 @@ impl Figure {
             target: None,
             met: None,
             target_is_maximum: false,
+            spread: None,
         }
+    }
+
+    /// The median of `rounds`, with their range as the spread.
+    fn median(name: impl Into<String>, rounds: &[f64], unit: &'static str) -> Self {
+        let mut sorted = rounds.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let mut figure = Figure::new(name, sorted[sorted.len() / 2], unit);
+        figure.spread = Some((sorted[0], sorted[sorted.len() - 1]));
+        figure
     }
 
     /// A latency that must be at most `target`.
@@ -171,21 +184,39 @@ pub fn run(root: &Path, bench: Bench) -> anyhow::Result<()> {
     result
 }
 
+/// A receiver run above this share of a ceiling means the ceiling is not one.
+const CEILING_SLACK: f64 = 1.05;
+const CEILING_A: &str = "receiver's sink alone (ceiling a)";
+const CEILING_B: &str = "no-op actix handler (ceiling b)";
+
 fn receiver(root: &Path, vars: &[(String, String)]) -> anyhow::Result<(Vec<Figure>, Vec<Value>)> {
+    let mut figures = body_check(root, vars)?;
     let results = cargo_bench(root, vars, "gf-receiver", "ingest", &[])?;
-    let mut figures = Vec::new();
-    let find = |case: &str, batch: u64| {
+    // Every round of a case, in round order.
+    let rounds = |case: &str, batch: u64, key: &str| -> anyhow::Result<Vec<f64>> {
         results
             .iter()
-            .find(|r| r["case"] == case && r["batch"].as_u64() == Some(batch))
+            .filter(|r| r["case"] == case && r["batch"].as_u64() == Some(batch))
+            .map(|r| number(r, key))
+            .collect()
     };
+    let mut cases: Vec<(String, u64)> = Vec::new();
     for r in &results {
-        let case = r["case"].as_str().unwrap_or("?");
-        let batch = r["batch"].as_u64().unwrap_or(0);
+        let key = (
+            r["case"].as_str().unwrap_or("?").to_owned(),
+            r["batch"].as_u64().unwrap_or(0),
+        );
+        if !cases.contains(&key) {
+            cases.push(key);
+        }
+    }
+    let mut wrong = Vec::new();
+    for (case, batch) in &cases {
+        let (case, batch) = (case.as_str(), *batch);
         let label = format!("{case}, {batch}-event batches");
-        let events = Figure::new(
+        let events = Figure::median(
             format!("{label}: events"),
-            number(r, "events_per_second")?,
+            &rounds(case, batch, "events_per_second")?,
             "events/s",
         );
         figures.push(if case == "receiver" && batch == 1000 {
@@ -193,9 +224,9 @@ fn receiver(root: &Path, vars: &[(String, String)]) -> anyhow::Result<(Vec<Figur
         } else {
             events
         });
-        let requests = Figure::new(
+        let requests = Figure::median(
             format!("{label}: requests"),
-            number(r, "requests_per_second")?,
+            &rounds(case, batch, "requests_per_second")?,
             "requests/s",
         );
         figures.push(if case == "receiver" && batch == 1 {
@@ -203,32 +234,95 @@ fn receiver(root: &Path, vars: &[(String, String)]) -> anyhow::Result<(Vec<Figur
         } else {
             requests
         });
-        figures.push(Figure::new(
+        figures.push(Figure::median(
             format!("{label}: p50"),
-            number(r, "p50_ms")?,
+            &rounds(case, batch, "p50_ms")?,
             "ms",
         ));
-        let p99 = Figure::new(format!("{label}: p99"), number(r, "p99_ms")?, "ms");
+        let p99 = Figure::median(
+            format!("{label}: p99"),
+            &rounds(case, batch, "p99_ms")?,
+            "ms",
+        );
         figures.push(if case.contains("paced") {
             p99.at_most(25.0)
         } else {
             p99
         });
-        if case == "receiver"
-            && batch >= 10
-            && let Some(direct) = find("rdkafka produce (ceiling a)", batch)
-        {
-            figures.push(
-                Figure::new(
-                    format!("receiver / direct produce, {batch}-event batches"),
-                    number(r, "events_per_second")? / number(direct, "events_per_second")?,
-                    "ratio",
-                )
-                .at_least(0.8),
+        if case != "receiver" {
+            continue;
+        }
+        let receiver = rounds(case, batch, "events_per_second")?;
+        for (ceiling, short) in [(CEILING_A, "a"), (CEILING_B, "b")] {
+            let ceiling_rounds = rounds(ceiling, batch, "events_per_second")?;
+            if ceiling_rounds.len() != receiver.len() {
+                continue;
+            }
+            // Each round's receiver against the ceiling measured beside it.
+            let ratios: Vec<f64> = receiver
+                .iter()
+                .zip(&ceiling_rounds)
+                .map(|(r, c)| r / c)
+                .collect();
+            let ratio = Figure::median(
+                format!("receiver / ceiling ({short}), {batch}-event batches"),
+                &ratios,
+                "ratio",
             );
+            if ratio.value > CEILING_SLACK {
+                wrong.push(format!("{} = {:.2}", ratio.name, ratio.value));
+            }
+            figures.push(if short == "a" {
+                ratio.at_least(0.8)
+            } else {
+                ratio
+            });
         }
     }
+    if !wrong.is_empty() {
+        // Print what was measured before failing, so the run can be read.
+        eprintln!(
+            "{}",
+            figures
+                .iter()
+                .map(|f| format!("{}: {:.2}", f.name, f.value))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        bail!(
+            "the receiver measured above {CEILING_SLACK} of a ceiling, so that ceiling is not one and the method is wrong: {}",
+            wrong.join("; ")
+        );
+    }
     Ok((figures, results))
+}
+
+/// The body check's speed per core beside its references (criterion, `receiver/benches/body_check.rs`).
+fn body_check(root: &Path, vars: &[(String, String)]) -> anyhow::Result<Vec<Figure>> {
+    cargo_bench(root, vars, "gf-receiver", "body_check", &["--noplot"])?;
+    let mut figures = Vec::new();
+    for events in [1usize, 10, 100, 1000] {
+        // The bodies' sizes, as the bench makes them, from criterion's own record.
+        let bytes = criterion_throughput_bytes(root, "body_check", &format!("inspect/{events}"))?;
+        for (id, label) in [
+            ("inspect", "body check (count + validate)"),
+            ("serde_skip", "serde_json skipping the body (reference)"),
+            ("utf8", "UTF-8 validation (reference)"),
+        ] {
+            let ns = criterion_mean_ns(root, "body_check", &format!("{id}/{events}"))?;
+            let figure = Figure::new(
+                format!("{label}, {events}-event batches, one core"),
+                bytes / ns * 1e3,
+                "MB/s",
+            );
+            figures.push(if id == "inspect" && events == 1000 {
+                figure.at_least(2_000.0)
+            } else {
+                figure
+            });
+        }
+    }
+    Ok(figures)
 }
 
 fn normalizer(root: &Path, vars: &[(String, String)]) -> anyhow::Result<Vec<Figure>> {
@@ -324,8 +418,9 @@ fn e2e(root: &Path, vars: &[(String, String)]) -> anyhow::Result<(Vec<Figure>, V
                     number(r, "latency_p99_ms")?,
                     "ms",
                 )
-                .at_most(1_000.0),
+                .at_most(500.0),
             );
+            cost_figures(&mut figures, "sustained", &r["cost"])?;
             figures.push(
                 Figure::new("peak RSS of gf run all", number(r, "peak_rss_mib")?, "MiB")
                     .at_most(300.0),
@@ -340,17 +435,36 @@ fn e2e(root: &Path, vars: &[(String, String)]) -> anyhow::Result<(Vec<Figure>, V
                 .at_least(1.0),
             );
         } else {
+            let run = format!(
+                "scaling: {} partitions, {}-event batches",
+                r["partitions"], r["batch"]
+            );
             figures.push(Figure::new(
-                format!(
-                    "scaling: {} partitions, {}-event batches, whole pipeline",
-                    r["partitions"], r["batch"]
-                ),
+                format!("{run}, whole pipeline"),
                 number(r, "pipeline_events_per_second")?,
                 "events/s",
             ));
+            cost_figures(&mut figures, &run, &r["cost"])?;
         }
     }
     Ok((figures, results))
+}
+
+/// CPU microseconds and bytes written per event, per process measured.
+fn cost_figures(figures: &mut Vec<Figure>, run: &str, cost: &Value) -> anyhow::Result<()> {
+    for (process, c) in cost.as_object().into_iter().flatten() {
+        figures.push(Figure::new(
+            format!("{run}: {process} CPU per event"),
+            number(c, "cpu_us_per_event")?,
+            "µs",
+        ));
+        figures.push(Figure::new(
+            format!("{run}: {process} bytes written per event"),
+            number(c, "written_bytes_per_event")?,
+            "bytes",
+        ));
+    }
+    Ok(())
 }
 
 fn number(v: &Value, key: &str) -> anyhow::Result<f64> {
@@ -407,19 +521,31 @@ fn cargo_bench(
         .collect()
 }
 
-/// Criterion's mean time per iteration, in nanoseconds, from its last run.
-fn criterion_mean_ns(root: &Path, group: &str, id: &str) -> anyhow::Result<f64> {
+/// A file criterion wrote for its last run of `group/id` (`estimates.json`, `benchmark.json`).
+fn criterion_record(root: &Path, group: &str, id: &str, file: &str) -> anyhow::Result<Value> {
     let path = root
         .join("target/criterion")
         .join(group)
         .join(id)
-        .join("new/estimates.json");
-    let estimates: Value = serde_json::from_str(
-        &std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?,
-    )?;
-    estimates["mean"]["point_estimate"]
+        .join("new")
+        .join(file);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// Criterion's mean time per iteration, in nanoseconds, from its last run.
+fn criterion_mean_ns(root: &Path, group: &str, id: &str) -> anyhow::Result<f64> {
+    criterion_record(root, group, id, "estimates.json")?["mean"]["point_estimate"]
         .as_f64()
-        .with_context(|| format!("no mean in {}", path.display()))
+        .with_context(|| format!("no mean for {group}/{id}"))
+}
+
+/// The bytes per iteration a criterion benchmark declared (`Throughput::Bytes`).
+fn criterion_throughput_bytes(root: &Path, group: &str, id: &str) -> anyhow::Result<f64> {
+    criterion_record(root, group, id, "benchmark.json")?["throughput"]["Bytes"]
+        .as_f64()
+        .with_context(|| format!("no byte throughput for {group}/{id}"))
 }
 
 fn cargo(root: &Path, vars: &[(String, String)]) -> Command {
@@ -473,7 +599,16 @@ fn table(report: &Report<'_>) -> String {
         } else {
             format!("{:.0}", f.value)
         };
-        let _ = writeln!(out, "{:<width$}  {shown:>12} {}{target}", f.name, f.unit);
+        let spread = match f.spread {
+            Some((low, high)) if f.value.abs() < 100.0 => format!("  ({low:.2}–{high:.2})"),
+            Some((low, high)) => format!("  ({low:.0}–{high:.0})"),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<width$}  {shown:>12} {}{spread}{target}",
+            f.name, f.unit
+        );
     }
     out
 }
