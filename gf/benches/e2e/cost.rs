@@ -27,7 +27,8 @@ fn stat(pid: u32) -> Option<(u32, f64, f64)> {
     ))
 }
 
-/// Bytes the process passed to write calls (sockets included) and bytes it sent to storage.
+/// Bytes the process passed to write calls (files and pipes; socket sends are not counted) and
+/// bytes it caused to be sent to storage.
 fn written(pid: u32) -> (u64, u64) {
     let text = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
     let field = |name: &str| {
