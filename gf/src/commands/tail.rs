@@ -151,11 +151,25 @@ impl TailRecord {
         } else {
             shorten(&v.to_string(), 200)
         };
-        format!(
+        printable(&format!(
             "{} {}@{} {at} {summary}",
             self.topic, self.partition, self.offset
-        )
+        ))
     }
+}
+
+/// Control characters escaped: a body is anyone's bytes, and an operator's terminal must not
+/// take escape sequences from it.
+fn printable(line: &str) -> String {
+    line.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn shorten(text: &str, max: usize) -> String {
@@ -348,6 +362,24 @@ mod tests {
         let r = TailRecord::from_parts("t", 0, 0, None, None, BTreeMap::new(), b"\xffnot json");
         assert_eq!(r.value, Value::String("\u{fffd}not json".into()));
         assert!(r.text().starts_with("t 0@0 - "));
+    }
+
+    #[test]
+    fn control_characters_from_a_body_never_reach_the_terminal() {
+        let raw = TailRecord::from_parts(
+            "t",
+            0,
+            0,
+            None,
+            None,
+            [(header::CONNECTION_ID.to_owned(), "c".to_owned())].into(),
+            b"\x1b]0;owned\x07\x1b[2J not json\r\n",
+        );
+        let event = record(&[], json!({"eventType": "\u{1b}[31mred", "id": "\u{9b}x"}));
+        for line in [raw.text(), event.text()] {
+            assert!(!line.chars().any(char::is_control), "{line:?}");
+            assert!(line.contains("\\u{1b}"), "{line:?}");
+        }
     }
 
     #[test]
