@@ -11,7 +11,8 @@ use deadpool_postgres::Pool;
 use gf_runtime::Config;
 use gf_runtime::classify::ReasonClass;
 use gf_runtime::kafka::KafkaSettings;
-use gf_runtime::pipeline::{Output, OutputError, Refusal, parse_json, produce_all, producer};
+use gf_runtime::pipeline::{Output, OutputError, Refusal, parse_json, produce_all};
+use gf_runtime::producer::SharedProducer;
 use gf_runtime::stage::{self, BatchLimits, BatchStage, Record, Refused, StageError};
 use gf_runtime::topics::Topics;
 use gf_schemas::attributed::AttributedEvent;
@@ -19,7 +20,6 @@ use gf_schemas::canonical::CanonicalEvent;
 use gf_schemas::conversation::ConversationMessage;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -46,23 +46,33 @@ pub enum AttributorError {
 /// from the committed offsets).
 pub async fn run(config: &Config, stop: CancellationToken) -> Result<(), AttributorError> {
     let pool = gf_runtime::db::pool(config.database_url()?, 4)?;
-    run_with_pool(config, &pool, stop).await
+    let settings = KafkaSettings::from_config(config)?;
+    let producer = SharedProducer::for_stages(&settings, "gf-attributor")?;
+    run_with(config, &pool, &producer, stop).await
 }
 
-/// [`run`] with a pool of the caller's (`gf run all` shares one).
-pub async fn run_with_pool(
+/// [`run`] with a pool and a producer of the caller's (`gf run all` shares both).
+pub async fn run_with(
     config: &Config,
     pool: &Pool,
+    producer: &SharedProducer,
     stop: CancellationToken,
 ) -> Result<(), AttributorError> {
     let settings = KafkaSettings::from_config(config)?;
     let attributor = Attributor {
         topics: Topics::new(&config.topic_prefix),
         pool: pool.clone(),
-        producer: producer(&settings, "gf-attributor-output")?,
+        producer: producer.clone(),
         counts: Counts::default(),
     };
-    stage::run(&attributor, &settings, &config.topic_prefix, &stop).await;
+    stage::run(
+        &attributor,
+        &settings,
+        producer,
+        &config.topic_prefix,
+        &stop,
+    )
+    .await;
     tracing::info!(
         written = attributor.counts.written.load(Ordering::Relaxed),
         unchanged = attributor.counts.unchanged.load(Ordering::Relaxed),
@@ -81,7 +91,7 @@ struct Attributor {
     topics: Topics,
     pool: Pool,
     /// Publishes attributed events inside the transaction, before its commit.
-    producer: FutureProducer,
+    producer: SharedProducer,
     counts: Counts,
 }
 
@@ -222,7 +232,7 @@ fn stage_error(e: StoreError) -> StageError {
 
 /// Publishes attributed events to `gf.events.attributed.v1` with their input's trace context.
 struct KafkaPublisher<'a> {
-    producer: &'a FutureProducer,
+    producer: &'a SharedProducer,
     topic: &'a str,
     traceparents: &'a HashMap<Uuid, String>,
 }
@@ -238,6 +248,12 @@ impl Publisher for KafkaPublisher<'_> {
                 traceparent: self.traceparents.get(&a.event.id).cloned(),
             })
             .collect();
-        produce_all(self.producer, &outputs).await
+        let lease = self.producer.lease();
+        let produced = produce_all(&lease.producer, &outputs).await;
+        if let Err(e) = &produced {
+            // The batch is retried; with a fresh producer if this one is stuck.
+            self.producer.renew(&lease, e);
+        }
+        produced
     }
 }

@@ -1,6 +1,10 @@
 //! Throughput of the consumer loop against the local broker: raw records in, canonical events out.
 //! Needs the local infrastructure (`cargo xtask bench normalizer` starts it). Prints one
 //! `RESULT {json}` line.
+//!
+//! The raw records are produced first; then the loop runs alone while its committed offsets are
+//! read every 100 ms (reading the events back would cost the broker and the cores as much as
+//! writing them). Long enough to be a rate, not a burst: 4 million events.
 
 mod common;
 
@@ -9,20 +13,27 @@ use std::time::{Duration, Instant};
 use gf_normalizer::consumer;
 use gf_normalizer::mapping::MapOptions;
 use gf_runtime::kafka::{KafkaSettings, ensure_topics};
-use gf_runtime::topics::Topics;
+use gf_runtime::topics::{Topics, consumer_group};
 use gf_schemas::Provider;
 use gf_schemas::raw::RawRecordMeta;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-const RECORDS: usize = 200;
 const EVENTS_PER_RECORD: usize = 250;
 const PARTITIONS: i32 = 3;
+/// Distinct bodies, sent again and again.
+const BODIES: usize = 200;
+
+fn records() -> usize {
+    std::env::var("GF_BENCH_CONSUMER_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16_000)
+}
 
 #[tokio::main]
 async fn main() {
@@ -38,39 +49,50 @@ async fn main() {
     .unwrap();
     let producer: FutureProducer = settings.producer_config("bench-raw").create().unwrap();
     let connection = Uuid::new_v4();
+    let bodies: Vec<String> = (0..BODIES)
+        .map(|b| common::amplitude_batch(b, EVENTS_PER_RECORD))
+        .collect();
+    let records = records();
     let mut bytes = 0usize;
-    for r in 0..RECORDS {
-        let body = common::amplitude_batch(r, EVENTS_PER_RECORD);
-        bytes += body.len();
-        let meta = RawRecordMeta {
-            connection_id: connection,
-            product_id: Uuid::from_u128(2),
-            provider: Provider::Amplitude,
-            received_at_ms: 1_779_105_600_000,
-            request_id: format!("bench-{r}"),
-            content_type: Some("application/json".into()),
-            traceparent: None,
-        };
-        let headers = meta.to_headers();
-        let headers = headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
-            h.insert(Header {
-                key: k,
-                value: Some(v.as_bytes()),
-            })
-        });
-        let key = format!("{connection}-{r}");
-        producer
-            .send(
-                FutureRecord::to(&topics.raw)
-                    .key(&key)
-                    .payload(&body)
-                    .headers(headers),
-                Timeout::After(Duration::from_secs(30)),
-            )
-            .await
-            .unwrap();
+    let loading = Instant::now();
+    for chunk in (0..records).collect::<Vec<_>>().chunks(500) {
+        let mut deliveries = Vec::with_capacity(chunk.len());
+        for &r in chunk {
+            let body = &bodies[r % BODIES];
+            bytes += body.len();
+            let meta = RawRecordMeta {
+                connection_id: connection,
+                product_id: Uuid::from_u128(2),
+                provider: Provider::Amplitude,
+                received_at_ms: 1_779_105_600_000,
+                request_id: format!("bench-{r}"),
+                content_type: Some("application/json".into()),
+                traceparent: None,
+            };
+            let headers = meta.to_headers();
+            let headers = headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+                h.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                })
+            });
+            let key = format!("{connection}-{r}");
+            let record = FutureRecord::to(&topics.raw)
+                .key(&key)
+                .payload(body)
+                .headers(headers);
+            deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+        }
+        for d in deliveries {
+            d.await.unwrap().map_err(|(e, _)| e).unwrap();
+        }
     }
-    let expected = RECORDS * EVENTS_PER_RECORD;
+    eprintln!(
+        "{records} raw records ({} MB) loaded in {:.1} s",
+        bytes / 1_000_000,
+        loading.elapsed().as_secs_f64()
+    );
+    let expected = records * EVENTS_PER_RECORD;
 
     let stop = CancellationToken::new();
     let started = Instant::now();
@@ -82,42 +104,65 @@ async fn main() {
                 .unwrap()
         }
     });
-    let reader: BaseConsumer = ClientConfig::new()
+    // Progress is what the loop committed: a record's offset is committed only once all its
+    // events are acknowledged (tansu's high watermarks lag the last batch, so they cannot say
+    // when the last event arrived).
+    let watcher: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", config.kafka_brokers().unwrap())
-        .set("group.id", format!("bench-reader-{}", Uuid::new_v4()))
+        .set(
+            "group.id",
+            consumer_group(&config.topic_prefix, consumer::STAGE),
+        )
         .create()
         .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition_offset(&topics.events, p, Offset::Beginning)
-            .unwrap();
-    }
-    reader.assign(&tpl).unwrap();
-    let events = topics.events.clone();
-    let (count, last) = tokio::task::spawn_blocking(move || {
-        let mut count = 0usize;
+    let raw = topics.raw.clone();
+    let (done, first, last) = tokio::task::spawn_blocking(move || {
+        let mut partitions = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            partitions.add_partition(&raw, p);
+        }
+        let mut done = 0usize;
+        let mut first = None;
         let mut last = Instant::now();
-        let deadline = Instant::now() + Duration::from_secs(300);
-        while count < expected && Instant::now() < deadline {
-            if let Some(Ok(_)) = reader.poll(Duration::from_millis(100)) {
-                count += 1;
+        let deadline = Instant::now() + Duration::from_secs(900);
+        while done < records && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            let Ok(committed) =
+                watcher.committed_offsets(partitions.clone(), Duration::from_secs(5))
+            else {
+                continue;
+            };
+            let now: usize = committed
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => usize::try_from(o).ok(),
+                    _ => None,
+                })
+                .sum();
+            if now > done {
+                first.get_or_insert(Instant::now());
+                done = now;
                 last = Instant::now();
             }
         }
-        let _ = events;
-        (count, last)
+        (done, first, last)
     })
     .await
     .unwrap();
+    let count = done * EVENTS_PER_RECORD;
     stop.cancel();
     run.await.unwrap();
     let seconds = last.duration_since(started).as_secs_f64();
+    let from_first = first.map_or(0.0, |f| last.duration_since(f).as_secs_f64());
     println!(
         "RESULT {}",
         serde_json::json!({
-            "records": RECORDS, "events": count, "expected_events": expected, "raw_bytes": bytes,
+            "records": records, "events": count, "expected_events": expected, "raw_bytes": bytes,
             "partitions": PARTITIONS, "seconds": seconds,
+            "seconds_to_first_event": first.map(|f| f.duration_since(started).as_secs_f64()),
             "events_per_second": count as f64 / seconds,
+            "events_per_second_after_first": count as f64 / from_first.max(1e-9),
         })
     );
     assert_eq!(count, expected, "not every event came out");

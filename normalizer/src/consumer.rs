@@ -15,9 +15,9 @@ use gf_runtime::classify::{Class, ReasonClass};
 use gf_runtime::kafka::KafkaSettings;
 use gf_runtime::pipeline::{
     Output, OutputError, Refusal, acknowledged_or_refused, commit_stored, dead_letter,
-    dead_letter_from, enqueue, headers_of, produce_all, producer, recv, source_of, store,
-    supervise,
+    dead_letter_from, enqueue, headers_of, produce_all, recv, source_of, store,
 };
+use gf_runtime::producer::{SharedProducer, supervise_leasing};
 use gf_runtime::topics::{Topics, consumer_group};
 use gf_schemas::deadletter::{EXCERPT_BYTES, SourceRecord};
 use gf_schemas::raw::RawRecordMeta;
@@ -153,13 +153,32 @@ pub async fn run(
     stop: CancellationToken,
 ) -> Result<(), NormalizerError> {
     let settings = KafkaSettings::from_config(config)?;
+    let producer = SharedProducer::for_stages(&settings, "gf-normalizer")?;
+    run_with_producer(config, options, &producer, stop).await
+}
+
+/// [`run`], producing through the process's shared producer (`gf run all`).
+pub async fn run_with_producer(
+    config: &Config,
+    options: MapOptions,
+    producer: &SharedProducer,
+    stop: CancellationToken,
+) -> Result<(), NormalizerError> {
+    let settings = KafkaSettings::from_config(config)?;
     let topics = Topics::new(&config.topic_prefix);
     let options = MapOptions {
         max_event_bytes: config.max_event_bytes,
         ..options
     };
-    supervise(STAGE, &stop, || {
-        run_once(&settings, &topics, &config.topic_prefix, options, &stop)
+    supervise_leasing(STAGE, &stop, producer, |producer| {
+        run_once(
+            &settings,
+            producer,
+            &topics,
+            &config.topic_prefix,
+            options,
+            &stop,
+        )
     })
     .await;
     Ok(())
@@ -267,6 +286,7 @@ fn refused_output(
 
 async fn run_once(
     settings: &KafkaSettings,
+    producer: FutureProducer,
     topics: &Topics,
     prefix: &str,
     options: MapOptions,
@@ -275,7 +295,6 @@ async fn run_once(
     let group = consumer_group(prefix, STAGE);
     let consumer = settings.stage_consumer("gf-normalizer", &group)?;
     consumer.subscribe(&[&topics.raw])?;
-    let producer = producer(settings, "gf-normalizer")?;
     let mut in_flight: FuturesOrdered<Pending> = FuturesOrdered::new();
     let mut commit = tokio::time::interval(COMMIT_EVERY);
     let mut counts = Counts::default();

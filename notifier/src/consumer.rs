@@ -8,6 +8,7 @@ use deadpool_postgres::Pool;
 use gf_runtime::Config;
 use gf_runtime::kafka::KafkaSettings;
 use gf_runtime::pipeline::{Refusal, parse_json};
+use gf_runtime::producer::SharedProducer;
 use gf_runtime::stage::{self, BatchStage, Record, Refused, StageError};
 use gf_runtime::topics::Topics;
 use gf_schemas::conversation::ConversationMessage;
@@ -42,9 +43,10 @@ pub enum Item {
 }
 
 /// Consumes until `stop`, restarting after a Kafka failure from the committed offsets.
-pub async fn run_with_pool(
+pub async fn run_with(
     config: &Config,
     pool: &Pool,
+    producer: &SharedProducer,
     stop: CancellationToken,
 ) -> Result<(), NotifierError> {
     let settings = KafkaSettings::from_config(config)?;
@@ -52,7 +54,7 @@ pub async fn run_with_pool(
         topics: Topics::new(&config.topic_prefix),
         pool: pool.clone(),
     };
-    stage::run(&notifier, &settings, &config.topic_prefix, &stop).await;
+    stage::run(&notifier, &settings, producer, &config.topic_prefix, &stop).await;
     Ok(())
 }
 

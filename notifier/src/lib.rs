@@ -38,16 +38,28 @@ pub async fn run(config: &Config, stop: CancellationToken) -> Result<(), Notifie
     run_with_pool(config, &pool, stop).await
 }
 
-/// [`run`] with a pool of the caller's (`gf run all` shares one).
+/// [`run`] with a pool of the caller's.
 pub async fn run_with_pool(
     config: &Config,
     pool: &Pool,
     stop: CancellationToken,
 ) -> Result<(), NotifierError> {
+    let settings = gf_runtime::kafka::KafkaSettings::from_config(config)?;
+    let producer = gf_runtime::producer::SharedProducer::for_stages(&settings, "gf-notifier")?;
+    run_with(config, pool, &producer, stop).await
+}
+
+/// [`run`] with a pool and a producer of the caller's (`gf run all` shares both).
+pub async fn run_with(
+    config: &Config,
+    pool: &Pool,
+    producer: &gf_runtime::producer::SharedProducer,
+    stop: CancellationToken,
+) -> Result<(), NotifierError> {
     // Fail fast on a bad allow-list, before anything is consumed.
     ssrf::AddressPolicy::parse(&config.webhook_allowed_nets)?;
     let (consumed, delivered) = tokio::join!(
-        consumer::run_with_pool(config, pool, stop.clone()),
+        consumer::run_with(config, pool, producer, stop.clone()),
         delivery::run(config, pool, stop.clone())
     );
     consumed.and(delivered)

@@ -30,11 +30,20 @@ pub async fn run(
     config: &gf_runtime::Config,
     stop: tokio_util::sync::CancellationToken,
 ) -> Result<(), ReceiverError> {
+    run_with(config, ReceiverOptions::from_config(config), stop).await
+}
+
+/// [`run`] with options of the caller's (`gf run all` passes its shared producer).
+pub async fn run_with(
+    config: &gf_runtime::Config,
+    options: ReceiverOptions,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<(), ReceiverError> {
     let listener = std::net::TcpListener::bind(config.receiver_addr)?;
     tracing::info!(addr = %config.receiver_addr, "receiver listening");
     let receiver = Receiver::new(
         config,
-        ReceiverOptions::from_config(config),
+        options,
         gf_runtime::metrics::registry().clone(),
         stop,
     )?;

@@ -9,6 +9,7 @@ use deadpool_postgres::Pool;
 use gf_control::ControlPlane;
 use gf_runtime::Config;
 use gf_runtime::kafka::KafkaSettings;
+use gf_runtime::producer::SharedProducer;
 use gf_runtime::token::SecretHasher;
 use gf_runtime::topics::Topics;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +32,8 @@ pub struct ReceiverOptions {
     pub workers: Option<usize>,
     /// Where `/healthz`, `/readyz` and `/metrics` are served instead of the public port.
     pub admin_addr: Option<std::net::SocketAddr>,
+    /// The process's shared producer (`gf run all`); `None`: one of its own.
+    pub producer: Option<SharedProducer>,
 }
 
 impl ReceiverOptions {
@@ -43,6 +46,7 @@ impl ReceiverOptions {
             auth_cache_ttl: Duration::from_secs(config.auth_cache_ttl_secs),
             workers: None,
             admin_addr: config.admin_addr,
+            producer: None,
         }
     }
 }
@@ -112,7 +116,12 @@ impl Receiver {
         tokio::spawn(listen_for_changes(database_url, auth.clone(), stop.clone()));
         let kafka = KafkaSettings::from_config(config)?;
         let topic = Topics::new(&config.topic_prefix).raw;
-        let sink = Arc::new(KafkaSink::new(&kafka, &topic, options.produce_timeout)?);
+        let sink = Arc::new(match &options.producer {
+            Some(shared) => {
+                KafkaSink::with_producer(shared.clone(), &topic, options.produce_timeout)
+            }
+            None => KafkaSink::new(&kafka, &topic, options.produce_timeout)?,
+        });
         // A pool of its own: its connections then live on this runtime, not on an HTTP worker's,
         // and survive the workers at shutdown for the last flush.
         let activity_control =

@@ -55,16 +55,10 @@ pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// librdkafka holds idempotent records whose fate is unknown past `message.timeout.ms`.
 const DELIVERY_GRACE: Duration = Duration::from_secs(15);
 
-/// A stage's producer: durable settings, and a delivery timeout long enough to ride out a broker
-/// restart within one run.
+/// A producer of its own for a one-off job (a replay): durable settings, [`DELIVERY_TIMEOUT`].
+/// Stages share one: [`crate::producer::SharedProducer`].
 pub fn producer(settings: &KafkaSettings, client_id: &str) -> Result<FutureProducer, KafkaError> {
-    settings
-        .producer_config(client_id)
-        .set(
-            "message.timeout.ms",
-            DELIVERY_TIMEOUT.as_millis().to_string(),
-        )
-        .create()
+    crate::producer::build(settings, client_id, DELIVERY_TIMEOUT)
 }
 
 /// Enqueues an output, waiting while the local queue is full; returns its delivery.

@@ -23,6 +23,7 @@ use gf_schemas::deadletter::ReasonClass;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::FutureProducer;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -30,8 +31,9 @@ use crate::classify::{self, Class};
 use crate::kafka::KafkaSettings;
 use crate::pipeline::{
     Backoff, Output, OutputError, Refusal, commit_stored, dead_letter, next_batch, produce_all,
-    producer, store, supervise, traceparent_of,
+    store, traceparent_of,
 };
+use crate::producer::{SharedProducer, supervise_leasing};
 use crate::topics::{Topics, consumer_group};
 
 /// How a stage batches its input.
@@ -200,14 +202,16 @@ pub enum RunError {
 
 /// Runs `stage` until `stop`, starting it again from the committed offsets after a Kafka
 /// failure.
+/// Its dead letters go through `producer`, the process's shared one.
 pub async fn run<S: BatchStage>(
     stage: &S,
     settings: &KafkaSettings,
+    producer: &SharedProducer,
     prefix: &str,
     stop: &CancellationToken,
 ) {
-    supervise(stage.name(), stop, || {
-        run_once(stage, settings, prefix, stop)
+    supervise_leasing(stage.name(), stop, producer, |producer| {
+        run_once(stage, settings, producer, prefix, stop)
     })
     .await
 }
@@ -215,6 +219,7 @@ pub async fn run<S: BatchStage>(
 async fn run_once<S: BatchStage>(
     stage: &S,
     settings: &KafkaSettings,
+    producer: FutureProducer,
     prefix: &str,
     stop: &CancellationToken,
 ) -> Result<(), RunError> {
@@ -225,7 +230,6 @@ async fn run_once<S: BatchStage>(
     let inputs = stage.inputs();
     let topics: Vec<&str> = inputs.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
-    let producer = producer(settings, &client_id)?;
     let deadletter = Topics::new(prefix).deadletter;
     let limits = stage.limits();
     tracing::info!(stage = name, ?inputs, group, "consuming");

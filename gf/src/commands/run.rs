@@ -20,6 +20,17 @@ pub async fn run(cmd: RunCommand, config: &Config) -> anyhow::Result<()> {
                 config.database_url()?,
                 8 + config.webhook_concurrency.min(16),
             )?;
+            // One Kafka producer for every stage: each librdkafka client has broker threads of
+            // its own. Its delivery timeout is the receiver's, which answers senders within it.
+            let producer = gf_runtime::producer::SharedProducer::new(
+                &gf_runtime::kafka::KafkaSettings::from_config(config)?,
+                "gf",
+                std::time::Duration::from_millis(config.produce_timeout_ms),
+            )?;
+            let receiver_options = gf_receiver::ReceiverOptions {
+                producer: Some(producer.clone()),
+                ..gf_receiver::ReceiverOptions::from_config(config)
+            };
             // A stage that fails stops the others, so the process exits with its error.
             let stopping = |r: Result<(), anyhow::Error>| {
                 if r.is_err() {
@@ -30,28 +41,33 @@ pub async fn run(cmd: RunCommand, config: &Config) -> anyhow::Result<()> {
             let (received, normalized, attributed, notified, console) = tokio::join!(
                 async {
                     stopping(
-                        gf_receiver::run(config, stop.clone())
+                        gf_receiver::run_with(config, receiver_options, stop.clone())
                             .await
                             .map_err(Into::into),
                     )
                 },
                 async {
                     stopping(
-                        gf_normalizer::consumer::run(config, Default::default(), stop.clone())
+                        gf_normalizer::consumer::run_with_producer(
+                            config,
+                            Default::default(),
+                            &producer,
+                            stop.clone(),
+                        )
+                        .await
+                        .map_err(Into::into),
+                    )
+                },
+                async {
+                    stopping(
+                        gf_attributor::consumer::run_with(config, &pool, &producer, stop.clone())
                             .await
                             .map_err(Into::into),
                     )
                 },
                 async {
                     stopping(
-                        gf_attributor::consumer::run_with_pool(config, &pool, stop.clone())
-                            .await
-                            .map_err(Into::into),
-                    )
-                },
-                async {
-                    stopping(
-                        gf_notifier::run_with_pool(config, &pool, stop.clone())
+                        gf_notifier::run_with(config, &pool, &producer, stop.clone())
                             .await
                             .map_err(Into::into),
                     )

@@ -26,7 +26,7 @@ const SHAPE: &str =
 const REVENUE_FIELDS: [&str; 4] = ["revenue", "price", "quantity", "revenueType"];
 
 /// The events of a body (a batch, an array, or one event), each as its own unparsed JSON text.
-pub fn events(body: &RawValue) -> Result<Vec<&RawValue>, MapError> {
+pub fn events(body: &str) -> Result<Vec<&RawValue>, MapError> {
     fields::list_or_single(
         body,
         "events",

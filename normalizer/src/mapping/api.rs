@@ -29,8 +29,8 @@ use crate::overrides::{self, Overrides};
 const SHAPE: &str = "a public events API body ({\"events\": [...]})";
 
 /// The events of a body, each as its own unparsed JSON text.
-pub fn events(body: &RawValue) -> Result<Vec<&RawValue>, MapError> {
-    if !body.get().starts_with('{') {
+pub fn events(body: &str) -> Result<Vec<&RawValue>, MapError> {
+    if !fields::json_trim(body).starts_with('{') {
         return Err(MapError::WrongShape(SHAPE));
     }
     fields::list_or_single(body, "events", &[], SHAPE)

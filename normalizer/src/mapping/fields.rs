@@ -1,8 +1,11 @@
 //! Reading loosely typed JSON fields: strings that may be numbers, numbers that may be strings.
 
-use std::collections::HashMap;
+use std::fmt;
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use serde::de::{
+    Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -11,26 +14,151 @@ use super::MapError;
 /// The items of a body that is an array of them, an object holding them under `list`, or one
 /// item (an object without `list` that has one of the `single` keys), each as its own unparsed
 /// JSON text: the shapes the receiver accepts. The object is read as a map: a key given twice
-/// counts once, the last one, as the receiver reads it.
+/// counts once, the last one, as the receiver reads it. One pass over the body: it is the
+/// largest thing the normalizer reads.
 pub fn list_or_single<'a>(
-    body: &'a RawValue,
+    body: &'a str,
     list: &str,
     single: &[&str],
     shape: &'static str,
 ) -> Result<Vec<&'a RawValue>, MapError> {
-    let text = body.get();
-    if text.starts_with('[') {
-        return serde_json::from_str(text).map_err(|_| MapError::WrongShape(shape));
+    let refused = |e: serde_json::Error| refusal(body, e, shape);
+    match json_trim(body).as_bytes().first() {
+        Some(b'[') => serde_json::from_str(body).map_err(refused),
+        Some(b'{') => {
+            let seed = EnvelopeSeed { list, single };
+            let mut de = serde_json::Deserializer::from_str(body);
+            let envelope = seed
+                .deserialize(&mut de)
+                .and_then(|e| de.end().map(|()| e))
+                .map_err(refused)?;
+            match envelope {
+                Envelope {
+                    list: Some(ListValue::Items(items)),
+                    ..
+                } => Ok(items),
+                Envelope {
+                    list: None,
+                    single: true,
+                } => serde_json::from_str::<&RawValue>(body)
+                    .map(|one| vec![one])
+                    .map_err(refused),
+                _ => Err(MapError::WrongShape(shape)),
+            }
+        }
+        _ => Err(match serde_json::from_str::<IgnoredAny>(body) {
+            Ok(_) => MapError::WrongShape(shape),
+            Err(e) => MapError::InvalidJson(e.to_string()),
+        }),
     }
-    if !text.starts_with('{') {
-        return Err(MapError::WrongShape(shape));
+}
+
+/// JSON text without its leading whitespace.
+pub fn json_trim(text: &str) -> &str {
+    text.trim_start_matches([' ', '\t', '\n', '\r'])
+}
+
+/// A body that is not JSON at all is [`MapError::InvalidJson`]; JSON of another shape is
+/// [`MapError::WrongShape`], whichever the envelope's reader met first.
+fn refusal(body: &str, error: serde_json::Error, shape: &'static str) -> MapError {
+    if error.is_syntax() || error.is_eof() {
+        return MapError::InvalidJson(error.to_string());
     }
-    let fields: HashMap<String, &RawValue> =
-        serde_json::from_str(text).map_err(|_| MapError::WrongShape(shape))?;
-    match fields.get(list) {
-        Some(items) => serde_json::from_str(items.get()).map_err(|_| MapError::WrongShape(shape)),
-        None if single.iter().any(|k| fields.contains_key(*k)) => Ok(vec![body]),
-        None => Err(MapError::WrongShape(shape)),
+    match serde_json::from_str::<IgnoredAny>(body) {
+        Ok(_) => MapError::WrongShape(shape),
+        Err(e) => MapError::InvalidJson(e.to_string()),
+    }
+}
+
+/// What an object body holds: its list (the last one given), and whether it has a key of one
+/// item.
+struct Envelope<'a> {
+    list: Option<ListValue<'a>>,
+    single: bool,
+}
+
+/// The value under the list key: the items, or something that is not a list.
+enum ListValue<'a> {
+    Items(Vec<&'a RawValue>),
+    Other,
+}
+
+struct EnvelopeSeed<'k> {
+    list: &'k str,
+    single: &'k [&'k str],
+}
+
+impl<'de> DeserializeSeed<'de> for EnvelopeSeed<'_> {
+    type Value = Envelope<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Envelope<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EnvelopeSeed<'_> {
+    type Value = Envelope<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
+        let mut envelope = Envelope {
+            list: None,
+            single: false,
+        };
+        while let Some(key) = map.next_key::<String>()? {
+            if key == self.list {
+                envelope.list = Some(map.next_value::<ListValue<'de>>()?);
+            } else {
+                envelope.single |= self.single.contains(&key.as_str());
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(envelope)
+    }
+}
+
+impl<'de> Deserialize<'de> for ListValue<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ListValue<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ListValue<'de>, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(item) = seq.next_element::<&'de RawValue>()? {
+                    items.push(item);
+                }
+                Ok(ListValue::Items(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ListValue<'de>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(ListValue::Other)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<ListValue<'de>, E> {
+                Ok(ListValue::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<ListValue<'de>, E> {
+                Ok(ListValue::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<ListValue<'de>, E> {
+                Ok(ListValue::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<ListValue<'de>, E> {
+                Ok(ListValue::Other)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<ListValue<'de>, E> {
+                Ok(ListValue::Other)
+            }
+            fn visit_unit<E>(self) -> Result<ListValue<'de>, E> {
+                Ok(ListValue::Other)
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -191,6 +319,37 @@ mod tests {
             Some(1779105600123)
         );
         assert_eq!(utc_time(&json!("2026-05-18")), None);
+    }
+
+    #[test]
+    fn envelopes_are_read_in_one_pass_with_the_receivers_rules() {
+        let items = |body: &str| {
+            list_or_single(body, "events", &["event_type"], "shape")
+                .map(|items| items.iter().map(|i| i.get().to_owned()).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            items(" [1, {\"a\": 2}]"),
+            Ok(vec!["1".into(), "{\"a\": 2}".into()])
+        );
+        // The last of a key given twice counts, whatever the first held.
+        assert_eq!(
+            items("{\"events\": 5, \"events\": [3]}"),
+            Ok(vec!["3".into()])
+        );
+        assert_eq!(
+            items("{\"events\": [3], \"events\": 5}"),
+            Err(MapError::WrongShape("shape"))
+        );
+        assert_eq!(items("{\"event_type\": \"x\"}").map(|i| i.len()), Ok(1));
+        assert_eq!(items("{\"other\": 1}"), Err(MapError::WrongShape("shape")));
+        assert_eq!(items("\"text\""), Err(MapError::WrongShape("shape")));
+        // Not JSON at all is invalid JSON, even after a part of the wrong shape.
+        assert!(matches!(
+            items("{\"events\": 5, oops"),
+            Err(MapError::InvalidJson(_))
+        ));
+        assert!(matches!(items("[1] 2"), Err(MapError::InvalidJson(_))));
+        assert!(matches!(items("nope"), Err(MapError::InvalidJson(_))));
     }
 
     #[test]

@@ -19,7 +19,6 @@ use gf_schemas::canonical::{
 };
 use gf_schemas::deadletter::ReasonClass;
 use gf_schemas::raw::RawRecordMeta;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -90,14 +89,13 @@ pub enum MapError {
 pub fn map_record(input: &RawInput<'_>, options: &MapOptions) -> Result<Mapped, MapError> {
     let text = std::str::from_utf8(input.body)
         .map_err(|e| MapError::InvalidJson(format!("the body is not UTF-8 ({e})")))?;
-    let body: &RawValue =
-        serde_json::from_str(text).map_err(|e| MapError::InvalidJson(e.to_string()))?;
     let provider = input.meta.provider;
+    // The envelope is read in one pass that also checks the whole body is JSON.
     let events = match provider {
-        Provider::Amplitude => amplitude::events(body)?,
-        Provider::Segment => segment::events(body)?,
-        Provider::Posthog => posthog::events(body)?,
-        Provider::Api => api::events(body)?,
+        Provider::Amplitude => amplitude::events(text)?,
+        Provider::Segment => segment::events(text)?,
+        Provider::Posthog => posthog::events(text)?,
+        Provider::Api => api::events(text)?,
     };
     let mut mapped = Mapped::default();
     for (index, raw) in events.into_iter().enumerate() {

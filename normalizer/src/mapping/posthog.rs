@@ -29,7 +29,7 @@ const SHAPE: &str = "a PostHog capture batch ({\"batch\": [...]}), an array of e
 
 /// The events of a body (a batch, an array, one event or one CDP webhook body), each as its own
 /// unparsed JSON text.
-pub fn events(body: &RawValue) -> Result<Vec<&RawValue>, MapError> {
+pub fn events(body: &str) -> Result<Vec<&RawValue>, MapError> {
     fields::list_or_single(body, "batch", &["event"], SHAPE)
 }
 

@@ -27,7 +27,7 @@ const SHAPE: &str = "a Segment message, {\"batch\": [...]} or an array of messag
 
 /// The messages of a body (one message, a batch, or an array), each as its own unparsed JSON
 /// text. One message must have a `type`; the receiver refuses it otherwise.
-pub fn events(body: &RawValue) -> Result<Vec<&RawValue>, MapError> {
+pub fn events(body: &str) -> Result<Vec<&RawValue>, MapError> {
     fields::list_or_single(body, "batch", &["type"], SHAPE)
 }
 
