@@ -26,9 +26,3 @@ pub mod token;
 pub mod topics;
 
 pub use config::Config;
-
-/// Every binary that links the stages (`gf`, the tests, the benchmarks) allocates with mimalloc:
-/// per-event allocation is most of what a stage does besides parsing, and glibc's malloc cost a
-/// quarter of the normalizer's time.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
