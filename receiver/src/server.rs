@@ -117,9 +117,7 @@ impl Receiver {
         let kafka = KafkaSettings::from_config(config)?;
         let topic = Topics::new(&config.topic_prefix).raw;
         let sink = Arc::new(match &options.producer {
-            Some(shared) => {
-                KafkaSink::with_producer(shared.clone(), &topic, options.produce_timeout)
-            }
+            Some(shared) => KafkaSink::with_producer(shared.clone(), &topic),
             None => KafkaSink::new(&kafka, &topic, options.produce_timeout)?,
         });
         // A pool of its own: its connections then live on this runtime, not on an HTTP worker's,

@@ -24,7 +24,6 @@ pub enum SinkError {
 pub struct KafkaSink {
     /// Shared with the other stages of the process (`gf run all`); renewed when stuck.
     producer: SharedProducer,
-    delivery_timeout: Duration,
     topic: String,
     /// How long a full local queue may hold a request up before it is refused.
     queue_wait: Duration,
@@ -39,19 +38,14 @@ impl KafkaSink {
         delivery_timeout: Duration,
     ) -> Result<Self, SinkError> {
         let producer = SharedProducer::new(settings, "gf-receiver", delivery_timeout)?;
-        Ok(Self::with_producer(producer, topic, delivery_timeout))
+        Ok(Self::with_producer(producer, topic))
     }
 
-    /// A sink appending through `producer`; a request still waits at most `delivery_timeout`
-    /// (plus the local queue's wait) for its answer, whatever the producer's own timeout.
-    pub fn with_producer(
-        producer: SharedProducer,
-        topic: &str,
-        delivery_timeout: Duration,
-    ) -> Self {
+    /// A sink appending through `producer`; a request waits at most the producer's delivery
+    /// timeout (plus the local queue's wait) for its answer.
+    pub fn with_producer(producer: SharedProducer, topic: &str) -> Self {
         KafkaSink {
             producer,
-            delivery_timeout,
             topic: topic.to_owned(),
             queue_wait: Duration::from_millis(500),
         }
@@ -78,7 +72,7 @@ impl KafkaSink {
         // librdkafka keeps an idempotent producer's in-flight records past `message.timeout.ms`
         // while their fate is unknown (seen: 9 s with the broker gone); the caller gets its
         // answer on time regardless. A record acknowledged later was stored, not acknowledged.
-        let limit = self.delivery_timeout + self.queue_wait;
+        let limit = self.producer.delivery_timeout() + self.queue_wait;
         let Ok(sent) = tokio::time::timeout(
             limit,
             lease.producer.send(record, Timeout::After(self.queue_wait)),
