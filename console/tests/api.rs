@@ -183,9 +183,7 @@ async fn every_route_needs_a_live_admin_key_and_says_nothing_more() {
         .revoke(revoked_key.id, &Actor::Cli { user: "t".into() })
         .await
         .unwrap();
-    let mut wrong = api.key.clone();
-    let last = if wrong.ends_with('A') { "B" } else { "A" };
-    wrong.replace_range(wrong.len() - 2..wrong.len() - 1, last);
+    let wrong = gf_tests::nearly(&api.key);
     let id = uuid::Uuid::now_v7().to_string();
     let mut bodies = Vec::new();
     for (method, path) in ROUTES {

@@ -1,8 +1,9 @@
 //! The receiver's body check on arbitrary bytes, raw and as a gzip body: it answers (never
-//! panics), its counts add up, and decoding stops at the limit.
+//! panics), its counts add up, its fast path gives exactly what the serde path gives, and
+//! decoding stops at the limit.
 #![no_main]
 
-use gf_receiver::payload::{PayloadError, gunzip, inspect};
+use gf_receiver::payload::{PayloadError, gunzip, inspect, inspect_serde};
 use gf_schemas::Provider;
 use libfuzzer_sys::fuzz_target;
 
@@ -11,7 +12,9 @@ const LIMIT: usize = 64 * 1024;
 
 fn check(body: &[u8]) {
     for provider in Provider::ALL {
-        match inspect(provider, body, MAX_EVENTS) {
+        let verdict = inspect(provider, body, MAX_EVENTS);
+        assert_eq!(verdict, inspect_serde(provider, body, MAX_EVENTS));
+        match verdict {
             Ok(summary) => {
                 assert_eq!(summary.accepted + summary.dropped, summary.received);
                 assert!(summary.received <= MAX_EVENTS);

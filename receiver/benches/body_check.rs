@@ -1,5 +1,7 @@
 //! The body check per core (criterion): counting and checking Amplitude batches of ~400-byte
-//! events with [`gf_receiver::payload::inspect`], beside two references on the same bytes:
+//! events with [`gf_receiver::payload::inspect`] (the byte scanner, falling back to serde),
+//! beside the serde path alone ([`gf_receiver::payload::inspect_serde`], the check before the
+//! scanner) and two references on the same bytes:
 //! serde_json skipping the body without looking at it (the floor of any serde-based walk) and
 //! UTF-8 validation (what memory speed looks like). Throughput is in bytes.
 
@@ -7,7 +9,7 @@ mod common;
 
 use common::Template;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use gf_receiver::payload::inspect;
+use gf_receiver::payload::{inspect, inspect_serde};
 use gf_schemas::Provider;
 
 fn body_check(c: &mut Criterion) {
@@ -20,6 +22,9 @@ fn body_check(c: &mut Criterion) {
         assert_eq!(counted.accepted, template.events);
         group.bench_with_input(BenchmarkId::new("inspect", events), &body, |b, body| {
             b.iter(|| inspect(Provider::Amplitude, std::hint::black_box(body), 10_000))
+        });
+        group.bench_with_input(BenchmarkId::new("serde_path", events), &body, |b, body| {
+            b.iter(|| inspect_serde(Provider::Amplitude, std::hint::black_box(body), 10_000))
         });
         group.bench_with_input(BenchmarkId::new("serde_skip", events), &body, |b, body| {
             b.iter(|| serde_json::from_slice::<serde::de::IgnoredAny>(std::hint::black_box(body)))

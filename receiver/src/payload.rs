@@ -8,6 +8,8 @@ use std::io::Read;
 
 use gf_schemas::Provider;
 use gf_schemas::accept::{self, SegmentKind};
+mod fast;
+
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -88,7 +90,26 @@ pub fn gunzip_reserving(
 ///
 /// Which events are accepted and which dropped is [`gf_schemas::accept`]'s rule, the one the
 /// normalizer maps by.
+///
+/// Usual bodies are counted by a byte scanner ([`fast`]) that answers only when it is sure;
+/// every other body, and every refusal, is decided by the serde path ([`inspect_serde`]). Both
+/// give the same result on every input.
 pub fn inspect(
+    provider: Provider,
+    body: &[u8],
+    max_events: usize,
+) -> Result<BatchSummary, PayloadError> {
+    if std::str::from_utf8(body).is_ok()
+        && let Some(summary) = fast::inspect(provider, body, max_events)
+    {
+        return Ok(summary);
+    }
+    inspect_serde(provider, body, max_events)
+}
+
+/// [`inspect`] by serde visitors alone: the reference the fast path is checked against, and
+/// the path that words every refusal.
+pub fn inspect_serde(
     provider: Provider,
     body: &[u8],
     max_events: usize,
@@ -587,7 +608,166 @@ impl<'de, F: FnMut(&str)> Visitor<'de> for ValueProbe<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::io::Write;
+
+    /// Strings a body may hold: names the rules look at, blanks, escapes (good and bad), control
+    /// bytes, non-ASCII, quotes and brackets.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            12 => Just("purchase".to_owned()),
+            1 => Just(" ".to_owned()),
+            1 => Just(String::new()),
+            2 => Just("track".to_owned()),
+            1 => Just("page".to_owned()),
+            1 => Just("$identify".to_owned()),
+            1 => Just("$pageview".to_owned()),
+            1 => Just(r#"a\"b\\c\/\u00e9\ud800"#.to_owned()),
+            1 => Just("é ✓ [{}]".to_owned()),
+            30 => "[a-z $]{0,12}",
+            1 => "[ !#-\\[\\]-~]{0,12}",
+        ]
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            1 => Just("events".to_owned()),
+            1 => Just("batch".to_owned()),
+            2 => Just("type".to_owned()),
+            2 => Just("event".to_owned()),
+            2 => Just("event_type".to_owned()),
+            1 => Just("user_id".to_owned()),
+            1 => Just("device_id".to_owned()),
+            1 => Just(r"event\u005ftype".to_owned()),
+            1 => Just(r#"ev\"ent"#.to_owned()),
+            30 => text(),
+        ]
+    }
+
+    /// JSON-like text: mostly valid, with the number and literal forms serde refuses mixed in.
+    fn json() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            40 => text().prop_map(|t| format!("\"{t}\"")),
+            2 => Just("null".to_owned()),
+            2 => Just("true".to_owned()),
+            1 => Just("false".to_owned()),
+            2 => Just("0".to_owned()),
+            2 => Just("-12.5e+3".to_owned()),
+            1 => Just("1e400".to_owned()),
+            1 => Just("18446744073709551616".to_owned()),
+            10 => any::<i64>().prop_map(|n| n.to_string()),
+        ];
+        leaf.prop_recursive(4, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6)
+                    .prop_map(|v| format!("[{}]", v.join(","))),
+                proptest::collection::vec((key(), inner), 0..6).prop_map(|fields| {
+                    let fields: Vec<_> = fields
+                        .into_iter()
+                        .map(|(k, v)| format!("\"{k}\" : {v}"))
+                        .collect();
+                    format!("{{ {} }}", fields.join(","))
+                }),
+            ]
+        })
+    }
+
+    /// A body of the shapes providers send, sometimes damaged at one byte.
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        let item = proptest::collection::vec((key(), json()), 0..5).prop_map(|fields| {
+            let fields: Vec<_> = fields
+                .into_iter()
+                .map(|(k, v)| format!("\"{k}\":{v}"))
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        });
+        let list = proptest::collection::vec(prop_oneof![16 => item, 1 => json()], 0..6)
+            .prop_map(|items| format!("[{}]", items.join(",")));
+        let shaped = (
+            prop_oneof![3 => Just("events"), 3 => Just("batch"), 1 => Just("event_type"), 1 => Just("type")],
+            list.clone(),
+            proptest::collection::vec((key(), json()), 0..3),
+            prop_oneof![8 => Just(""), 4 => Just(" \n"), 1 => Just(" x"), 1 => Just(",")],
+        )
+            .prop_map(|(name, list, extra, tail)| {
+                let mut fields: Vec<_> = extra.into_iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                fields.push(format!("\"{name}\":{list}"));
+                format!("{{{}}}{tail}", fields.join(","))
+            });
+        let text = prop_oneof![3 => shaped, 1 => list, 1 => json()];
+        // One flaw in some bodies, anywhere: what serde_json refuses in strings and numbers,
+        // broken syntax, a stray byte, a cut.
+        let flaw = prop_oneof![
+            Just(&br"\x"[..]),
+            Just(&br"\u12"[..]),
+            Just(&b"\t"[..]),
+            Just(&b"\x01"[..]),
+            Just(&b"\x1f"[..]),
+            Just(&b"01"[..]),
+            Just(&b"1."[..]),
+            Just(&b"-"[..]),
+            Just(&b"nul"[..]),
+            Just(&b"\""[..]),
+            Just(&b","[..]),
+            Just(&b"}"[..]),
+            Just(&b"\xff"[..]),
+            Just(&b""[..]),
+        ];
+        let flaw = proptest::option::weighted(0.3, (any::<usize>(), flaw, any::<bool>()));
+        (text, flaw).prop_map(|(text, flaw)| {
+            let mut bytes = text.into_bytes();
+            if let Some((at, inserted, cut)) = flaw {
+                let at = at % (bytes.len() + 1);
+                if cut {
+                    bytes.truncate(at);
+                }
+                bytes.splice(at..at, inserted.iter().copied());
+            }
+            bytes
+        })
+    }
+
+    /// The differential below proves something only if the fast path answers for many of its
+    /// bodies, and refuses many others.
+    #[test]
+    fn the_generated_bodies_reach_both_paths() {
+        use proptest::strategy::ValueTree;
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let (mut fast_answers, mut refused) = (0, 0);
+        for _ in 0..1000 {
+            let body = body().new_tree(&mut runner).unwrap().current();
+            for provider in [Provider::Amplitude, Provider::Segment, Provider::Posthog] {
+                if std::str::from_utf8(&body).is_ok() && fast::inspect(provider, &body, 4).is_some()
+                {
+                    fast_answers += 1;
+                }
+                if inspect_serde(provider, &body, 4).is_err() {
+                    refused += 1;
+                }
+            }
+        }
+        assert!(
+            fast_answers > 600,
+            "the fast path answered {fast_answers} of 3000"
+        );
+        assert!(refused > 600, "the serde path refused {refused} of 3000");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+        /// The fast path is only a shortcut: `inspect` gives exactly what the serde path gives
+        /// (counts, verdict and error) on every body, for every provider and event limit.
+        #[test]
+        fn the_fast_check_agrees_with_the_serde_path(body in body(), max in 0usize..5) {
+            for provider in Provider::ALL {
+                prop_assert_eq!(
+                    inspect(provider, &body, max),
+                    inspect_serde(provider, &body, max),
+                    "{:?} {}", provider, String::from_utf8_lossy(&body)
+                );
+            }
+        }
+    }
 
     fn amp(body: &str) -> Result<BatchSummary, PayloadError> {
         inspect(Provider::Amplitude, body.as_bytes(), 1000)

@@ -421,9 +421,7 @@ async fn every_refusal_has_its_code_and_writes_nothing() {
 
     // 401: malformed, unknown and nearly-right tokens.
     let unknown = gf_runtime::token::IngestToken::generate().unwrap().reveal();
-    let mut near = amp.clone();
-    let last = if near.ends_with('A') { "B" } else { "A" };
-    near.replace_range(near.len() - 2..near.len() - 1, last);
+    let near = gf_tests::nearly(&amp);
     for bad in ["nope", unknown.as_str(), near.as_str()] {
         expect(
             h.post("amplitude", bad, ok.clone()).await,

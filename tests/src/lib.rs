@@ -312,9 +312,31 @@ pub fn json_output(command: &mut std::process::Command) -> serde_json::Value {
     })
 }
 
+/// `secret` with its next-to-last character changed: the same lookup prefix and shape, a
+/// different secret. (The last character of unpadded base64 holds padding bits, so changing it
+/// may not change the decoded bytes; the character changed always differs from the original.)
+pub fn nearly(secret: &str) -> String {
+    let mut near = secret.to_owned();
+    let Some(at) = near.len().checked_sub(2) else {
+        return format!("{near}x");
+    };
+    let other = if &near[at..at + 1] == "A" { "B" } else { "A" };
+    near.replace_range(at..at + 1, other);
+    near
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nearly_right_secret_always_differs() {
+        for secret in ["gfa_x_AU", "gfa_x_AA", "gfa_x_BA", "gfa_x_zz", "ab"] {
+            let near = nearly(secret);
+            assert_ne!(near, secret);
+            assert_eq!(near.len(), secret.len());
+        }
+    }
 
     #[test]
     fn database_names_are_replaced() {

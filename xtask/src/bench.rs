@@ -306,6 +306,10 @@ fn body_check(root: &Path, vars: &[(String, String)]) -> anyhow::Result<Vec<Figu
         let bytes = criterion_throughput_bytes(root, "body_check", &format!("inspect/{events}"))?;
         for (id, label) in [
             ("inspect", "body check (count + validate)"),
+            (
+                "serde_path",
+                "body check by serde visitors alone (before the byte scanner)",
+            ),
             ("serde_skip", "serde_json skipping the body (reference)"),
             ("utf8", "UTF-8 validation (reference)"),
         ] {
