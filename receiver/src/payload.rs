@@ -3,13 +3,13 @@
 //! Counting walks the JSON once with serde visitors and keeps nothing per event: a body of a
 //! thousand events costs one pass and no allocation per event.
 
+mod fast;
+
 use std::fmt;
 use std::io::Read;
 
 use gf_schemas::Provider;
 use gf_schemas::accept::{self, SegmentKind};
-mod fast;
-
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -644,7 +644,16 @@ mod tests {
         ]
     }
 
-    /// JSON-like text: mostly valid, with the number and literal forms serde refuses mixed in.
+    /// `{"key":value,...}` from its fields, with `pad` (whitespace) around colons and braces.
+    fn object_of(fields: Vec<(String, String)>, pad: &str) -> String {
+        let fields: Vec<_> = fields
+            .into_iter()
+            .map(|(k, v)| format!("\"{k}\"{pad}:{pad}{v}"))
+            .collect();
+        format!("{{{pad}{}{pad}}}", fields.join(","))
+    }
+
+    /// Valid JSON values, numbers serde_json refuses in counted fields (out of range) among them.
     fn json() -> impl Strategy<Value = String> {
         let leaf = prop_oneof![
             40 => text().prop_map(|t| format!("\"{t}\"")),
@@ -661,26 +670,16 @@ mod tests {
             prop_oneof![
                 proptest::collection::vec(inner.clone(), 0..6)
                     .prop_map(|v| format!("[{}]", v.join(","))),
-                proptest::collection::vec((key(), inner), 0..6).prop_map(|fields| {
-                    let fields: Vec<_> = fields
-                        .into_iter()
-                        .map(|(k, v)| format!("\"{k}\" : {v}"))
-                        .collect();
-                    format!("{{ {} }}", fields.join(","))
-                }),
+                proptest::collection::vec((key(), inner), 0..6)
+                    .prop_map(|fields| object_of(fields, " ")),
             ]
         })
     }
 
-    /// A body of the shapes providers send, sometimes damaged at one byte.
+    /// A body of the shapes providers send, some with one flaw.
     fn body() -> impl Strategy<Value = Vec<u8>> {
-        let item = proptest::collection::vec((key(), json()), 0..5).prop_map(|fields| {
-            let fields: Vec<_> = fields
-                .into_iter()
-                .map(|(k, v)| format!("\"{k}\":{v}"))
-                .collect();
-            format!("{{{}}}", fields.join(","))
-        });
+        let item = proptest::collection::vec((key(), json()), 0..5)
+            .prop_map(|fields| object_of(fields, ""));
         let list = proptest::collection::vec(prop_oneof![16 => item, 1 => json()], 0..6)
             .prop_map(|items| format!("[{}]", items.join(",")));
         let shaped = (
@@ -689,10 +688,9 @@ mod tests {
             proptest::collection::vec((key(), json()), 0..3),
             prop_oneof![8 => Just(""), 4 => Just(" \n"), 1 => Just(" x"), 1 => Just(",")],
         )
-            .prop_map(|(name, list, extra, tail)| {
-                let mut fields: Vec<_> = extra.into_iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
-                fields.push(format!("\"{name}\":{list}"));
-                format!("{{{}}}{tail}", fields.join(","))
+            .prop_map(|(name, list, mut fields, tail)| {
+                fields.push((name.to_owned(), list));
+                format!("{}{tail}", object_of(fields, ""))
             });
         let text = prop_oneof![3 => shaped, 1 => list, 1 => json()];
         // One flaw in some bodies, anywhere: what serde_json refuses in strings and numbers,

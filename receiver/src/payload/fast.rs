@@ -142,47 +142,45 @@ impl<'a> Scan<'a> {
     /// An object at `{`; `field` reads each value, given its key (`None` when escaped), with
     /// the scan at the value.
     fn object(&mut self, mut field: impl FnMut(&mut Self, Plain<'a>) -> Option<()>) -> Option<()> {
-        self.open()?;
-        self.ws();
-        if self.peek()? == b'}' {
-            return self.close();
-        }
-        loop {
-            self.ws();
-            if self.peek()? != b'"' {
+        self.members(b'}', |scan| {
+            if scan.peek()? != b'"' {
                 return None;
             }
-            let key = self.string()?;
-            self.ws();
-            if self.peek()? != b':' {
+            let key = scan.string()?;
+            scan.ws();
+            if scan.peek()? != b':' {
                 return None;
             }
-            self.at += 1;
-            self.ws();
-            field(self, key)?;
-            self.ws();
-            match self.peek()? {
-                b',' => self.at += 1,
-                b'}' => return self.close(),
-                _ => return None,
-            }
-        }
+            scan.at += 1;
+            scan.ws();
+            field(scan, key)
+        })
     }
 
     /// An array at `[`; `element` reads each element, with the scan at it.
-    fn array(&mut self, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+    fn array(&mut self, element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.members(b']', element)
+    }
+
+    /// A container's members, separated by commas, up to `close`; `member` reads one, with the
+    /// scan at it.
+    fn members(
+        &mut self,
+        close: u8,
+        mut member: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
         self.open()?;
         self.ws();
-        if self.peek()? == b']' {
+        if self.peek()? == close {
             return self.close();
         }
         loop {
             self.ws();
-            element(self)?;
+            member(self)?;
             self.ws();
             match self.peek()? {
                 b',' => self.at += 1,
-                b']' => return self.close(),
+                b if b == close => return self.close(),
                 _ => return None,
             }
         }
