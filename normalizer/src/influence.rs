@@ -139,6 +139,30 @@ pub fn from_name(name: &str) -> Influence {
     }
 }
 
+/// [`from_name`] remembered for the names of one batch: a batch usually repeats a handful of
+/// names, and splitting a name into words allocates. Bounded, so a batch of distinct names costs
+/// no more than computing each.
+#[derive(Debug, Default)]
+pub struct Memo {
+    names: Vec<(String, Influence)>,
+}
+
+impl Memo {
+    /// Names remembered at most; past it, names are computed each time.
+    const CAPACITY: usize = 32;
+
+    pub fn of(&mut self, name: &str) -> Influence {
+        if let Some((_, influence)) = self.names.iter().find(|(n, _)| n == name) {
+            return *influence;
+        }
+        let influence = from_name(name);
+        if self.names.len() < Self::CAPACITY {
+            self.names.push((name.to_owned(), influence));
+        }
+        influence
+    }
+}
+
 /// Lowercase words of a name, split at punctuation, spaces and case changes.
 pub fn words(name: &str) -> Vec<String> {
     let chars: Vec<char> = name.chars().collect();
@@ -233,6 +257,18 @@ mod tests {
         for (name, expected) in cases {
             assert_eq!(words(name), *expected, "{name}");
         }
+    }
+
+    #[test]
+    fn the_memo_answers_as_from_name_past_its_capacity() {
+        let mut memo = Memo::default();
+        let names: Vec<String> = table().into_iter().map(|(name, _)| name).collect();
+        for _ in 0..2 {
+            for name in &names {
+                assert_eq!(memo.of(name), from_name(name), "{name}");
+            }
+        }
+        assert_eq!(memo.names.len(), Memo::CAPACITY.min(names.len()));
     }
 
     #[test]

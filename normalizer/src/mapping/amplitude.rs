@@ -19,7 +19,7 @@ use gf_schemas::accept;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{Draft, MapError, fields, properties, revenue};
+use super::{Draft, MapError, content_without_insert_id, fields, properties, revenue};
 
 const SHAPE: &str =
     "an Amplitude batch ({\"events\": [...]}), an Export-format event or an array of events";
@@ -36,18 +36,22 @@ pub fn events(body: &str) -> Result<Vec<&RawValue>, MapError> {
 }
 
 /// One event's draft; `None` when it is dropped (no event type).
-pub fn draft(source: &Value) -> Option<Draft<'_>> {
-    let event = source.as_object()?;
-    let event_type = event
+pub fn draft(source: &mut Value) -> Option<Draft> {
+    let event_type = source
         .get("event_type")
         .and_then(Value::as_str)
-        .and_then(accept::event_name)?;
+        .and_then(accept::event_name)?
+        .to_owned();
+    let insert_id = fields::first_text(source.as_object()?, &["insert_id", "$insert_id", "uuid"]);
+    let content = content_without_insert_id(source, &insert_id);
+    let event = source.as_object_mut()?;
     let mut warnings = Vec::new();
     let mut properties = properties(
-        event.get("event_properties"),
+        event.remove("event_properties"),
         "event_properties",
         &mut warnings,
     );
+    let event = &*event;
     for field in REVENUE_FIELDS {
         if let Some(v) = event.get(field).filter(|v| !v.is_null()) {
             properties.insert(field.to_owned(), v.clone());
@@ -67,8 +71,8 @@ pub fn draft(source: &Value) -> Option<Draft<'_>> {
         (None, None) => fields::text(user.get("name")),
     };
     Some(Draft {
-        source,
-        event_type: event_type.to_owned(),
+        content,
+        event_type,
         external_user_id: fields::first_text(event, &["user_id", "device_id"]),
         event_at: match event.get("time").filter(|v| !v.is_null()) {
             Some(time) => Some(fields::epoch_millis(time)),
@@ -77,7 +81,7 @@ pub fn draft(source: &Value) -> Option<Draft<'_>> {
                 .filter(|v| !v.is_null())
                 .map(fields::utc_time),
         },
-        insert_id: fields::first_text(event, &["insert_id", "$insert_id", "uuid"]),
+        insert_id,
         revenue: event_revenue(event, &properties, &mut warnings),
         properties,
         email: fields::text(user.get("email")),

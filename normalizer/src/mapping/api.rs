@@ -23,7 +23,7 @@ use gf_schemas::canonical::ValueType;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{Draft, MapError, fields, properties};
+use super::{Draft, MapError, content_without_insert_id, fields, properties};
 use crate::overrides::{self, Overrides};
 
 const SHAPE: &str = "a public events API body ({\"events\": [...]})";
@@ -37,15 +37,21 @@ pub fn events(body: &str) -> Result<Vec<&RawValue>, MapError> {
 }
 
 /// One event's draft; `None` when it has no `eventType` name.
-pub fn draft(source: &Value) -> Option<Draft<'_>> {
-    let event = source.as_object()?;
-    let event_type = event
+pub fn draft(source: &mut Value) -> Option<Draft> {
+    let event_type = source
         .get("eventType")
         .and_then(Value::as_str)
         .and_then(accept::event_name)?
         .to_owned();
+    let insert_id = fields::text(source.get("insertId"));
+    let content = content_without_insert_id(source, &insert_id);
     let mut warnings = Vec::new();
-    let properties = properties(event.get("properties"), "properties", &mut warnings);
+    let properties = properties(
+        source.as_object_mut()?.remove("properties"),
+        "properties",
+        &mut warnings,
+    );
+    let event = source.as_object()?;
     // The explicit fields are read by the same rules as the `gf_*` properties.
     let mut as_overrides = Map::new();
     for (field, property) in [
@@ -72,11 +78,11 @@ pub fn draft(source: &Value) -> Option<Draft<'_>> {
             _ => fields::iso_time(v),
         });
     Some(Draft {
-        source,
+        content,
         event_type,
         external_user_id: fields::text(event.get("externalUserId")),
         event_at,
-        insert_id: fields::text(event.get("insertId")),
+        insert_id,
         revenue,
         email: fields::first_text(event, &["userHints.email"]),
         name: fields::first_text(event, &["userHints.name"]),

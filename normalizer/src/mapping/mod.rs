@@ -98,6 +98,7 @@ pub fn map_record(input: &RawInput<'_>, options: &MapOptions) -> Result<Mapped, 
         Provider::Api => api::events(text)?,
     };
     let mut mapped = Mapped::default();
+    let mut influences = influence::Memo::default();
     for (index, raw) in events.into_iter().enumerate() {
         let refuse = |class, reason: String| RefusedEvent {
             index,
@@ -105,7 +106,7 @@ pub fn map_record(input: &RawInput<'_>, options: &MapOptions) -> Result<Mapped, 
             reason,
             event: raw.get().as_bytes().to_vec(),
         };
-        let value: Value = match serde_json::from_str(raw.get()) {
+        let mut value: Value = match serde_json::from_str(raw.get()) {
             Ok(value) => value,
             Err(e) => {
                 let class = if e.to_string().contains("out of range") {
@@ -120,16 +121,16 @@ pub fn map_record(input: &RawInput<'_>, options: &MapOptions) -> Result<Mapped, 
             }
         };
         let draft = match provider {
-            Provider::Amplitude => amplitude::draft(&value),
-            Provider::Segment => segment::draft(&value),
-            Provider::Posthog => posthog::draft(&value),
-            Provider::Api => api::draft(&value),
+            Provider::Amplitude => amplitude::draft(&mut value),
+            Provider::Segment => segment::draft(&mut value),
+            Provider::Posthog => posthog::draft(&mut value),
+            Provider::Api => api::draft(&mut value),
         };
         let Some(draft) = draft else {
             mapped.dropped += 1;
             continue;
         };
-        let mut event = finish(draft, input, index, options);
+        let mut event = finish(draft, input, index, options, &mut influences);
         match bounds::enforce(&mut event) {
             Ok(()) => mapped.events.push(event),
             Err(e) => mapped.refused.push(refuse(
@@ -141,10 +142,12 @@ pub fn map_record(input: &RawInput<'_>, options: &MapOptions) -> Result<Mapped, 
     Ok(mapped)
 }
 
-/// What a provider's mapping read from one event.
-pub struct Draft<'a> {
-    /// The whole event as received, for a content-derived insert id.
-    pub source: &'a Value,
+/// What a provider's mapping read from one event. Its properties are moved out of the parsed
+/// event, not copied: they are most of it.
+pub struct Draft {
+    /// The whole event as parsed, encoded before anything was moved out of it, for a
+    /// content-derived insert id; only when the event has no insert id.
+    pub content: Option<Vec<u8>>,
     pub event_type: String,
     pub external_user_id: Option<String>,
     /// The event's time field, if present (`None`: absent; `Some(None)`: unreadable).
@@ -166,21 +169,33 @@ pub struct Draft<'a> {
 /// A properties field as an object; absent or null is empty, anything else is reported and
 /// ignored.
 pub fn properties(
-    value: Option<&Value>,
+    value: Option<Value>,
     field: &str,
     warnings: &mut Vec<Warning>,
 ) -> Map<String, Value> {
     match value {
-        Some(Value::Object(p)) => p.clone(),
+        Some(Value::Object(p)) => p,
         None | Some(Value::Null) => Map::new(),
         Some(other) => {
             warnings.push(warning(
                 "invalid_properties",
-                format!("{field} is {}, not an object; ignored", fields::kind(other)),
+                format!(
+                    "{field} is {}, not an object; ignored",
+                    fields::kind(&other)
+                ),
             ));
             Map::new()
         }
     }
+}
+
+/// The encoded event a content-derived insert id hashes, when it has no insert id of its own;
+/// taken before its properties are moved out.
+pub fn content_without_insert_id(source: &Value, insert_id: &Option<String>) -> Option<Vec<u8>> {
+    // serde_json's map is ordered by key, so equal content serializes to equal bytes.
+    insert_id
+        .is_none()
+        .then(|| serde_json::to_vec(source).unwrap_or_default())
 }
 
 pub fn warning(code: &str, message: impl Into<String>) -> Warning {
@@ -234,10 +249,11 @@ pub fn revenue(
 }
 
 fn finish(
-    draft: Draft<'_>,
+    draft: Draft,
     input: &RawInput<'_>,
     index: usize,
     options: &MapOptions,
+    influences: &mut influence::Memo,
 ) -> CanonicalEvent {
     let meta = input.meta;
     let provider = meta.provider;
@@ -255,7 +271,10 @@ fn finish(
                 "missing_insert_id",
                 "no insert id; derived one from the event's content, so resending the same event deduplicates",
             ));
-            format!("{provider}:gf-{}", content_id(meta, draft.source))
+            format!(
+                "{provider}:gf-{}",
+                content_id(meta, draft.content.as_deref().unwrap_or_default())
+            )
         }
     };
     let event_at = match draft.event_at {
@@ -297,7 +316,7 @@ fn finish(
         (Some(forced), _) => (forced, InfluenceRule::Override),
         (None, Some(r)) if r > 0.0 => (Influence::Positive, InfluenceRule::Revenue),
         (None, Some(r)) if r < 0.0 => (Influence::Negative, InfluenceRule::Revenue),
-        _ => match influence::from_name(&event_type) {
+        _ => match influences.of(&event_type) {
             Influence::Neutral => (Influence::Neutral, InfluenceRule::Default),
             by_name => (by_name, InfluenceRule::Name),
         },
@@ -341,11 +360,10 @@ fn finish(
 
 /// A stable id from the connection and the event's content (keys sorted), for events sent without
 /// an insert id: a replay, or a client's resend of the same event, gets the same id.
-fn content_id(meta: &RawRecordMeta, event: &Value) -> String {
+fn content_id(meta: &RawRecordMeta, content: &[u8]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(meta.connection_id.as_bytes());
-    // serde_json's map is ordered by key, so equal content serializes to equal bytes.
-    hasher.update(serde_json::to_vec(event).unwrap_or_default());
+    hasher.update(content);
     hasher.finalize()[..16]
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -23,7 +23,7 @@ use gf_schemas::accept;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{Draft, MapError, fields, properties, revenue};
+use super::{Draft, MapError, content_without_insert_id, fields, properties, revenue};
 
 const SHAPE: &str = "a PostHog capture batch ({\"batch\": [...]}), an array of events, one event or a CDP webhook body";
 
@@ -34,20 +34,38 @@ pub fn events(body: &str) -> Result<Vec<&RawValue>, MapError> {
 }
 
 /// One event's draft; `None` when it is dropped (trait-only, no name).
-pub fn draft(source: &Value) -> Option<Draft<'_>> {
-    let outer = source.as_object()?;
+pub fn draft(source: &mut Value) -> Option<Draft> {
     // A CDP webhook body nests the event; a capture event is the event.
+    let nested = matches!(source.get("event"), Some(Value::Object(_)));
+    let (name, insert_id) = {
+        let event = if nested {
+            source.get("event")?
+        } else {
+            &*source
+        };
+        let name = event.get("event").and_then(Value::as_str)?;
+        if !accept::posthog_accepts(name) {
+            return None;
+        }
+        (name.trim().to_owned(), fields::text(event.get("uuid")))
+    };
+    let content = content_without_insert_id(source, &insert_id);
+    let mut warnings = Vec::new();
+    let event = if nested {
+        source.get_mut("event")?
+    } else {
+        &mut *source
+    };
+    let properties = properties(
+        event.as_object_mut()?.remove("properties"),
+        "properties",
+        &mut warnings,
+    );
+    let outer = source.as_object()?;
     let (event, person) = match outer.get("event") {
         Some(Value::Object(inner)) => (inner, outer.get("person").and_then(Value::as_object)),
         _ => (outer, None),
     };
-    let name = event.get("event").and_then(Value::as_str)?;
-    if !accept::posthog_accepts(name) {
-        return None;
-    }
-    let name = name.trim();
-    let mut warnings = Vec::new();
-    let properties = properties(event.get("properties"), "properties", &mut warnings);
     let empty = Map::new();
     let person_properties = person
         .and_then(|p| p.get("properties"))
@@ -65,13 +83,11 @@ pub fn draft(source: &Value) -> Option<Draft<'_>> {
     let user_name = fields::text(person_properties.get("name"))
         .or_else(|| person.and_then(|p| fields::text(p.get("name"))))
         .or_else(|| hint("name"));
-    let event_type = match name {
+    let event_type = match name.as_str() {
         "$pageview" => fields::text(properties.get("$current_url"))
             .and_then(|url| url_path(&url))
-            .unwrap_or_else(|| name.to_owned()),
-        "$screen" => {
-            fields::text(properties.get("$screen_name")).unwrap_or_else(|| name.to_owned())
-        }
+            .unwrap_or_else(|| name.clone()),
+        "$screen" => fields::text(properties.get("$screen_name")).unwrap_or_else(|| name.clone()),
         other => other.to_owned(),
     };
     let revenue = if ["revenue", "price"]
@@ -88,14 +104,14 @@ pub fn draft(source: &Value) -> Option<Draft<'_>> {
         revenue(properties.get("$revenue"), None, None, &mut warnings)
     };
     Some(Draft {
-        source,
+        content,
         event_type,
         external_user_id: fields::text(event.get("distinct_id")),
         event_at: event
             .get("timestamp")
             .filter(|v| !v.is_null())
             .map(fields::iso_time),
-        insert_id: fields::text(event.get("uuid")),
+        insert_id,
         revenue,
         email: hint("email"),
         name: user_name,

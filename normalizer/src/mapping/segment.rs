@@ -21,7 +21,7 @@ use gf_schemas::accept::{self, SegmentKind};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::{Draft, MapError, fields, properties, revenue};
+use super::{Draft, MapError, content_without_insert_id, fields, properties, revenue};
 
 const SHAPE: &str = "a Segment message, {\"batch\": [...]} or an array of messages";
 
@@ -33,7 +33,7 @@ pub fn events(body: &str) -> Result<Vec<&RawValue>, MapError> {
 
 /// One message's draft; `None` when it is dropped (identify, group, alias, a track without
 /// `event`, unknown types).
-pub fn draft(source: &Value) -> Option<Draft<'_>> {
+pub fn draft(source: &mut Value) -> Option<Draft> {
     let message = source.as_object()?;
     let kind = message.get("type").and_then(Value::as_str)?;
     // Which messages are events is the rule the receiver counts by.
@@ -48,8 +48,15 @@ pub fn draft(source: &Value) -> Option<Draft<'_>> {
         }
         SegmentKind::Other => return None,
     };
+    let insert_id = fields::text(message.get("messageId"));
+    let content = content_without_insert_id(source, &insert_id);
     let mut warnings = Vec::new();
-    let properties = properties(message.get("properties"), "properties", &mut warnings);
+    let properties = properties(
+        source.as_object_mut()?.remove("properties"),
+        "properties",
+        &mut warnings,
+    );
+    let message = source.as_object()?;
     let hint = |field: &str| {
         fields::first_text(
             message,
@@ -65,14 +72,14 @@ pub fn draft(source: &Value) -> Option<Draft<'_>> {
         fields::first_text(message, &["context.groupId", "traits.organization_id"])
             .or_else(|| fields::text(properties.get("organization_id")));
     Some(Draft {
-        source,
+        content,
         event_type,
         external_user_id: fields::first_text(message, &["userId", "anonymousId"]),
         event_at: message
             .get("timestamp")
             .filter(|v| !v.is_null())
             .map(fields::iso_time),
-        insert_id: fields::text(message.get("messageId")),
+        insert_id,
         revenue: revenue(
             properties.get("revenue"),
             properties.get("price"),
