@@ -19,7 +19,7 @@ use gf_schemas::accept;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{Draft, MapError, content_without_insert_id, fields, properties, revenue};
+use super::{Draft, InsertId, MapError, fields, properties, revenue};
 
 const SHAPE: &str =
     "an Amplitude batch ({\"events\": [...]}), an Export-format event or an array of events";
@@ -42,8 +42,10 @@ pub fn draft(source: &mut Value) -> Option<Draft> {
         .and_then(Value::as_str)
         .and_then(accept::event_name)?
         .to_owned();
-    let insert_id = fields::first_text(source.as_object()?, &["insert_id", "$insert_id", "uuid"]);
-    let content = content_without_insert_id(source, &insert_id);
+    let insert_id = InsertId::of(
+        fields::first_text(source.as_object()?, &["insert_id", "$insert_id", "uuid"]),
+        source,
+    );
     let event = source.as_object_mut()?;
     let mut warnings = Vec::new();
     let mut properties = properties(
@@ -71,7 +73,6 @@ pub fn draft(source: &mut Value) -> Option<Draft> {
         (None, None) => fields::text(user.get("name")),
     };
     Some(Draft {
-        content,
         event_type,
         external_user_id: fields::first_text(event, &["user_id", "device_id"]),
         event_at: match event.get("time").filter(|v| !v.is_null()) {

@@ -23,7 +23,7 @@ use gf_schemas::canonical::ValueType;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{Draft, MapError, content_without_insert_id, fields, properties};
+use super::{Draft, InsertId, MapError, fields, properties};
 use crate::overrides::{self, Overrides};
 
 const SHAPE: &str = "a public events API body ({\"events\": [...]})";
@@ -43,8 +43,7 @@ pub fn draft(source: &mut Value) -> Option<Draft> {
         .and_then(Value::as_str)
         .and_then(accept::event_name)?
         .to_owned();
-    let insert_id = fields::text(source.get("insertId"));
-    let content = content_without_insert_id(source, &insert_id);
+    let insert_id = InsertId::of(fields::text(source.get("insertId")), source);
     let mut warnings = Vec::new();
     let properties = properties(
         source.as_object_mut()?.remove("properties"),
@@ -78,7 +77,6 @@ pub fn draft(source: &mut Value) -> Option<Draft> {
             _ => fields::iso_time(v),
         });
     Some(Draft {
-        content,
         event_type,
         external_user_id: fields::text(event.get("externalUserId")),
         event_at,

@@ -145,14 +145,11 @@ pub fn map_record(input: &RawInput<'_>, options: &MapOptions) -> Result<Mapped, 
 /// What a provider's mapping read from one event. Its properties are moved out of the parsed
 /// event, not copied: they are most of it.
 pub struct Draft {
-    /// The whole event as parsed, encoded before anything was moved out of it, for a
-    /// content-derived insert id; only when the event has no insert id.
-    pub content: Option<Vec<u8>>,
     pub event_type: String,
     pub external_user_id: Option<String>,
     /// The event's time field, if present (`None`: absent; `Some(None)`: unreadable).
     pub event_at: Option<Option<DateTime<Utc>>>,
-    pub insert_id: Option<String>,
+    pub insert_id: InsertId,
     /// Revenue, or price × quantity; already validated.
     pub revenue: Option<f64>,
     pub properties: Map<String, Value>,
@@ -189,13 +186,22 @@ pub fn properties(
     }
 }
 
-/// The encoded event a content-derived insert id hashes, when it has no insert id of its own;
-/// taken before its properties are moved out.
-pub fn content_without_insert_id(source: &Value, insert_id: &Option<String>) -> Option<Vec<u8>> {
-    // serde_json's map is ordered by key, so equal content serializes to equal bytes.
-    insert_id
-        .is_none()
-        .then(|| serde_json::to_vec(source).unwrap_or_default())
+/// An event's insert id: the sender's, or what one is derived from.
+pub enum InsertId {
+    Given(String),
+    /// The whole event as parsed, encoded before anything was moved out of it.
+    FromContent(Vec<u8>),
+}
+
+impl InsertId {
+    /// The sender's id, else the event's content; call it before moving anything out of `source`.
+    pub fn of(given: Option<String>, source: &Value) -> InsertId {
+        match given {
+            Some(id) => InsertId::Given(id),
+            // serde_json's map is ordered by key, so equal content serializes to equal bytes.
+            None => InsertId::FromContent(serde_json::to_vec(source).unwrap_or_default()),
+        }
+    }
 }
 
 pub fn warning(code: &str, message: impl Into<String>) -> Warning {
@@ -265,16 +271,13 @@ fn finish(
     let mut properties = draft.properties;
 
     let insert_id = match draft.insert_id {
-        Some(id) => format!("{provider}:{id}"),
-        None => {
+        InsertId::Given(id) => format!("{provider}:{id}"),
+        InsertId::FromContent(content) => {
             warnings.push(warning(
                 "missing_insert_id",
                 "no insert id; derived one from the event's content, so resending the same event deduplicates",
             ));
-            format!(
-                "{provider}:gf-{}",
-                content_id(meta, draft.content.as_deref().unwrap_or_default())
-            )
+            format!("{provider}:gf-{}", content_id(meta, &content))
         }
     };
     let event_at = match draft.event_at {

@@ -23,7 +23,7 @@ use gf_schemas::accept;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{Draft, MapError, content_without_insert_id, fields, properties, revenue};
+use super::{Draft, InsertId, MapError, fields, properties, revenue};
 
 const SHAPE: &str = "a PostHog capture batch ({\"batch\": [...]}), an array of events, one event or a CDP webhook body";
 
@@ -49,7 +49,7 @@ pub fn draft(source: &mut Value) -> Option<Draft> {
         }
         (name.trim().to_owned(), fields::text(event.get("uuid")))
     };
-    let content = content_without_insert_id(source, &insert_id);
+    let insert_id = InsertId::of(insert_id, source);
     let mut warnings = Vec::new();
     let event = if nested {
         source.get_mut("event")?
@@ -104,7 +104,6 @@ pub fn draft(source: &mut Value) -> Option<Draft> {
         revenue(properties.get("$revenue"), None, None, &mut warnings)
     };
     Some(Draft {
-        content,
         event_type,
         external_user_id: fields::text(event.get("distinct_id")),
         event_at: event

@@ -21,7 +21,7 @@ use gf_schemas::accept::{self, SegmentKind};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::{Draft, MapError, content_without_insert_id, fields, properties, revenue};
+use super::{Draft, InsertId, MapError, fields, properties, revenue};
 
 const SHAPE: &str = "a Segment message, {\"batch\": [...]} or an array of messages";
 
@@ -48,8 +48,7 @@ pub fn draft(source: &mut Value) -> Option<Draft> {
         }
         SegmentKind::Other => return None,
     };
-    let insert_id = fields::text(message.get("messageId"));
-    let content = content_without_insert_id(source, &insert_id);
+    let insert_id = InsertId::of(fields::text(message.get("messageId")), source);
     let mut warnings = Vec::new();
     let properties = properties(
         source.as_object_mut()?.remove("properties"),
@@ -72,7 +71,6 @@ pub fn draft(source: &mut Value) -> Option<Draft> {
         fields::first_text(message, &["context.groupId", "traits.organization_id"])
             .or_else(|| fields::text(properties.get("organization_id")));
     Some(Draft {
-        content,
         event_type,
         external_user_id: fields::first_text(message, &["userId", "anonymousId"]),
         event_at: message
