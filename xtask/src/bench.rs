@@ -253,15 +253,16 @@ fn receiver(root: &Path, vars: &[(String, String)]) -> anyhow::Result<(Vec<Figur
             continue;
         }
         let receiver = rounds(case, batch, "events_per_second")?;
-        for (ceiling, short) in [(CEILING_A, "a"), (CEILING_B, "b")] {
-            let ceiling_rounds = rounds(ceiling, batch, "events_per_second")?;
+        let a = rounds(CEILING_A, batch, "events_per_second")?;
+        let b = rounds(CEILING_B, batch, "events_per_second")?;
+        for (ceiling_rounds, short) in [(&a, "a"), (&b, "b")] {
             if ceiling_rounds.len() != receiver.len() {
                 continue;
             }
             // Each round's receiver against the ceiling measured beside it.
             let ratios: Vec<f64> = receiver
                 .iter()
-                .zip(&ceiling_rounds)
+                .zip(ceiling_rounds)
                 .map(|(r, c)| r / c)
                 .collect();
             let ratio = Figure::median(
@@ -281,10 +282,6 @@ fn receiver(root: &Path, vars: &[(String, String)]) -> anyhow::Result<(Vec<Figur
         // When both ceilings are CPU-bound on the same cores, the receiver pays for both: a
         // request costs the sink's time plus HTTP's, so it cannot pass 1 / (1/a + 1/b) whatever
         // the body check costs. Against that bound, what is left is the check and the copies.
-        let (a, b) = (
-            rounds(CEILING_A, batch, "events_per_second")?,
-            rounds(CEILING_B, batch, "events_per_second")?,
-        );
         if a.len() == receiver.len() && b.len() == receiver.len() {
             let ratios: Vec<f64> = (0..receiver.len())
                 .map(|i| receiver[i] * (1.0 / a[i] + 1.0 / b[i]))
