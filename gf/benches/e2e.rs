@@ -2,12 +2,17 @@
 //! batches for `GF_BENCH_E2E_SECONDS` (default 60). Reports events/s in, receive → attributed-row
 //! latency (p50/p99, from `received_at` to the attributing transaction's `attributed_at`), the
 //! consumer lag and resident memory sampled every 5 s, peak RSS, and whether every acknowledged
-//! event is in PostgreSQL exactly once. With `scaling`, also 200,000 events sent as fast as they
-//! are answered, timed to the last attributed row, over 1, 3 and 6 partitions and two batch sizes.
-//! Needs the local infrastructure (`cargo xtask bench e2e`).
-//! Each run also reports its cost per event (CPU microseconds and bytes written) for `gf run all`,
-//! the broker and PostgreSQL, from the processes' own accounting.
-//! Prints one `RESULT {json}` per run.
+//! event is in PostgreSQL exactly once. With `scaling`, also:
+//! - 200,000 events sent as fast as they are answered, timed to the last attributed row, over 1, 3
+//!   and 6 partitions and two batch sizes;
+//! - the same load on 6 partitions with every stage in its own process, one normalizer and one
+//!   attributor against two of each (the scale-out run, with each process's own cost);
+//! - the highest paced rate `gf run all` holds for the same duration with its lag bounded, found
+//!   by bisection between the rate the sustained run held and what the pipeline does saturated.
+//!
+//! Needs the local infrastructure (`cargo xtask bench e2e`). Each run also reports its cost per
+//! event (CPU microseconds and bytes written) for every pipeline process, the broker and
+//! PostgreSQL, from the processes' own accounting. Prints one `RESULT {json}` per run.
 
 #[path = "e2e/cost.rs"]
 mod cost;
@@ -23,20 +28,53 @@ use serde_json::{Value, json};
 
 const EVENT_BYTES_HINT: &str = "~400";
 
-struct Run {
+/// Connections (senders) in the scale-out runs, spread over the raw topic's partitions.
+const SCALE_OUT_CONNECTIONS: usize = 12;
+
+/// How the pipeline runs: one `gf run all`, or each stage in processes of its own.
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    All,
+    Stages {
+        normalizers: usize,
+        attributors: usize,
+    },
+}
+
+/// One pipeline process and where its `/metrics` are.
+struct Process {
+    name: String,
     child: Child,
-    base: String,
-    ingest_url: String,
+    metrics: String,
+}
+
+struct Run {
+    processes: Vec<Process>,
+    /// One URL per connection; the load's tasks take them in turn.
+    ingest_urls: Vec<String>,
     product: String,
     db: TestDb,
 }
 
+impl Run {
+    fn pids(&self) -> Vec<(String, u32)> {
+        self.processes
+            .iter()
+            .map(|p| (p.name.clone(), p.child.id()))
+            .collect()
+    }
+}
+
 impl Drop for Run {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
+        for p in &self.processes {
+            let _ = Command::new("kill")
+                .args(["-TERM", &p.child.id().to_string()])
+                .status();
+        }
+        for p in &mut self.processes {
+            let _ = p.child.wait();
+        }
     }
 }
 
@@ -48,8 +86,9 @@ fn gf_json(env: &BTreeMap<String, String>, args: &[&str]) -> Value {
     json_output(gf().arg("--json").args(args).envs(env))
 }
 
-/// A fresh database and topics, a product with one Amplitude connection, `gf run all` started.
-async fn start(partitions: u32) -> Run {
+/// A fresh database and topics, a product with one Amplitude connection, the pipeline started
+/// in `layout`; returns once the receiver is ready and every consumer process holds partitions.
+async fn start(partitions: u32, layout: Layout) -> Run {
     let infra = infra();
     let db = TestDb::migrated().await;
     let addr = gf_tests::net::free_local_addr();
@@ -73,27 +112,73 @@ async fn start(partitions: u32) -> Run {
         .as_str()
         .unwrap()
         .to_owned();
-    let ingest_url = gf_json(
-        &env,
-        &[
-            "connection",
-            "create",
-            "--product",
-            &product,
-            "--provider",
-            "amplitude",
-        ],
-    )["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let child = gf()
-        .args(["run", "all"])
-        .envs(&env)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    // The raw topic is keyed by connection, so one connection fills one partition: a layout
+    // with more than one normalizer needs several senders to have work for each.
+    let connections = match layout {
+        Layout::All => 1,
+        Layout::Stages { .. } => SCALE_OUT_CONNECTIONS,
+    };
+    let ingest_urls = (0..connections)
+        .map(|_| {
+            gf_json(
+                &env,
+                &[
+                    "connection",
+                    "create",
+                    "--product",
+                    &product,
+                    "--provider",
+                    "amplitude",
+                ],
+            )["url"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    // (name, `gf run` argument); the receiver serves /metrics on its own address.
+    let stages: Vec<(String, &str)> = match layout {
+        Layout::All => vec![("gf run all".into(), "all")],
+        Layout::Stages {
+            normalizers,
+            attributors,
+        } => std::iter::once(("receiver".to_owned(), "receiver"))
+            .chain((1..=normalizers).map(|i| (format!("normalizer {i}"), "normalizer")))
+            .chain((1..=attributors).map(|i| (format!("attributor {i}"), "attributor")))
+            .chain(std::iter::once(("notifier".to_owned(), "notifier")))
+            .collect(),
+    };
+    let processes: Vec<Process> = stages
+        .into_iter()
+        .map(|(name, stage)| {
+            let mut env = env.clone();
+            let metrics = if matches!(stage, "all" | "receiver") {
+                base.clone()
+            } else {
+                let addr = gf_tests::net::free_local_addr();
+                env.insert("GF_METRICS_ADDR".into(), addr.clone());
+                format!("http://{addr}")
+            };
+            let child = gf()
+                .args(["run", stage])
+                .envs(&env)
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap();
+            Process {
+                name,
+                child,
+                metrics,
+            }
+        })
+        .collect();
+    let run = Run {
+        processes,
+        ingest_urls,
+        product,
+        db,
+    };
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !http
@@ -102,16 +187,31 @@ async fn start(partitions: u32) -> Run {
         .await
         .is_ok_and(|r| r.status() == 200)
     {
-        assert!(Instant::now() < deadline, "gf run all never became ready");
+        assert!(Instant::now() < deadline, "the receiver never became ready");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Run {
-        child,
-        base,
-        ingest_url,
-        product,
-        db,
+    if matches!(layout, Layout::Stages { .. }) {
+        // A consumer reports a partition's high watermark once it fetches from it. When every
+        // member of a group has one, the group has settled, so no rebalance falls in the timing.
+        for p in run
+            .processes
+            .iter()
+            .filter(|p| p.name.starts_with("normalizer") || p.name.starts_with("attributor"))
+        {
+            while !metrics_text(&http, &p.metrics)
+                .await
+                .contains("gf_kafka_high_watermark{")
+            {
+                assert!(
+                    Instant::now() < deadline + Duration::from_secs(60),
+                    "{} never got partitions",
+                    p.name
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
     }
+    run
 }
 
 /// Stops `gf run all` and drops the run's database (hundreds of thousands of rows).
@@ -158,12 +258,19 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Total consumer lag per client from `/metrics`.
-async fn lag(http: &reqwest::Client, base: &str) -> BTreeMap<String, i64> {
-    let text = match http.get(format!("{base}/metrics")).send().await {
+async fn metrics_text(http: &reqwest::Client, base: &str) -> String {
+    match http.get(format!("{base}/metrics")).send().await {
         Ok(r) => r.text().await.unwrap_or_default(),
-        Err(_) => return BTreeMap::new(),
-    };
+        Err(_) => String::new(),
+    }
+}
+
+/// Total consumer lag per client over the run's processes, from their `/metrics`.
+async fn lag(http: &reqwest::Client, run_metrics: &[String]) -> BTreeMap<String, i64> {
+    let mut text = String::new();
+    for base in run_metrics {
+        text.push_str(&metrics_text(http, base).await);
+    }
     let mut total = BTreeMap::new();
     for line in text
         .lines()
@@ -208,7 +315,7 @@ async fn load(run: &Run, events: usize, rate: Option<f64>, until: Until) -> (u64
     for task in 0..CONNECTIONS {
         let (http, url, sequence, counts) = (
             http.clone(),
-            run.ingest_url.clone(),
+            run.ingest_urls[task % run.ingest_urls.len()].clone(),
             sequence.clone(),
             counts.clone(),
         );
@@ -273,20 +380,23 @@ async fn drained(run: &Run, expected: u64) -> (i64, i64, f64) {
     }
 }
 
-async fn sustained(seconds: u64, rate: f64, events: usize) {
-    let run = start(3).await;
-    let pid = run.child.id();
+/// A paced load for `seconds` at `rate` events/s against `gf run all` on 3 partitions; returns the
+/// run's result (printed by the caller).
+async fn sustained(seconds: u64, rate: f64, events: usize) -> Value {
+    let run = start(3, Layout::All).await;
+    let pid = run.processes[0].child.id();
     let http = reqwest::Client::new();
     let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let sampler = tokio::spawn({
-        let (http, base, sampling) = (http.clone(), run.base.clone(), sampling.clone());
+        let (http, sampling) = (http.clone(), sampling.clone());
+        let metrics: Vec<String> = run.processes.iter().map(|p| p.metrics.clone()).collect();
         async move {
             let started = Instant::now();
             let mut timeline = Vec::new();
             while sampling.load(Ordering::Relaxed) {
                 timeline.push(json!({
                     "t": started.elapsed().as_secs(),
-                    "lag": lag(&http, &base).await,
+                    "lag": lag(&http, &metrics).await,
                     "rss_mib": status_kib(pid, "VmRSS:") as f64 / 1024.0,
                 }));
                 tokio::time::sleep(Duration::from_secs(5)).await;
@@ -294,7 +404,7 @@ async fn sustained(seconds: u64, rate: f64, events: usize) {
             timeline
         }
     });
-    let cost = cost::Processes::new(pid).start();
+    let cost = cost::Processes::new(run.pids()).start();
     let started = Instant::now();
     let (requests, acknowledged, failures) = load(
         &run,
@@ -320,37 +430,90 @@ async fn sustained(seconds: u64, rate: f64, events: usize) {
         .await
         .unwrap();
     let (p50, p99): (Option<f64>, Option<f64>) = (latency.get(0), latency.get(1));
-    println!(
-        "RESULT {}",
-        json!({
-            "run": "sustained",
-            "seconds": seconds,
-            "offered_events_per_second": rate,
-            "batch": events,
-            "event_bytes": EVENT_BYTES_HINT,
-            "requests": requests,
-            "failures": failures,
-            "events_per_second": acknowledged as f64 / seconds as f64,
-            "acknowledged": acknowledged,
-            "stored": rows,
-            "distinct_stored": distinct,
-            "exactly_once": rows as u64 == acknowledged && distinct == rows,
-            "drain_seconds_after_load": drain_seconds,
-            "latency_p50_ms": p50,
-            "latency_p99_ms": p99,
-            "peak_rss_mib": peak_rss_mib,
-            "cost": cost,
-            "timeline": timeline,
-        })
-    );
     finish(run).await;
+    let exactly_once = rows as u64 == acknowledged && distinct == rows;
+    let events_per_second = acknowledged as f64 / seconds as f64;
+    let mut result = json!({
+        "run": "sustained",
+        "seconds": seconds,
+        "offered_events_per_second": rate,
+        "batch": events,
+        "event_bytes": EVENT_BYTES_HINT,
+        "requests": requests,
+        "failures": failures,
+        "events_per_second": events_per_second,
+        "acknowledged": acknowledged,
+        "stored": rows,
+        "distinct_stored": distinct,
+        "exactly_once": exactly_once,
+        "drain_seconds_after_load": drain_seconds,
+        "latency_p50_ms": p50,
+        "latency_p99_ms": p99,
+        "peak_rss_mib": peak_rss_mib,
+        "cost": cost,
+        "timeline": timeline,
+    });
+    result["held"] = json!(held(rate, seconds, &result));
+    result
 }
 
+/// Whether a paced run held its rate with the lag bounded: the load went in at the offered rate
+/// (an overloaded receiver answers slower, so less goes in), everything was stored once, the
+/// lag's trend over the load (least squares over the 5 s samples; single samples swing by a few
+/// attributor batches) grew by less than one second of load, and the backlog left when the load
+/// stopped was drained within a few seconds.
+fn held(offered: f64, seconds: u64, run: &Value) -> bool {
+    let achieved = run["events_per_second"].as_f64().unwrap_or(0.0);
+    let drain = run["drain_seconds_after_load"].as_f64().unwrap_or(f64::MAX);
+    let samples: Vec<(f64, f64)> = run["timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|sample| {
+            let t = sample["t"].as_u64()?;
+            let lag: i64 = sample["lag"]
+                .as_object()?
+                .values()
+                .filter_map(Value::as_i64)
+                .sum();
+            (t > 0 && t <= seconds).then_some((t as f64, lag as f64))
+        })
+        .collect();
+    achieved >= 0.97 * offered
+        && run["exactly_once"].as_bool() == Some(true)
+        && lag_slope(&samples) * seconds as f64 <= offered
+        && drain <= MAX_DRAIN_SECONDS
+}
+
+/// The least-squares slope of (t, lag) samples, in records per second (0 with fewer than two).
+fn lag_slope(samples: &[(f64, f64)]) -> f64 {
+    let n = samples.len() as f64;
+    if samples.len() < 2 {
+        return 0.0;
+    }
+    let (mean_t, mean_lag) = samples
+        .iter()
+        .fold((0.0, 0.0), |(t, l), (st, sl)| (t + st / n, l + sl / n));
+    let (covariance, variance) = samples.iter().fold((0.0, 0.0), |(c, v), (t, lag)| {
+        (
+            c + (t - mean_t) * (lag - mean_lag),
+            v + (t - mean_t).powi(2),
+        )
+    });
+    if variance == 0.0 {
+        0.0
+    } else {
+        covariance / variance
+    }
+}
+
+const MAX_DRAIN_SECONDS: f64 = 5.0;
+
 /// `total` events sent as fast as the receiver answers, timed until the last one is attributed:
-/// what the whole pipeline sustains with this layout.
-async fn scaling(partitions: u32, events: usize, total: u64) {
-    let run = start(partitions).await;
-    let cost = cost::Processes::new(run.child.id()).start();
+/// what the whole pipeline sustains in this layout.
+async fn saturated(partitions: u32, events: usize, total: u64, layout: Layout) -> Value {
+    let run = start(partitions, layout).await;
+    let cost = cost::Processes::new(run.pids()).start();
     let started = Instant::now();
     let (requests, acknowledged, failures) =
         load(&run, events, None, Until::Batches(total / events as u64)).await;
@@ -358,22 +521,77 @@ async fn scaling(partitions: u32, events: usize, total: u64) {
     let (rows, distinct, _) = drained(&run, acknowledged).await;
     let pipeline_seconds = started.elapsed().as_secs_f64();
     let cost = cost.per_event(rows as u64, pipeline_seconds);
-    println!(
-        "RESULT {}",
-        json!({
-            "run": "scaling",
-            "partitions": partitions,
-            "batch": events,
-            "events": acknowledged,
-            "requests": requests,
-            "failures": failures,
-            "ingest_events_per_second": acknowledged as f64 / ingest_seconds,
-            "pipeline_events_per_second": rows as f64 / pipeline_seconds,
-            "exactly_once": rows as u64 == acknowledged && distinct == rows,
-            "cost": cost,
-        })
-    );
     finish(run).await;
+    let (run, normalizers, attributors) = match layout {
+        Layout::All => ("scaling", 1, 1),
+        Layout::Stages {
+            normalizers,
+            attributors,
+        } => ("scale-out", normalizers, attributors),
+    };
+    json!({
+        "run": run,
+        "partitions": partitions,
+        "batch": events,
+        "normalizers": normalizers,
+        "attributors": attributors,
+        "events": acknowledged,
+        "requests": requests,
+        "failures": failures,
+        "ingest_events_per_second": acknowledged as f64 / ingest_seconds,
+        "pipeline_events_per_second": rows as f64 / pipeline_seconds,
+        "exactly_once": rows as u64 == acknowledged && distinct == rows,
+        "cost": cost,
+    })
+}
+
+/// Bisects for `attempts` paced runs between `low` and `high` (above what the pipeline does
+/// saturated). `held` is a rate already seen to hold (the sustained run's), if any; the result
+/// names only rates that were run.
+async fn highest(
+    seconds: u64,
+    mut low: f64,
+    mut high: f64,
+    mut held: Option<(f64, Option<f64>)>,
+    attempts: usize,
+) -> Value {
+    let mut tried = Vec::new();
+    let mut failed = None;
+    for _ in 0..attempts {
+        let rate = ((low + high) / 2.0 / 100.0).round() * 100.0;
+        let mut result = sustained(seconds, rate, 100).await;
+        let ok = result["held"].as_bool() == Some(true);
+        if ok {
+            low = rate;
+            held = Some((rate, result["latency_p99_ms"].as_f64()));
+        } else {
+            high = rate;
+            failed = Some(rate);
+        }
+        // The timeline and cost of each attempt stay in its own line.
+        result["run"] = json!("highest attempt");
+        println!("RESULT {result}");
+        tried.push(json!({
+            "rate": rate,
+            "held": ok,
+            "latency_p99_ms": result["latency_p99_ms"],
+            "drain_seconds_after_load": result["drain_seconds_after_load"],
+        }));
+    }
+    json!({
+        "run": "highest",
+        "seconds": seconds,
+        "highest_held_events_per_second": held.map(|(rate, _)| rate),
+        "latency_p99_ms_at_highest": held.and_then(|(_, p99)| p99),
+        "lowest_failed_events_per_second": failed,
+        "criteria": {
+            "went_in_at_least_share_of_offered": 0.97,
+            "lag_growth_over_the_load_at_most": "one second of load (least-squares trend)",
+            "max_drain_seconds_after_load": MAX_DRAIN_SECONDS,
+            "exactly_once": true,
+        },
+        "attempts": tried,
+    })
 }
 
 #[tokio::main]
@@ -387,14 +605,42 @@ async fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10_000.0);
+    let mut sustained_held = None;
     if !args.iter().any(|a| a == "scaling-only") {
-        sustained(seconds, rate, 100).await;
+        let result = sustained(seconds, rate, 100).await;
+        if result["held"].as_bool() == Some(true) {
+            sustained_held = Some((rate, result["latency_p99_ms"].as_f64()));
+        }
+        println!("RESULT {result}");
     }
     if args.iter().any(|a| a.starts_with("scaling")) {
+        let mut best_saturated: f64 = 0.0;
         for partitions in [1, 3, 6] {
             for events in [100, 1000] {
-                scaling(partitions, events, 200_000).await;
+                let result = saturated(partitions, events, 200_000, Layout::All).await;
+                best_saturated = best_saturated
+                    .max(result["pipeline_events_per_second"].as_f64().unwrap_or(0.0));
+                println!("RESULT {result}");
             }
         }
+        for (normalizers, attributors) in [(1, 1), (2, 2)] {
+            let layout = Layout::Stages {
+                normalizers,
+                attributors,
+            };
+            println!("RESULT {}", saturated(6, 100, 200_000, layout).await);
+        }
+        // A rate that held is the floor; the pipeline's saturated rate plus a margin is above
+        // anything a paced run can hold.
+        let low = if sustained_held.is_some() {
+            rate
+        } else {
+            rate / 2.0
+        };
+        let high = (best_saturated * 1.1).max(low * 1.2);
+        println!(
+            "RESULT {}",
+            highest(seconds, low, high, sustained_held, 3).await
+        );
     }
 }

@@ -458,7 +458,7 @@ fn e2e(root: &Path, vars: &[(String, String)]) -> anyhow::Result<(Vec<Figure>, V
                 )
                 .at_least(1.0),
             );
-        } else {
+        } else if r["run"] == "scaling" {
             let run = format!(
                 "scaling: {} partitions, {}-event batches",
                 r["partitions"], r["batch"]
@@ -469,7 +469,42 @@ fn e2e(root: &Path, vars: &[(String, String)]) -> anyhow::Result<(Vec<Figure>, V
                 "events/s",
             ));
             cost_figures(&mut figures, &run, &r["cost"])?;
+        } else if r["run"] == "scale-out" {
+            let run = format!(
+                "scale-out: {} normalizer and {} attributor processes, {} partitions",
+                r["normalizers"], r["attributors"], r["partitions"]
+            );
+            figures.push(Figure::new(
+                format!("{run}, whole pipeline"),
+                number(r, "pipeline_events_per_second")?,
+                "events/s",
+            ));
+            cost_figures(&mut figures, &run, &r["cost"])?;
+        } else if r["run"] == "highest" {
+            let seconds = &r["seconds"];
+            let held = r["highest_held_events_per_second"].as_f64();
+            figures.push(Figure::new(
+                format!("highest rate held for {seconds} s with the lag bounded (gf run all)"),
+                // 0: no rate tried held.
+                held.unwrap_or(0.0),
+                "events/s",
+            ));
+            if let Some(p99) = r["latency_p99_ms_at_highest"].as_f64() {
+                figures.push(Figure::new(
+                    "receive to attributed row at that rate: p99",
+                    p99,
+                    "ms",
+                ));
+            }
+            if let Some(failed) = r["lowest_failed_events_per_second"].as_f64() {
+                figures.push(Figure::new(
+                    "lowest rate tried that was not held",
+                    failed,
+                    "events/s",
+                ));
+            }
         }
+        // "highest attempt" lines are each attempt's raw result, kept in the details.
     }
     Ok((figures, results))
 }

@@ -83,14 +83,17 @@ fn read(pid: u32, with_children: bool) -> Reading {
     reading
 }
 
-/// The processes a run is measured on.
-pub struct Processes(Vec<(&'static str, u32, bool)>);
+/// The processes a run is measured on: (name, pid, with its children).
+pub struct Processes(Vec<(String, u32, bool)>);
 
 impl Processes {
-    /// `gf` (the pipeline's process) and, when the infrastructure was started by xtask, the
-    /// broker and PostgreSQL, found in `target/infra/state.json`.
-    pub fn new(gf: u32) -> Processes {
-        let mut all = vec![("gf", gf, false)];
+    /// The pipeline's processes (name, pid) and, when the infrastructure was started by xtask,
+    /// the broker and PostgreSQL, found in `target/infra/state.json`.
+    pub fn new(pipeline: Vec<(String, u32)>) -> Processes {
+        let mut all: Vec<(String, u32, bool)> = pipeline
+            .into_iter()
+            .map(|(name, pid)| (name, pid, false))
+            .collect();
         let state: Value =
             std::fs::read_to_string(gf_tests::workspace_root().join("target/infra/state.json"))
                 .ok()
@@ -101,7 +104,7 @@ impl Processes {
             ("postgresql", "postgres", true),
         ] {
             if let Some(pid) = state[key]["started"]["pid"].as_u64() {
-                all.push((name, pid as u32, tree));
+                all.push((name.to_owned(), pid as u32, tree));
             }
         }
         Processes(all)
@@ -111,13 +114,13 @@ impl Processes {
         Start(
             self.0
                 .iter()
-                .map(|(n, p, tree)| (*n, *p, *tree, read(*p, *tree)))
+                .map(|(n, p, tree)| (n.clone(), *p, *tree, read(*p, *tree)))
                 .collect(),
         )
     }
 }
 
-pub struct Start(Vec<(&'static str, u32, bool, Reading)>);
+pub struct Start(Vec<(String, u32, bool, Reading)>);
 
 impl Start {
     /// CPU microseconds and bytes written per event since the start, per process.
@@ -128,7 +131,7 @@ impl Start {
             let after = read(*pid, *tree);
             let cpu = after.cpu_seconds - before.cpu_seconds;
             out.insert(
-                *name,
+                name.clone(),
                 json!({
                     "cpu_us_per_event": cpu * 1e6 / events,
                     "cores_busy": cpu / seconds,
