@@ -1,11 +1,13 @@
 //! Attribution throughput against the local PostgreSQL: batches of 1000 canonical events written
 //! by `store::write` (one transaction each), for several mixes of identities. Needs the local
 //! infrastructure (`cargo xtask bench attributor` starts it). Prints one `RESULT {json}` line per
-//! mix.
+//! mix. The mixed load also runs with two writers at once, each taking the events of half the
+//! users by their Kafka key, as two attributors on disjoint partitions would.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
 use gf_attributor::store::{Batch, NoPublish, write};
@@ -47,23 +49,48 @@ fn make(product: Uuid, run: &str, n: usize, kind: Kind) -> CanonicalEvent {
     }
 }
 
-async fn measure(pool: &deadpool_postgres::Pool, name: &str, events: Vec<CanonicalEvent>) {
+/// Writes `events` in batches, split over `writers` concurrent writers by the events' Kafka key
+/// (the partitioner's unit: one user's events stay with one writer, in order).
+async fn measure(
+    pool: &deadpool_postgres::Pool,
+    name: &str,
+    events: Vec<CanonicalEvent>,
+    writers: usize,
+) {
+    let total = events.len();
+    let mut streams = vec![Vec::new(); writers];
+    for e in events {
+        let mut hasher = std::hash::DefaultHasher::new();
+        e.kafka_key().hash(&mut hasher);
+        streams[(hasher.finish() % writers as u64) as usize].push(e);
+    }
     let started = Instant::now();
-    for chunk in events.chunks(BATCH) {
-        let batch = Batch {
-            conversations: Vec::new(),
-            events: chunk.to_vec(),
-        };
-        write(pool, &batch, &NoPublish)
-            .await
-            .expect("batch written");
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .map(|stream| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                for chunk in stream.chunks(BATCH) {
+                    let batch = Batch {
+                        conversations: Vec::new(),
+                        events: chunk.to_vec(),
+                    };
+                    write(&pool, &batch, &NoPublish)
+                        .await
+                        .expect("batch written");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("writer finished");
     }
     let seconds = started.elapsed().as_secs_f64();
-    let rate = events.len() as f64 / seconds;
+    let rate = total as f64 / seconds;
     println!(
         "RESULT {}",
-        json!({"mix": name, "events": events.len(), "batch": BATCH, "seconds": seconds,
-               "events_per_second": rate})
+        json!({"mix": name, "events": total, "batch": BATCH, "writers": writers,
+               "seconds": seconds, "events_per_second": rate})
     );
 }
 
@@ -72,7 +99,7 @@ async fn main() {
     let db = TestDb::migrated().await;
     let client = db.client().await;
     let product = product(&client).await;
-    let pool = gf_runtime::db::pool(&db.url, 2).unwrap();
+    let pool = gf_runtime::db::pool(&db.url, 4).unwrap();
 
     // Known users and their conversations exist before anything is timed.
     let setup: Vec<CanonicalEvent> = (0..KNOWN_USERS)
@@ -140,7 +167,12 @@ async fn main() {
         let events = (0..EVENTS)
             .map(|n| make(product, &run, n, kinds[n % kinds.len()]))
             .collect();
-        measure(&pool, name, events).await;
+        measure(&pool, name, events, 1).await;
     }
+    let (_, mixed) = mixes[4];
+    let events = (0..EVENTS)
+        .map(|n| make(product, "mixed_two_writers", n, mixed[n % mixed.len()]))
+        .collect();
+    measure(&pool, "mixed, two writers", events, 2).await;
     drop(client);
 }
