@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use gf_tests::paced::{MAX_DRAIN_SECONDS, PacedRun};
 use gf_tests::{TestDb, infra, json_output, unique_topic_prefix};
 use serde_json::{Value, json};
 
@@ -457,15 +458,9 @@ async fn sustained(seconds: u64, rate: f64, events: usize) -> Value {
     result
 }
 
-/// Whether a paced run held its rate with the lag bounded: the load went in at the offered rate
-/// (an overloaded receiver answers slower, so less goes in), everything was stored once, the
-/// lag's trend over the load (least squares over the 5 s samples; single samples swing by a few
-/// attributor batches) grew by less than one second of load, and the backlog left when the load
-/// stopped was drained within a few seconds.
+/// Whether the run held its rate with the lag bounded ([`PacedRun::held`]), from its result.
 fn held(offered: f64, seconds: u64, run: &Value) -> bool {
-    let achieved = run["events_per_second"].as_f64().unwrap_or(0.0);
-    let drain = run["drain_seconds_after_load"].as_f64().unwrap_or(f64::MAX);
-    let samples: Vec<(f64, f64)> = run["timeline"]
+    let lag: Vec<(f64, f64)> = run["timeline"]
         .as_array()
         .into_iter()
         .flatten()
@@ -476,38 +471,20 @@ fn held(offered: f64, seconds: u64, run: &Value) -> bool {
                 .values()
                 .filter_map(Value::as_i64)
                 .sum();
+            // Only samples taken while the load ran.
             (t > 0 && t <= seconds).then_some((t as f64, lag as f64))
         })
         .collect();
-    achieved >= 0.97 * offered
-        && run["exactly_once"].as_bool() == Some(true)
-        && lag_slope(&samples) * seconds as f64 <= offered
-        && drain <= MAX_DRAIN_SECONDS
-}
-
-/// The least-squares slope of (t, lag) samples, in records per second (0 with fewer than two).
-fn lag_slope(samples: &[(f64, f64)]) -> f64 {
-    let n = samples.len() as f64;
-    if samples.len() < 2 {
-        return 0.0;
+    PacedRun {
+        offered,
+        achieved: run["events_per_second"].as_f64().unwrap_or(0.0),
+        seconds: seconds as f64,
+        exactly_once: run["exactly_once"].as_bool() == Some(true),
+        drain_seconds: run["drain_seconds_after_load"].as_f64().unwrap_or(f64::MAX),
+        lag: &lag,
     }
-    let (mean_t, mean_lag) = samples
-        .iter()
-        .fold((0.0, 0.0), |(t, l), (st, sl)| (t + st / n, l + sl / n));
-    let (covariance, variance) = samples.iter().fold((0.0, 0.0), |(c, v), (t, lag)| {
-        (
-            c + (t - mean_t) * (lag - mean_lag),
-            v + (t - mean_t).powi(2),
-        )
-    });
-    if variance == 0.0 {
-        0.0
-    } else {
-        covariance / variance
-    }
+    .held()
 }
-
-const MAX_DRAIN_SECONDS: f64 = 5.0;
 
 /// `total` events sent as fast as the receiver answers, timed until the last one is attributed:
 /// what the whole pipeline sustains in this layout.

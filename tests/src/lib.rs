@@ -6,6 +6,7 @@
 //! message saying how to start them: a test that silently skips proves nothing.
 
 pub mod net;
+pub mod paced;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
