@@ -139,6 +139,30 @@ pub fn lookup_keys(identities: &[Identity<'_>]) -> (Vec<UserKey>, Vec<UserKey>) 
     (by_external, by_email)
 }
 
+/// The advisory-lock keys of a batch's users, sorted and without repeats: one per external id
+/// and per email key (a user the batch may create, or find unattributed events for) and one per
+/// resolved user (which other keys may also name). Two batches that could see each other's
+/// user share a key. Derived by name-based UUIDs (SHA-1), so every process and build agrees.
+pub fn lock_keys(identities: &[Identity<'_>], users: impl IntoIterator<Item = Uuid>) -> Vec<i64> {
+    let fold = |id: Uuid| {
+        let (high, low) = id.as_u64_pair();
+        (high ^ low) as i64
+    };
+    let named = |(product, value): UserKey, kind: &str| {
+        fold(Uuid::new_v5(&product, format!("{kind}:{value}").as_bytes()))
+    };
+    let (by_external, by_email) = lookup_keys(identities);
+    let mut keys: Vec<i64> = by_external
+        .into_iter()
+        .map(|k| named(k, "external"))
+        .chain(by_email.into_iter().map(|k| named(k, "email")))
+        .chain(users.into_iter().map(fold))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
 /// Resolves every identity against the known users, planning the users to create.
 pub fn plan(identities: &[Identity<'_>], known: &[KnownUser]) -> Plan {
     let mut by_external: HashMap<UserKey, Uuid> = HashMap::new();
@@ -253,6 +277,61 @@ pub fn created_from(origin: Origin) -> Map<String, Value> {
     match value {
         Value::Object(map) => map,
         _ => Map::new(),
+    }
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    fn identity(
+        product: Uuid,
+        ext: Option<&'static str>,
+        email: Option<&'static str>,
+    ) -> Identity<'static> {
+        Identity {
+            product_id: product,
+            external_user_id: ext,
+            email,
+            name: None,
+            origin: Origin::Sdk,
+        }
+    }
+
+    #[test]
+    fn batches_that_name_one_user_share_a_lock_key() {
+        let p = Uuid::from_u128(1);
+        let user = Uuid::from_u128(7);
+        let conversation = lock_keys(&[identity(p, Some("u1"), None)], [user]);
+        // The same external id unresolved, an email written another way, the resolved user.
+        let event = lock_keys(&[identity(p, Some("u1"), None)], []);
+        let by_email = lock_keys(&[identity(p, None, Some(" Ada@Example.com"))], []);
+        let same_email = lock_keys(&[identity(p, Some("u2"), Some("ada@example.com"))], []);
+        let resolved = lock_keys(&[identity(p, Some("u3"), None)], [user]);
+        let shared = |a: &[i64], b: &[i64]| a.iter().any(|k| b.contains(k));
+        assert!(shared(&conversation, &event));
+        assert!(shared(&by_email, &same_email));
+        assert!(shared(&conversation, &resolved));
+        // Another product's same external id, another user: nothing shared.
+        let other = lock_keys(&[identity(Uuid::from_u128(2), Some("u1"), None)], []);
+        assert!(!shared(&event, &other));
+        assert!(!shared(
+            &event,
+            &lock_keys(&[identity(p, Some("u9"), None)], [])
+        ));
+    }
+
+    #[test]
+    fn lock_keys_are_sorted_once_each() {
+        let p = Uuid::from_u128(1);
+        let ids = [
+            identity(p, Some("b"), Some("x@y.z")),
+            identity(p, Some("a"), None),
+            identity(p, Some("b"), Some("X@Y.Z")),
+        ];
+        let keys = lock_keys(&ids, [Uuid::from_u128(5), Uuid::from_u128(5)]);
+        assert_eq!(keys.len(), 4);
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
     }
 }
 

@@ -713,3 +713,69 @@ async fn a_late_conversation_message_attaches_the_events_after_it() {
     // Both events of u1 are within 15 minutes after the start: both are counted.
     assert_eq!(db.outcome().await.0, 2);
 }
+
+/// A conversation message and an event in its window, written by two transactions at once (two
+/// attributors, or two lanes of one: conversations are keyed by conversation, events by user,
+/// so they meet on different partitions). Each transaction alone would miss the other's
+/// uncommitted row; whichever commits second must still see the first, so the event ends in
+/// the window as it does in either sequential order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_conversation_and_an_event_in_its_window_written_at_once_are_linked() {
+    let db = db().await;
+    let p = db.product;
+    // Each external id has an earlier event and no user yet: the message creates the user and
+    // takes over the events of its external id, the event looks the user up.
+    let users: Vec<String> = (0..24).map(|u| format!("racer-{u}")).collect();
+    db.events(
+        users
+            .iter()
+            .map(|u| event(p, &format!("{u}-setup"), Some(u), at(-60, 0)))
+            .collect(),
+    )
+    .await;
+    for (round, user) in users.iter().enumerate() {
+        let conversation = format!("race-{round}");
+        let message = message(
+            p,
+            &conversation,
+            ConversationKind::Started,
+            Some(user),
+            at(0, 0),
+        );
+        let later = event(p, &format!("{user}-in-window"), Some(user), at(1, 0));
+        let batches = [
+            Batch {
+                conversations: vec![message],
+                events: Vec::new(),
+            },
+            Batch {
+                conversations: Vec::new(),
+                events: vec![later],
+            },
+        ];
+        let writers: Vec<_> = batches
+            .into_iter()
+            .map(|batch| {
+                let pool = db.pool.clone();
+                tokio::spawn(async move { write(&pool, &batch, &NoPublish).await })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.unwrap().expect("written");
+        }
+        let linked: Option<Uuid> = db
+            .client
+            .query_one(
+                "SELECT conversation_id FROM business_events WHERE insert_id = $1",
+                &[&format!("amplitude:{user}-in-window")],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            linked,
+            Some(db.conversation(&conversation).await),
+            "round {round}: the event missed the conversation written beside it"
+        );
+    }
+}

@@ -22,7 +22,7 @@ use gf_schemas::canonical::CanonicalEvent;
 use gf_schemas::conversation::ConversationMessage;
 use uuid::Uuid;
 
-use crate::resolve::{Identity, IdentityConflict, IdentityKind, Origin, plan};
+use crate::resolve::{Identity, IdentityConflict, IdentityKind, Origin, lock_keys, plan};
 
 mod conversations;
 mod events;
@@ -175,10 +175,18 @@ async fn attribute(txn: &Transaction<'_>, batch: &Batch) -> Result<Written, Stor
         name: e.user_hints.name.as_deref(),
         origin: Origin::Analytics(e.source),
     }));
+    // The batch's external ids and emails are locked before the lookup, so a batch that waited
+    // looks up what the other committed; the users they resolve to, after the plan.
+    lock_users(txn, &lock_keys(&identities, [])).await?;
     let known = lookup_users(txn, &identities).await?;
     let mut plan = plan(&identities, &known);
     insert_users(txn, &mut plan.new_users).await?;
     insert_identities(txn, &mut plan.identities).await?;
+    lock_users(
+        txn,
+        &lock_keys(&[], plan.resolved.iter().filter_map(|(user, _)| *user)),
+    )
+    .await?;
     for conflict in &plan.conflicts {
         identity_conflict(conflict);
     }
@@ -304,6 +312,27 @@ fn identity_conflict(conflict: &IdentityConflict) {
 
 /// Runs a statement prepared once per connection (parsing and describing it on every batch
 /// would cost a round trip and a parse each time).
+/// Holds every user of the batch until the commit ([`lock_keys`]). A conversation message and
+/// an event in its window can be written by two transactions at once (two attributors, or two
+/// lanes of one: conversations are keyed by conversation, events by user). Each would miss the
+/// other's uncommitted row; with the lock, the second waits, and its later statements see the
+/// first's commit, so it links what either sequential order would. Keys are taken in order, so
+/// two batches never wait on each other crosswise; a deadlock with row locks is a conflict, and
+/// the transaction runs again.
+async fn lock_users(txn: &Transaction<'_>, keys: &[i64]) -> Result<(), StoreError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    // unnest yields the array in order, and each row takes its lock as it is produced.
+    query(
+        txn,
+        "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k",
+        &[&keys],
+    )
+    .await?;
+    Ok(())
+}
+
 async fn query(
     txn: &Transaction<'_>,
     sql: &str,
