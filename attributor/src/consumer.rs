@@ -31,12 +31,6 @@ pub const STAGE: &str = "attributor";
 pub const MAX_BATCH: usize = 1_000;
 /// How long a batch waits for more records once it has one.
 pub const LINGER: Duration = Duration::from_millis(20);
-/// Transactions in flight at once, on disjoint partitions. One writer spends most of a batch
-/// waiting on round trips, its commit's flush and the broker's acknowledgements; a second fills
-/// those waits (two concurrent writers: +28 % in the attribution bench, two processes +43 %
-/// end to end, on two cores). The store locks rows in key order and runs a deadlocked
-/// transaction again, as it does for separate attributor processes.
-pub const LANES: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AttributorError {
@@ -155,7 +149,6 @@ impl BatchStage for Attributor {
         BatchLimits {
             max_records: MAX_BATCH,
             linger: LINGER,
-            lanes: LANES,
         }
     }
 

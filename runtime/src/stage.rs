@@ -2,10 +2,7 @@
 //! notifier) is a [`BatchStage`] that says what it reads, how to [`BatchStage::parse`] a record
 //! and how to [`BatchStage::write`] a batch of them. The runner owns the rest, once:
 //!
-//! 1. gather a batch (up to [`BatchLimits::max_records`] per lane, or what arrives within the
-//!    linger), and split it into [`BatchLimits::lanes`] by partition number, so a partition's
-//!    records stay in one lane, in order; lanes are written at the same time, each in writes of
-//!    at most `max_records`;
+//! 1. gather a batch (up to [`BatchLimits::max_records`], or what arrives within the linger);
 //! 2. parse each record; one that cannot be parsed is refused on its own;
 //! 3. write the parsed ones, in order, as one batch. The [`classify`]ed failure decides:
 //!    an outage is retried with [`Backoff`] (no offset moves, however long it lasts); a conflict
@@ -46,11 +43,6 @@ pub struct BatchLimits {
     pub max_records: usize,
     /// How long a batch waits for more records once it has one.
     pub linger: Duration,
-    /// Writes in flight at once. Records go to lane `partition % lanes`: a partition's records
-    /// are written in order by one lane, and records of co-partitioned topics (same key, same
-    /// partition count, assigned together) share one. More than one lane lets a write proceed
-    /// while another waits on its commit or its acknowledgements.
-    pub lanes: usize,
 }
 
 impl Default for BatchLimits {
@@ -58,21 +50,8 @@ impl Default for BatchLimits {
         BatchLimits {
             max_records: 500,
             linger: Duration::from_millis(20),
-            lanes: 1,
         }
     }
-}
-
-/// The batch's record indices per lane (`partition % lanes`), each in batch order; empty lanes
-/// are left out.
-pub fn split_lanes(partitions: impl IntoIterator<Item = i32>, lanes: usize) -> Vec<Vec<usize>> {
-    let lanes = lanes.max(1);
-    let mut split = vec![Vec::new(); lanes];
-    for (i, partition) in partitions.into_iter().enumerate() {
-        split[partition.unsigned_abs() as usize % lanes].push(i);
-    }
-    split.retain(|lane| !lane.is_empty());
-    split
 }
 
 /// How the runner retries a write.
@@ -256,43 +235,15 @@ async fn run_once<S: BatchStage>(
     tracing::info!(stage = name, ?inputs, group, "consuming");
     let mut last_commit = Instant::now();
     let result: Result<(), RunError> = async {
-        let lanes = limits.lanes.max(1);
         loop {
             let Some(messages) =
-                next_batch(&consumer, stop, limits.max_records * lanes, limits.linger).await?
+                next_batch(&consumer, stop, limits.max_records, limits.linger).await?
             else {
                 return Ok(());
             };
-            let split = split_lanes(messages.iter().map(Message::partition), lanes);
-            let written = futures_util::future::join_all(split.iter().map(|lane| {
-                let lane_messages: Vec<&BorrowedMessage<'_>> =
-                    lane.iter().map(|&i| &messages[i]).collect();
-                async move {
-                    let mut refused = Vec::new();
-                    for (c, chunk) in lane_messages.chunks(limits.max_records).enumerate() {
-                        let offset = c * limits.max_records;
-                        // Back to the batch's own indices.
-                        refused.extend(
-                            process(stage, chunk, stop)
-                                .await?
-                                .into_iter()
-                                .map(|(i, refusal)| (lane[offset + i], refusal)),
-                        );
-                    }
-                    Some(refused)
-                }
-            }))
-            .await;
-            let mut refusals = Vec::new();
-            for lane in written {
-                // Stopped before everything was written: no offset of the batch is stored, and
-                // what one lane wrote is written again, unchanged, after the restart.
-                let Some(refused) = lane else {
-                    return Ok(());
-                };
-                refusals.extend(refused);
-            }
-            refusals.sort_by_key(|(i, _)| *i);
+            let Some(refusals) = process(stage, &messages, stop).await else {
+                return Ok(()); // stopped before the batch was written: nothing is stored
+            };
             let dead: Vec<Output> = refusals
                 .into_iter()
                 .map(|(i, refusal)| dead_letter(&deadletter, name, &messages[i], refusal))
@@ -318,7 +269,7 @@ async fn run_once<S: BatchStage>(
 /// Parses and writes one batch; the records refused, in order, or `None` once stopped.
 async fn process<S: BatchStage>(
     stage: &S,
-    messages: &[&BorrowedMessage<'_>],
+    messages: &[BorrowedMessage<'_>],
     stop: &CancellationToken,
 ) -> Option<Vec<(usize, Refusal)>> {
     let parsed: Vec<Result<S::Item, Refusal>> = messages.iter().map(|m| stage.parse(m)).collect();
@@ -544,30 +495,6 @@ mod tests {
         let result = write_isolating("test", vec![0, 1], |c| store.write(c), &stop, fast()).await;
         assert!(result.is_none());
         assert!(store.committed.borrow().is_empty());
-    }
-
-    #[test]
-    fn a_partition_stays_in_one_lane_in_order() {
-        let partitions = [0, 1, 2, 3, 0, 5, 1, 4, 2, 0];
-        let lanes = split_lanes(partitions, 2);
-        assert_eq!(lanes, vec![vec![0, 2, 4, 7, 8, 9], vec![1, 3, 5, 6]]);
-        // Every record once, and each lane in batch order.
-        let mut all: Vec<usize> = lanes.iter().flatten().copied().collect();
-        all.sort_unstable();
-        assert_eq!(all, (0..partitions.len()).collect::<Vec<_>>());
-        for lane in &lanes {
-            assert!(lane.windows(2).all(|w| w[0] < w[1]));
-            let first = partitions[lane[0]] % 2;
-            assert!(lane.iter().all(|&i| partitions[i] % 2 == first));
-        }
-    }
-
-    #[test]
-    fn one_lane_is_the_whole_batch_and_empty_lanes_are_left_out() {
-        assert_eq!(split_lanes([3, 1, 2], 1), vec![vec![0, 1, 2]]);
-        assert_eq!(split_lanes([3, 1, 2], 0), vec![vec![0, 1, 2]]);
-        assert_eq!(split_lanes([2, 4, 0], 2), vec![vec![0, 1, 2]]);
-        assert!(split_lanes([], 2).is_empty());
     }
 
     #[test]
