@@ -715,8 +715,8 @@ async fn a_late_conversation_message_attaches_the_events_after_it() {
 }
 
 /// A conversation message and an event in its window, written by two transactions at once (two
-/// attributors, or two lanes of one: conversations are keyed by conversation, events by user,
-/// so they meet on different partitions). Each transaction alone would miss the other's
+/// attributors: conversations are keyed by conversation, events by user, so they meet on
+/// different partitions). Each transaction alone would miss the other's
 /// uncommitted row; whichever commits second must still see the first, so the event ends in
 /// the window as it does in either sequential order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

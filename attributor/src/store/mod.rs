@@ -175,8 +175,8 @@ async fn attribute(txn: &Transaction<'_>, batch: &Batch) -> Result<Written, Stor
         name: e.user_hints.name.as_deref(),
         origin: Origin::Analytics(e.source),
     }));
-    // The batch's external ids and emails are locked before the lookup, so a batch that waited
-    // looks up what the other committed; the users they resolve to, after the plan.
+    // The batch's external ids are locked before the lookup, so a batch that waited looks up
+    // what the other committed; the users they resolve to, after the plan.
     lock_users(txn, &lock_keys(&identities, [])).await?;
     let known = lookup_users(txn, &identities).await?;
     let mut plan = plan(&identities, &known);
@@ -310,15 +310,13 @@ fn identity_conflict(conflict: &IdentityConflict) {
     }
 }
 
-/// Runs a statement prepared once per connection (parsing and describing it on every batch
-/// would cost a round trip and a parse each time).
 /// Holds every user of the batch until the commit ([`lock_keys`]). A conversation message and
-/// an event in its window can be written by two transactions at once (two attributors, or two
-/// lanes of one: conversations are keyed by conversation, events by user). Each would miss the
+/// an event in its window can be written by two transactions at once by two attributors
+/// (conversations are keyed by conversation, events by user). Each would miss the
 /// other's uncommitted row; with the lock, the second waits, and its later statements see the
-/// first's commit, so it links what either sequential order would. Keys are taken in order, so
-/// two batches never wait on each other crosswise; a deadlock with row locks is a conflict, and
-/// the transaction runs again.
+/// first's commit, so it links what either sequential order would. Each call takes its keys in
+/// order; a deadlock across the two calls of a batch, or with row locks, is a conflict, and the
+/// transaction runs again.
 async fn lock_users(txn: &Transaction<'_>, keys: &[i64]) -> Result<(), StoreError> {
     if keys.is_empty() {
         return Ok(());
@@ -333,6 +331,8 @@ async fn lock_users(txn: &Transaction<'_>, keys: &[i64]) -> Result<(), StoreErro
     Ok(())
 }
 
+/// Runs a statement prepared once per connection (parsing and describing it on every batch
+/// would cost a round trip and a parse each time).
 async fn query(
     txn: &Transaction<'_>,
     sql: &str,
