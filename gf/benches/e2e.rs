@@ -233,8 +233,11 @@ async fn finish(run: Run) {
 fn batch(sequence: u64, events: usize) -> Vec<u8> {
     let list: Vec<Value> = (0..events)
         .map(|i| {
+            // 20,000 users, each with an e-mail of its own (when users share e-mails, their
+            // events resolve to shared users, which attributors must take turns writing).
+            let user = (sequence as usize * events + i) % 20_000;
             json!({
-                "user_id": format!("user-{}", (sequence as usize * events + i) % 20_000),
+                "user_id": format!("user-{user}"),
                 "event_type": if i % 10 == 0 { "refund" } else { "purchase" },
                 "time": chrono::Utc::now().timestamp_millis(),
                 "insert_id": format!("{sequence}-{i}"),
@@ -242,7 +245,7 @@ fn batch(sequence: u64, events: usize) -> Vec<u8> {
                 "revenue": 49.0,
                 "event_properties": {"plan": "pro", "seats": 5, "page": "/checkout/confirm",
                     "experiment": "pricing-b", "coupon": null},
-                "user_properties": {"email": format!("user{}@example.com", i % 997),
+                "user_properties": {"email": format!("user{user}@example.com"),
                     "company": "Example GmbH"}
             })
         })
