@@ -175,8 +175,8 @@ async fn attribute(txn: &Transaction<'_>, batch: &Batch) -> Result<Written, Stor
         name: e.user_hints.name.as_deref(),
         origin: Origin::Analytics(e.source),
     }));
-    // The batch's external ids are locked before the lookup, so a batch that waited looks up
-    // what the other committed; the users they resolve to, after the plan.
+    // The batch's external ids and e-mails are locked before the lookup, so a batch that
+    // waited looks up what the other committed; the users they resolve to, after the plan.
     lock_users(txn, &lock_keys(&identities, [])).await?;
     let known = lookup_users(txn, &identities).await?;
     let mut plan = plan(&identities, &known);
