@@ -16,6 +16,9 @@ pub struct PacedRun<'a> {
     pub lag: &'a [(f64, f64)],
 }
 
+/// The least share of the offered rate a held run takes in.
+pub const MIN_SHARE_OF_OFFERED: f64 = 0.97;
+
 /// The most a held run's backlog may take to drain once the load stops.
 pub const MAX_DRAIN_SECONDS: f64 = 5.0;
 
@@ -25,7 +28,7 @@ impl PacedRun<'_> {
     /// second of load (a least-squares fit: single samples swing by a few attributor batches),
     /// and the backlog left at the end drained within [`MAX_DRAIN_SECONDS`].
     pub fn held(&self) -> bool {
-        self.achieved >= 0.97 * self.offered
+        self.achieved >= MIN_SHARE_OF_OFFERED * self.offered
             && self.exactly_once
             && self.lag_growth() <= self.offered
             && self.drain_seconds <= MAX_DRAIN_SECONDS

@@ -458,22 +458,18 @@ fn e2e(root: &Path, vars: &[(String, String)]) -> anyhow::Result<(Vec<Figure>, V
                 )
                 .at_least(1.0),
             );
-        } else if r["run"] == "scaling" {
-            let run = format!(
-                "scaling: {} partitions, {}-event batches",
-                r["partitions"], r["batch"]
-            );
-            figures.push(Figure::new(
-                format!("{run}, whole pipeline"),
-                number(r, "pipeline_events_per_second")?,
-                "events/s",
-            ));
-            cost_figures(&mut figures, &run, &r["cost"])?;
-        } else if r["run"] == "scale-out" {
-            let run = format!(
-                "scale-out: {} normalizer and {} attributor processes, {} partitions",
-                r["normalizers"], r["attributors"], r["partitions"]
-            );
+        } else if r["run"] == "scaling" || r["run"] == "scale-out" {
+            let run = if r["run"] == "scaling" {
+                format!(
+                    "scaling: {} partitions, {}-event batches",
+                    r["partitions"], r["batch"]
+                )
+            } else {
+                format!(
+                    "scale-out: {} normalizer and {} attributor processes, {} partitions",
+                    r["normalizers"], r["attributors"], r["partitions"]
+                )
+            };
             figures.push(Figure::new(
                 format!("{run}, whole pipeline"),
                 number(r, "pipeline_events_per_second")?,
