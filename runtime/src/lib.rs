@@ -9,10 +9,8 @@
 //! - [`db`]: the PostgreSQL pool and the migrations; [`deadletters`]: listing and replaying them;
 //! - [`token`]: ingest tokens and shared secrets (generation, format, scrypt hashing);
 //! - [`telemetry`]: logs and OpenTelemetry traces; [`metrics`]: Prometheus, Kafka statistics;
-//! - [`shutdown`]: SIGINT/SIGTERM as a cancellation token;
-//! - [`alloc`]: the process allocator of every binary that links the stages.
+//! - [`shutdown`]: SIGINT/SIGTERM as a cancellation token.
 
-pub mod alloc;
 pub mod classify;
 pub mod config;
 pub mod db;
@@ -28,8 +26,3 @@ pub mod token;
 pub mod topics;
 
 pub use config::Config;
-
-/// Every binary that links the stages (`gf`, the tests, the benchmarks) allocates through
-/// [`alloc::Allocator`], so the benchmarks measure the allocator production runs.
-#[global_allocator]
-static ALLOCATOR: alloc::Allocator = alloc::Allocator;
