@@ -42,9 +42,15 @@ async fn setup(database_url: impl FnOnce(&str) -> String) -> Setup {
     let config = test_config(&[("DATABASE_URL", &url)]);
     let settings = KafkaSettings::from_config(&config).unwrap();
     let topics = Topics::new(&config.topic_prefix);
-    ensure_topics(&settings, &topics.specs(2, 1, settings.max_record_bytes))
-        .await
-        .unwrap();
+    ensure_topics(
+        &settings,
+        &topics.specs(&gf_runtime::topics::TopicLayout::local(
+            2,
+            settings.max_record_bytes,
+        )),
+    )
+    .await
+    .unwrap();
     let producer = settings.producer_config("test-input").create().unwrap();
     Setup {
         db,

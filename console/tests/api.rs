@@ -49,9 +49,15 @@ impl Api {
         let stop = CancellationToken::new();
         let kafka = gf_runtime::kafka::KafkaSettings::from_config(&config).unwrap();
         let topics = gf_runtime::topics::Topics::new(&config.topic_prefix);
-        gf_runtime::kafka::ensure_topics(&kafka, &topics.specs(1, 1, kafka.max_record_bytes))
-            .await
-            .unwrap();
+        gf_runtime::kafka::ensure_topics(
+            &kafka,
+            &topics.specs(&gf_runtime::topics::TopicLayout::local(
+                1,
+                kafka.max_record_bytes,
+            )),
+        )
+        .await
+        .unwrap();
         let state = gf_console::state(&config).unwrap();
         tokio::spawn(gf_console::serve(listener, state, stop.clone()));
         Api {

@@ -173,9 +173,15 @@ async fn a_product_team_does_everything_in_the_console() {
     ]);
     let kafka = gf_runtime::kafka::KafkaSettings::from_config(&config).unwrap();
     let topics = gf_runtime::topics::Topics::new(&config.topic_prefix);
-    gf_runtime::kafka::ensure_topics(&kafka, &topics.specs(1, 1, kafka.max_record_bytes))
-        .await
-        .unwrap();
+    gf_runtime::kafka::ensure_topics(
+        &kafka,
+        &topics.specs(&gf_runtime::topics::TopicLayout::local(
+            1,
+            kafka.max_record_bytes,
+        )),
+    )
+    .await
+    .unwrap();
     let stop = CancellationToken::new();
     let _stop_on_drop = stop.clone().drop_guard();
     let receiver = Receiver::new(

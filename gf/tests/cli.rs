@@ -457,6 +457,84 @@ async fn topics_ensure_creates_every_topic_once() {
     }
 }
 
+/// Three replicas asked of a one-broker cluster: refused, naming the variable, and nothing made.
+#[tokio::test]
+async fn topics_ensure_refuses_a_replication_the_cluster_cannot_give() {
+    let db = TestDb::migrated().await;
+    let gf = Gf::new(&db);
+    let out = gf
+        .command(&["topics", "ensure"])
+        .env("GF_TOPIC_REPLICATION", "3")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("3 replicas") && stderr.contains("GF_TOPIC_REPLICATION"),
+        "{stderr}"
+    );
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", infra().kafka_brokers)
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .unwrap();
+    assert!(
+        !metadata
+            .topics()
+            .iter()
+            .any(|t| t.name().starts_with(&format!("{}.", gf.topic_prefix))),
+        "a topic was made anyway"
+    );
+}
+
+/// The topics' settings are the broker's, read back with the admin API: the layout's
+/// `min.insync.replicas`, the raw topic's retention from `GF_RAW_RETENTION_HOURS`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_ensure_sets_each_topics_config() {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    let db = TestDb::migrated().await;
+    let gf = Gf::new(&db);
+    json_output(
+        gf.command(&["--json", "topics", "ensure"])
+            .env("GF_RAW_RETENTION_HOURS", "48"),
+    );
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", infra().kafka_brokers)
+        .create()
+        .unwrap();
+    let p = &gf.topic_prefix;
+    let (raw, events) = (format!("{p}.raw.v1"), format!("{p}.events.v1"));
+    let configs = admin
+        .describe_configs(
+            [
+                &ResourceSpecifier::Topic(&raw),
+                &ResourceSpecifier::Topic(&events),
+            ],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    let value = |i: usize, key: &str| {
+        configs[i]
+            .as_ref()
+            .unwrap()
+            .get(key)
+            .and_then(|e| e.value.clone())
+    };
+    assert_eq!(value(0, "retention.ms").as_deref(), Some("172800000"));
+    assert_eq!(value(1, "retention.ms").as_deref(), Some("604800000"));
+    assert_eq!(value(0, "min.insync.replicas").as_deref(), Some("1"));
+    assert_eq!(
+        value(0, "unclean.leader.election.enable").as_deref(),
+        Some("false")
+    );
+    let max: usize = value(0, "max.message.bytes").unwrap().parse().unwrap();
+    assert!(max > gf_runtime::config::DEFAULT_MAX_BODY_BYTES);
+}
+
 #[test]
 fn missing_configuration_says_what_to_do() {
     let out = Command::new(env!("CARGO_BIN_EXE_gf"))

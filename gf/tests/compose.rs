@@ -196,7 +196,11 @@ fn every_service_has_an_image_and_a_command_that_exists() {
     }
     // Apache Kafka's official image in KRaft mode: no ZooKeeper anywhere.
     let kafka = &services["kafka"];
-    assert!(text(&kafka["image"]).starts_with("apache/kafka:"));
+    // The same release the local broker and every test run on.
+    assert_eq!(
+        text(&kafka["image"]),
+        format!("apache/kafka:{}", gf_localkafka::KAFKA_VERSION)
+    );
     let kafka_env = environment(kafka);
     assert!(kafka_env["KAFKA_PROCESS_ROLES"].contains("controller"));
     assert!(!services.keys().any(|k| k.contains("zookeeper")));

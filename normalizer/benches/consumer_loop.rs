@@ -43,7 +43,10 @@ async fn main() {
     let topics = Topics::new(&config.topic_prefix);
     ensure_topics(
         &settings,
-        &topics.specs(PARTITIONS, 1, settings.max_record_bytes),
+        &topics.specs(&gf_runtime::topics::TopicLayout::local(
+            PARTITIONS,
+            settings.max_record_bytes,
+        )),
     )
     .await
     .unwrap();
@@ -105,8 +108,7 @@ async fn main() {
         }
     });
     // Progress is what the loop committed: a record's offset is committed only once all its
-    // events are acknowledged (tansu's high watermarks lag the last batch, so they cannot say
-    // when the last event arrived).
+    // events are acknowledged, so the last commit says when the last event was out.
     let watcher: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", config.kafka_brokers().unwrap())
         .set(

@@ -1,10 +1,10 @@
 //! `gf replay`: re-normalize a time range of the raw topic with the current mapper, without
 //! touching the live consumer group (its own throw-away group, nothing committed).
 //!
-//! Start and end offsets come from the broker's timestamp index, but some brokers answer that
-//! lookup imprecisely, so every answer is checked against the records' own timestamps and, when
-//! wrong, replaced by a binary search over the partition. Records are also filtered by timestamp
-//! while reading, so the range is exact even where timestamps are not monotonic.
+//! Start and end offsets come from the broker's timestamp index (`offsets_for_times`: the first
+//! offset whose record's timestamp is at or after the time). Records are also filtered by
+//! timestamp while reading, so clocks of several receivers that disagree a little cannot bring
+//! a record from before `--from` in.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -147,21 +147,20 @@ fn replay_blocking(
 
     let from_ms = request.from.timestamp_millis();
     let to_ms = request.to.map(|t| t.timestamp_millis());
-    let watermarks = true_watermarks(&consumer, topic, &partitions)?;
+    let starts = offsets_at(&consumer, topic, &partitions, from_ms)?;
+    let ends = match to_ms {
+        Some(t) => Some(offsets_at(&consumer, topic, &partitions, t)?),
+        None => None,
+    };
     let mut ranges = Vec::new();
-    for (&partition, &(low, high)) in &watermarks {
-        let finder = OffsetFinder {
-            consumer: &consumer,
-            topic,
-            partition,
-            low,
-            high,
-        };
-        let start = finder.first_at_or_after(from_ms)?;
-        let end = match to_ms {
-            Some(t) => finder.first_at_or_after(t)?,
-            None => high,
-        };
+    for &partition in &partitions {
+        let (_, high) = consumer.fetch_watermarks(topic, partition, WAIT)?;
+        // No record at or after the time: the range starts (or ends) at the log's end.
+        let start = starts.get(&partition).copied().flatten().unwrap_or(high);
+        let end = ends
+            .as_ref()
+            .and_then(|e| e.get(&partition).copied().flatten())
+            .unwrap_or(high);
         ranges.push(PartitionRange {
             partition,
             start_offset: start,
@@ -254,113 +253,25 @@ fn replay_blocking(
     Ok(summary)
 }
 
-/// Low and high watermarks per partition, the high one checked against the records: some brokers
-/// report the base offset of the last batch instead of the end of the log. Reads the tail of
-/// every partition until it stays quiet.
-fn true_watermarks(
+/// Per partition, the first offset whose record's timestamp is at or after `ts` (`None` when no
+/// record is), from the broker's time index.
+fn offsets_at(
     consumer: &BaseConsumer,
     topic: &str,
     partitions: &[i32],
-) -> Result<BTreeMap<i32, (i64, i64)>, ReplayError> {
-    let mut marks = BTreeMap::new();
-    let mut tail = TopicPartitionList::new();
+    ts: i64,
+) -> Result<BTreeMap<i32, Option<i64>>, ReplayError> {
+    let mut query = TopicPartitionList::new();
     for &partition in partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, partition, WAIT)?;
-        marks.insert(partition, (low, high));
-        if high > low {
-            tail.add_partition_offset(topic, partition, Offset::Offset(high - 1))?;
-        }
+        query.add_partition_offset(topic, partition, Offset::Offset(ts))?;
     }
-    if tail.count() == 0 {
-        return Ok(marks);
-    }
-    consumer.assign(&tail)?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut quiet_since = Instant::now();
-    while quiet_since.elapsed() < Duration::from_millis(1500) && Instant::now() < deadline {
-        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
-            let message = message?;
-            if let Some((_, high)) = marks.get_mut(&message.partition()) {
-                *high = (*high).max(message.offset() + 1);
-            }
-            quiet_since = Instant::now();
-        }
-    }
-    Ok(marks)
-}
-
-/// Finds offsets by record timestamp in one partition.
-struct OffsetFinder<'a> {
-    consumer: &'a BaseConsumer,
-    topic: &'a str,
-    partition: i32,
-    low: i64,
-    high: i64,
-}
-
-impl OffsetFinder<'_> {
-    /// The first offset whose record's timestamp is at or after `ts` (`high` when none is).
-    fn first_at_or_after(&self, ts: i64) -> Result<i64, ReplayError> {
-        if self.low >= self.high {
-            return Ok(self.high);
-        }
-        let mut query = TopicPartitionList::new();
-        query.add_partition_offset(self.topic, self.partition, Offset::Offset(ts))?;
-        let answer = self.consumer.offsets_for_times(query, WAIT)?;
-        let guess = answer
-            .elements()
-            .first()
-            .and_then(|e| match e.offset() {
-                Offset::Offset(o) => Some(o),
-                Offset::End => Some(self.high),
-                _ => None,
-            })
-            .unwrap_or(self.low)
-            .clamp(self.low, self.high);
-        if self.is_first_at_or_after(guess, ts)? {
-            return Ok(guess);
-        }
-        tracing::debug!(
-            partition = self.partition,
-            guess,
-            "broker's timestamp lookup was off; searching"
-        );
-        // Binary search for the first offset with timestamp >= ts; `high` stands for +infinity.
-        let (mut lo, mut hi) = (self.low, self.high);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.timestamp_at(mid)? >= ts {
-                hi = mid;
-            } else {
-                lo = mid + 1;
-            }
-        }
-        Ok(lo)
-    }
-
-    fn is_first_at_or_after(&self, offset: i64, ts: i64) -> Result<bool, ReplayError> {
-        let here = offset == self.high || self.timestamp_at(offset)? >= ts;
-        let before = offset == self.low || self.timestamp_at(offset - 1)? < ts;
-        Ok(here && before)
-    }
-
-    /// Timestamp of the record at `offset` (or the next one that exists).
-    fn timestamp_at(&self, offset: i64) -> Result<i64, ReplayError> {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(self.topic, self.partition, Offset::Offset(offset))?;
-        self.consumer.assign(&tpl)?;
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if let Some(message) = self.consumer.poll(Duration::from_millis(200)) {
-                let message = message?;
-                if message.partition() == self.partition && message.offset() >= offset {
-                    return Ok(message.timestamp().to_millis().unwrap_or(i64::MIN));
-                }
-            }
-        }
-        Err(ReplayError::Stalled {
-            partition: self.partition,
-            offset,
+    let answer = consumer.offsets_for_times(query, WAIT)?;
+    Ok(answer
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => (e.partition(), Some(o)),
+            _ => (e.partition(), None),
         })
-    }
+        .collect())
 }

@@ -43,7 +43,10 @@ async fn setup_with(partitions: i32, vars: &[(&str, &str)]) -> Setup {
     let topics = Topics::new(&config.topic_prefix);
     ensure_topics(
         &settings,
-        &topics.specs(partitions, 1, settings.max_record_bytes),
+        &topics.specs(&gf_runtime::topics::TopicLayout::local(
+            partitions,
+            settings.max_record_bytes,
+        )),
     )
     .await
     .unwrap();

@@ -147,9 +147,15 @@ async fn setup_with(extra: &[(&str, &str)]) -> Setup {
     let config = test_config(&vars);
     let settings = KafkaSettings::from_config(&config).unwrap();
     let topics = Topics::new(&config.topic_prefix);
-    ensure_topics(&settings, &topics.specs(2, 1, settings.max_record_bytes))
-        .await
-        .unwrap();
+    ensure_topics(
+        &settings,
+        &topics.specs(&gf_runtime::topics::TopicLayout::local(
+            2,
+            settings.max_record_bytes,
+        )),
+    )
+    .await
+    .unwrap();
     let pool = gf_runtime::db::pool(&db.url, 8).unwrap();
     Setup {
         producer: settings.producer_config("test-input").create().unwrap(),

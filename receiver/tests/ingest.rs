@@ -128,7 +128,10 @@ impl Harness {
 
         let kafka = KafkaSettings::from_config(&config).unwrap();
         let topics = Topics::new(&config.topic_prefix);
-        let specs = topics.specs(1, 1, kafka.max_record_bytes);
+        let specs = topics.specs(&gf_runtime::topics::TopicLayout::local(
+            1,
+            kafka.max_record_bytes,
+        ));
         ensure_topics(&kafka, &specs[..1])
             .await
             .expect("create the raw topic");

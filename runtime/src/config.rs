@@ -20,6 +20,10 @@ pub struct Config {
     pub topic_prefix: String,
     pub topic_partitions: i32,
     pub topic_replication: i32,
+    /// Replicas that must have a record before it is acknowledged (`min.insync.replicas`).
+    pub topic_min_insync: i32,
+    /// How long the raw topic keeps what it received: the window a replay can reach.
+    pub raw_retention_hours: u32,
     pub kafka_compression: Compression,
     pub max_body_bytes: usize,
     /// Largest canonical event the normalizer produces; a larger one is dead-lettered alone.
@@ -77,6 +81,8 @@ pub const VARIABLES: &[&str] = &[
     "GF_MAX_BODY_BYTES_IN_FLIGHT",
     "GF_TOPIC_PARTITIONS",
     "GF_TOPIC_REPLICATION",
+    "GF_TOPIC_MIN_INSYNC",
+    "GF_RAW_RETENTION_HOURS",
     "GF_KAFKA_COMPRESSION",
     "GF_MAX_BODY_BYTES",
     "GF_SCRYPT_LOG_N",
@@ -189,6 +195,22 @@ impl Config {
                 })
             }
         };
+        let topic_replication = number("GF_TOPIC_REPLICATION", 1, 1, 16, "1 to 16")? as i32;
+        // One replica may be lost without refusing writes once there are three.
+        let topic_min_insync = number(
+            "GF_TOPIC_MIN_INSYNC",
+            if topic_replication >= 3 { 2 } else { 1 },
+            1,
+            16,
+            "1 to 16, at most GF_TOPIC_REPLICATION",
+        )? as i32;
+        if topic_min_insync > topic_replication {
+            return Err(ConfigError::Invalid {
+                name: "GF_TOPIC_MIN_INSYNC",
+                value: topic_min_insync.to_string(),
+                expected: "at most GF_TOPIC_REPLICATION: a topic could never acknowledge a write",
+            });
+        }
         Ok(Config {
             database_url: get("DATABASE_URL"),
             kafka_brokers: get("KAFKA_BROKERS"),
@@ -196,7 +218,15 @@ impl Config {
             receiver_addr,
             topic_prefix,
             topic_partitions: number("GF_TOPIC_PARTITIONS", 3, 1, 1024, "1 to 1024")? as i32,
-            topic_replication: number("GF_TOPIC_REPLICATION", 1, 1, 16, "1 to 16")? as i32,
+            topic_replication,
+            topic_min_insync,
+            raw_retention_hours: number(
+                "GF_RAW_RETENTION_HOURS",
+                168,
+                1,
+                24 * 3650,
+                "hours, 1 to 87600",
+            )? as u32,
             kafka_compression: parse(
                 "GF_KAFKA_COMPRESSION",
                 get("GF_KAFKA_COMPRESSION").unwrap_or_else(|| "lz4".into()),
@@ -356,10 +386,29 @@ mod tests {
             ("GF_TOPIC_PARTITIONS", "0"),
             ("GF_KAFKA_COMPRESSION", "brotli"),
             ("GF_SCRYPT_LOG_N", "40"),
+            ("GF_TOPIC_MIN_INSYNC", "2"),
+            ("GF_RAW_RETENTION_HOURS", "0"),
         ] {
             let err = config(&[(name, value)]).unwrap_err().to_string();
             assert!(err.contains(name), "{err}");
         }
+    }
+
+    #[test]
+    fn min_insync_follows_replication_unless_set() {
+        let local = config(&[]).unwrap();
+        assert_eq!((local.topic_replication, local.topic_min_insync), (1, 1));
+        let replicated = config(&[("GF_TOPIC_REPLICATION", "3")]).unwrap();
+        assert_eq!(replicated.topic_min_insync, 2);
+        let strict = config(&[("GF_TOPIC_REPLICATION", "3"), ("GF_TOPIC_MIN_INSYNC", "3")]);
+        assert_eq!(strict.unwrap().topic_min_insync, 3);
+        let impossible = config(&[("GF_TOPIC_REPLICATION", "2"), ("GF_TOPIC_MIN_INSYNC", "3")]);
+        assert!(
+            impossible
+                .unwrap_err()
+                .to_string()
+                .contains("GF_TOPIC_MIN_INSYNC")
+        );
     }
 
     #[test]

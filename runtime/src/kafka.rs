@@ -80,6 +80,15 @@ pub enum KafkaSetupError {
     Client(#[from] KafkaError),
     #[error("topic {0} did not appear in the broker's metadata after creation")]
     NotVisible(String),
+    #[error(
+        "topic {topic} is to have {replication} replicas but the cluster has {brokers} broker(s); \
+         lower GF_TOPIC_REPLICATION or add brokers"
+    )]
+    CannotReplicate {
+        topic: String,
+        replication: i32,
+        brokers: usize,
+    },
 }
 
 /// Settings shared by every Kafka client of the pipeline.
@@ -131,9 +140,10 @@ impl KafkaSettings {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", self.session_timeout_ms.to_string())
-            // How long an empty fetch may wait at the broker. Some brokers (tansu among them) hold
-            // a fetch this long even when records arrive meanwhile; librdkafka's 500 ms default
-            // then adds up to half a second per stage. 50 ms costs a few idle requests a second.
+            // How long an empty fetch may wait at the broker: each stage's idle latency. Kafka
+            // answers early once `fetch.min.bytes` arrive, but with librdkafka's 500 ms default a
+            // quiet partition adds up to half a second per stage to a trickle of events. 50 ms
+            // costs a few idle requests a second.
             .set("fetch.wait.max.ms", FETCH_WAIT_MAX_MS.to_string())
             .set(
                 "max.partition.fetch.bytes",
@@ -192,7 +202,15 @@ pub async fn ensure_topics(
     settings: &KafkaSettings,
     specs: &[TopicSpec],
 ) -> Result<Vec<TopicOutcome>, KafkaSetupError> {
-    settings.check_reachable(Duration::from_secs(10))?;
+    let brokers = settings.check_reachable(Duration::from_secs(10))?;
+    // Kafka itself would refuse with INVALID_REPLICATION_FACTOR; saying why is kinder.
+    if let Some(spec) = specs.iter().find(|s| s.replication as usize > brokers) {
+        return Err(KafkaSetupError::CannotReplicate {
+            topic: spec.name.clone(),
+            replication: spec.replication,
+            brokers,
+        });
+    }
     let admin = settings.admin()?;
     let new_topics: Vec<NewTopic> = specs
         .iter()

@@ -47,9 +47,9 @@ pub struct Output {
 }
 
 /// How long a stage waits for its outputs to be acknowledged. Past it the run fails and starts
-/// again from the committed offsets with a fresh producer: an idempotent producer whose records
-/// timed out, or whose broker restarted without its state (tansu's durable engine), may never
-/// be acknowledged again, and waiting on it would stall the stage for good.
+/// again from the committed offsets with a fresh producer: an idempotent producer that hit a
+/// fatal error never has its records acknowledged, and waiting on it would stall the stage for
+/// good.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// librdkafka holds idempotent records whose fate is unknown past `message.timeout.ms`.

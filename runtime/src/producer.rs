@@ -85,9 +85,9 @@ impl SharedProducer {
 
     /// After `lease` failed: replaces the producer with a new one (a new idempotent producer
     /// id), unless another caller already replaced that one, or the last replacement is less
-    /// than [`RENEW_INTERVAL`] old. Records that timed out leave a gap in the old producer's
-    /// sequence numbers, which brokers without epoch bumps (KIP-360) refuse for good, and
-    /// tansu's durable engine cannot take the old id after its own restart. Whoever still holds
+    /// than [`RENEW_INTERVAL`] old. librdkafka treats some idempotence errors (a sequence gap it
+    /// cannot bridge with an epoch bump, a fenced producer id) as fatal: that producer refuses
+    /// every later record, so only a new one gets the stage going again. Whoever still holds
     /// the old producer finishes with it; what it held unacknowledged was not acknowledged
     /// upstream either. Returns whether it replaced it.
     pub fn renew(&self, lease: &Lease, error: &dyn fmt::Display) -> bool {

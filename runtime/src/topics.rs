@@ -17,6 +17,51 @@ pub struct Topics {
     pub deadletter: String,
 }
 
+/// How the pipeline's topics are laid out on the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TopicLayout {
+    pub partitions: i32,
+    pub replication: i32,
+    /// `min.insync.replicas`: with `acks=all`, a write is refused rather than acknowledged by
+    /// fewer replicas than this.
+    pub min_insync: i32,
+    pub raw_retention_hours: u32,
+    /// Every topic takes records as large as a raw record (`max.message.bytes`).
+    pub max_record_bytes: usize,
+}
+
+const HOUR_MS: u64 = 3_600_000;
+/// Canonical and input topics: a week, Kafka's own default, written down so a cluster-wide
+/// override does not change ours.
+const DERIVED_RETENTION_HOURS: u64 = 7 * 24;
+/// Dead letters wait for an operator's fix longer than events wait for a consumer.
+const DEADLETTER_RETENTION_HOURS: u64 = 30 * 24;
+
+impl TopicLayout {
+    /// From `GF_TOPIC_PARTITIONS`, `GF_TOPIC_REPLICATION`, `GF_TOPIC_MIN_INSYNC` and
+    /// `GF_RAW_RETENTION_HOURS`.
+    pub fn from_config(config: &crate::Config, max_record_bytes: usize) -> Self {
+        TopicLayout {
+            partitions: config.topic_partitions,
+            replication: config.topic_replication,
+            min_insync: config.topic_min_insync,
+            raw_retention_hours: config.raw_retention_hours,
+            max_record_bytes,
+        }
+    }
+
+    /// One replica, `partitions` each: a test's or a benchmark's topics on one local broker.
+    pub fn local(partitions: i32, max_record_bytes: usize) -> Self {
+        TopicLayout {
+            partitions,
+            replication: 1,
+            min_insync: 1,
+            raw_retention_hours: DERIVED_RETENTION_HOURS as u32,
+            max_record_bytes,
+        }
+    }
+}
+
 /// A topic as `gf topics ensure` creates it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopicSpec {
@@ -53,20 +98,34 @@ impl Topics {
     }
 
     /// Every topic with its settings. All take records as large as a raw record, since canonical
-    /// events and dead letters carry properties and excerpts from raw bodies.
-    pub fn specs(
-        &self,
-        partitions: i32,
-        replication: i32,
-        max_record_bytes: usize,
-    ) -> Vec<TopicSpec> {
+    /// events and dead letters carry properties and excerpts from raw bodies. Retention is by
+    /// time only: the raw topic's bounds how far back `gf replay` reaches.
+    pub fn specs(&self, layout: &TopicLayout) -> Vec<TopicSpec> {
         self.names()
             .into_iter()
-            .map(|name| TopicSpec {
-                name: name.to_owned(),
-                partitions,
-                replication,
-                config: vec![("max.message.bytes", max_record_bytes.to_string())],
+            .map(|name| {
+                let retention_hours = if name == self.raw {
+                    u64::from(layout.raw_retention_hours)
+                } else if name == self.deadletter {
+                    DEADLETTER_RETENTION_HOURS
+                } else {
+                    DERIVED_RETENTION_HOURS
+                };
+                TopicSpec {
+                    name: name.to_owned(),
+                    partitions: layout.partitions,
+                    replication: layout.replication,
+                    config: vec![
+                        ("max.message.bytes", layout.max_record_bytes.to_string()),
+                        ("min.insync.replicas", layout.min_insync.to_string()),
+                        ("cleanup.policy", "delete".into()),
+                        ("retention.ms", (retention_hours * HOUR_MS).to_string()),
+                        ("retention.bytes", "-1".into()),
+                        // A replica that missed writes never becomes leader: no acknowledged
+                        // record is lost to an election (Kafka's default, pinned per topic).
+                        ("unclean.leader.election.enable", "false".into()),
+                    ],
+                }
             })
             .collect()
     }
@@ -92,5 +151,43 @@ mod tests {
         );
         assert_eq!(Topics::new("test-1").raw, "test-1.raw.v1");
         assert_eq!(consumer_group("gf", "normalizer"), "gf-normalizer");
+    }
+
+    #[test]
+    fn every_topic_gets_the_layout_and_the_raw_topic_its_retention() {
+        let t = Topics::new("gf");
+        let layout = TopicLayout {
+            partitions: 6,
+            replication: 3,
+            min_insync: 2,
+            raw_retention_hours: 720,
+            max_record_bytes: 11_534_336,
+        };
+        let specs = t.specs(&layout);
+        assert_eq!(specs.len(), 6);
+        let config = |spec: &TopicSpec, key: &str| {
+            spec.config
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.clone())
+        };
+        for spec in &specs {
+            assert_eq!((spec.partitions, spec.replication), (6, 3));
+            assert_eq!(config(spec, "min.insync.replicas").as_deref(), Some("2"));
+            assert_eq!(
+                config(spec, "max.message.bytes").as_deref(),
+                Some("11534336")
+            );
+        }
+        let retention = |name: &str| {
+            config(
+                specs.iter().find(|s| s.name == name).unwrap(),
+                "retention.ms",
+            )
+            .unwrap()
+        };
+        assert_eq!(retention("gf.raw.v1"), (720 * HOUR_MS).to_string());
+        assert_eq!(retention("gf.events.v1"), (168 * HOUR_MS).to_string());
+        assert_eq!(retention("gf.deadletter.v1"), (720 * HOUR_MS).to_string());
     }
 }

@@ -179,14 +179,15 @@ pub fn schema_validator(file: &str) -> jsonschema::Validator {
 pub struct ReadRecord {
     pub partition: i32,
     pub offset: i64,
+    /// The record's timestamp (the producer's clock when it was sent).
+    pub timestamp_ms: Option<i64>,
     pub key: String,
     pub value: Vec<u8>,
     pub headers: Vec<(String, String)>,
 }
 
-/// Everything in `topic` from the beginning, read until the topic stays quiet for 1.5 s (the
-/// broker's high watermark is not to be trusted). Blocking: call it from a multi-threaded test
-/// runtime or `spawn_blocking`.
+/// Everything in `topic` from the beginning: up to each partition's high watermark when called,
+/// then until it stays quiet for a second (a stage may still be writing). Blocking: call it from a multi-threaded test runtime or `spawn_blocking`.
 pub fn read_topic(brokers: &str, topic: &str) -> Vec<ReadRecord> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::{Headers, Message};
@@ -201,38 +202,59 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<ReadRecord> {
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .expect("topic metadata");
     let mut tpl = rdkafka::TopicPartitionList::new();
+    let mut remaining = HashMap::new();
     for p in metadata.topics()[0].partitions() {
-        tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning)
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+            .expect("watermarks");
+        tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Offset(low))
             .expect("partition");
-    }
-    consumer.assign(&tpl).expect("assign");
-    let mut out = Vec::new();
-    let mut quiet_since = Instant::now();
-    while quiet_since.elapsed() < Duration::from_millis(1500) {
-        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-            let m = m.expect("a record");
-            out.push(ReadRecord {
-                partition: m.partition(),
-                offset: m.offset(),
-                key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
-                value: m.payload().unwrap_or_default().to_vec(),
-                headers: m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| {
-                                let value = h.value.unwrap_or_default();
-                                (
-                                    h.key.to_owned(),
-                                    String::from_utf8_lossy(value).into_owned(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            });
-            quiet_since = Instant::now();
+        if high > low {
+            remaining.insert(p.id(), high);
         }
+    }
+    let mut out = Vec::new();
+    consumer.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut quiet_since = Instant::now();
+    // To the end, then a second more: a stage may still be writing.
+    while !remaining.is_empty() || quiet_since.elapsed() < Duration::from_secs(1) {
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: partitions {remaining:?} not read to their end"
+        );
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let m = m.expect("a record");
+        quiet_since = Instant::now();
+        if remaining
+            .get(&m.partition())
+            .is_some_and(|high| m.offset() + 1 >= *high)
+        {
+            remaining.remove(&m.partition());
+        }
+        out.push(ReadRecord {
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp_ms: m.timestamp().to_millis(),
+            key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+            value: m.payload().unwrap_or_default().to_vec(),
+            headers: m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            let value = h.value.unwrap_or_default();
+                            (
+                                h.key.to_owned(),
+                                String::from_utf8_lossy(value).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        });
     }
     out
 }
@@ -264,7 +286,10 @@ impl Stack {
         let topics = gf_runtime::topics::Topics::new(&config.topic_prefix);
         gf_runtime::kafka::ensure_topics(
             &settings,
-            &topics.specs(partitions, 1, settings.max_record_bytes),
+            &topics.specs(&gf_runtime::topics::TopicLayout::local(
+                partitions,
+                settings.max_record_bytes,
+            )),
         )
         .await
         .expect("topics");

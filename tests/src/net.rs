@@ -1,9 +1,10 @@
-//! Failures on demand: a TCP proxy that can be cut, and a broker process of a test's own.
+//! Failures on demand: a TCP proxy that can be cut, and Apache Kafka brokers of a test's own.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use gf_localkafka::{Classpath, Node, NodeConfig, new_cluster_id};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -65,130 +66,137 @@ impl TcpProxy {
     }
 }
 
-/// A tansu broker of one test's own, to stop and start at will.
+/// An Apache Kafka node of one test's own, to stop, kill and start again on the same data.
 pub struct PrivateBroker {
     /// Where clients reach it (what it advertises).
     pub address: String,
-    /// Where it listens: `address`, or the port a proxy at `address` forwards to.
-    listen: String,
-    child: Option<Child>,
-    /// The sqlite engine's directory when durable; `None` for the memory engine.
-    data: Option<PathBuf>,
+    node: Node,
+}
+
+/// A cold JVM on a busy 2-core machine running other tests.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The broker's jars, as `cargo xtask infra up` left them.
+pub fn kafka_classpath() -> Classpath {
+    Classpath::open(&Classpath::default_dir(&crate::workspace_root()))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn scratch_dir(what: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("gf-{what}-{}", uuid::Uuid::new_v4().simple()))
 }
 
 impl PrivateBroker {
-    /// Memory engine: fast, and empty again after a restart.
     pub fn start() -> PrivateBroker {
-        let address = free_local_addr();
-        Self::start_with(address.clone(), address, None)
+        Self::start_with(None)
     }
 
-    /// Memory engine listening on `listen` and advertising `advertised`: with a [`TcpProxy`] at
-    /// `advertised` forwarding to `listen`, every client connection goes through the proxy.
+    /// Listening on `listen` and advertising `advertised`: with a [`TcpProxy`] at `advertised`
+    /// forwarding to `listen`, every client connection goes through the proxy.
     pub fn behind(listen: &str, advertised: &str) -> PrivateBroker {
-        Self::start_with(advertised.to_owned(), listen.to_owned(), None)
+        let dir = scratch_dir("kafka");
+        let controller = free_local_addr();
+        let config = NodeConfig::single_on(&dir, listen, Some(advertised), &controller)
+            .expect("a node's settings");
+        Self::launch(config)
     }
 
-    /// sqlite engine: what it acknowledged survives a restart. It does not serve compressed
-    /// batches back, so clients must use `GF_KAFKA_COMPRESSION=none`.
-    pub fn durable() -> PrivateBroker {
-        let dir = std::env::temp_dir().join(format!("gf-broker-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("broker data directory");
-        let address = free_local_addr();
-        Self::start_with(address.clone(), address, Some(dir))
+    fn start_with(advertised: Option<&str>) -> PrivateBroker {
+        let config =
+            NodeConfig::single(&scratch_dir("kafka"), advertised).expect("a node's settings");
+        Self::launch(config)
     }
 
-    fn start_with(address: String, listen: String, data: Option<PathBuf>) -> PrivateBroker {
-        let mut broker = PrivateBroker {
-            address,
-            listen,
-            child: None,
-            data,
-        };
-        broker.restart();
-        broker
+    fn launch(config: NodeConfig) -> PrivateBroker {
+        let address = config.advertised.clone();
+        let node = Node::start(config, &kafka_classpath(), &new_cluster_id(), START_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}"));
+        PrivateBroker { address, node }
     }
 
-    /// Starts the broker again on the same address (memory engine: it comes back empty).
+    /// Starts the broker again on the same address and data.
     pub fn restart(&mut self) {
-        let url = format!("tcp://{}", self.listen);
-        let advertised = format!("tcp://{}", self.address);
-        let storage = match &self.data {
-            Some(_) => "sqlite://tansu.db",
-            None => "memory://tansu/",
-        };
-        // Its own log, kept across restarts, for when a test fails.
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(
-                std::env::temp_dir()
-                    .join(format!("gf-broker-{}.log", self.address.replace(':', "-"))),
-            )
-            .expect("broker log");
-        let mut command = Command::new(tansu());
-        if let Some(dir) = &self.data {
-            command.current_dir(dir);
-        }
-        let child = command
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &advertised,
-            ])
-            .args(["--storage-engine", storage, "--cluster-id", "gf-test"])
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            // GF_TEST_BROKER_LOG=debug to see what the broker did in a failed test.
-            .env(
-                "RUST_LOG",
-                std::env::var("GF_TEST_BROKER_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("broker log"))
-            .stderr(log)
-            .spawn()
-            .expect("start tansu (install it with `cargo xtask infra up`)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&self.listen).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "tansu did not start on {}",
-                self.address
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.node
+            .launch(START_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
+    /// SIGKILL: whatever it had not written is lost to it, as in a crash.
+    pub fn kill(&mut self) {
+        self.node.kill();
+    }
+
+    /// A controlled shutdown (SIGTERM).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.node.stop(Duration::from_secs(30));
     }
 }
 
 impl Drop for PrivateBroker {
     fn drop(&mut self) {
-        self.stop();
-        if let Some(dir) = &self.data {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        self.node.kill();
+        let _ = std::fs::remove_dir_all(&self.node.config.dir);
     }
 }
 
-fn tansu() -> PathBuf {
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(home.map(|h| h.join("bin")))
-        .map(|d| d.join("tansu"))
-        .find(|p| p.is_file())
-        .expect("tansu is not installed; `cargo xtask infra up` installs it")
+/// A Kafka cluster of a test's own: `n` KRaft nodes, each broker and controller, on this machine.
+pub struct PrivateCluster {
+    pub nodes: Vec<Node>,
+    dir: PathBuf,
+}
+
+impl PrivateCluster {
+    /// Starts `n` nodes and returns once every one serves clients. `extra` settings apply to all
+    /// (e.g. faster failure detection).
+    pub fn start(n: u32, extra: &[(&str, &str)]) -> PrivateCluster {
+        let dir = scratch_dir("kafka-cluster");
+        let classpath = kafka_classpath();
+        let cluster_id = new_cluster_id();
+        let mut nodes: Vec<Node> = gf_localkafka::cluster(&dir, n)
+            .expect("the nodes' settings")
+            .into_iter()
+            .map(|mut config| {
+                config.extra = extra
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                Node::prepare(config, &classpath, &cluster_id).unwrap_or_else(|e| panic!("{e}"))
+            })
+            .collect();
+        // Together: no node is ready before a majority of the controllers runs.
+        for node in &mut nodes {
+            node.spawn().unwrap_or_else(|e| panic!("{e}"));
+        }
+        for node in &mut nodes {
+            node.wait_ready(START_TIMEOUT)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        PrivateCluster { nodes, dir }
+    }
+
+    /// `host:port,...` of every broker, for `KAFKA_BROKERS`.
+    pub fn bootstrap(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| n.config.listen.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The node with Kafka node id `id`.
+    pub fn node(&mut self, id: u32) -> &mut Node {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.config.id == id)
+            .expect("a node of this cluster")
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -144,7 +144,7 @@ pub fn run(root: &Path, bench: Bench) -> anyhow::Result<()> {
         ],
         one => vec![one],
     };
-    let env = infra::up(root, false, &infra::External::from_env())
+    let env = infra::up(root, &infra::External::from_env())
         .context("starting the local infrastructure")?;
     eprintln!("{}", env.describe());
     let vars = env.vars();

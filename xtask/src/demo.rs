@@ -53,7 +53,7 @@ impl Drop for Stack {
 }
 
 pub fn run(root: &Path, options: Options) -> anyhow::Result<()> {
-    let env = infra::up(root, false, &infra::External::from_env())
+    let env = infra::up(root, &infra::External::from_env())
         .context("starting the local infrastructure")?;
     println!("{}\n", env.describe());
     let result = scripted(root, &env, &options);

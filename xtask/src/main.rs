@@ -25,7 +25,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Local PostgreSQL and Kafka-compatible broker.
+    /// Local PostgreSQL and Apache Kafka broker.
     #[command(subcommand)]
     Infra(InfraCommand),
     /// The whole pipeline on this machine, end to end, then running until Ctrl-C.
@@ -67,11 +67,7 @@ enum Command {
 #[derive(Subcommand)]
 enum InfraCommand {
     /// Start what is missing and write target/infra/env.
-    Up {
-        /// Broker keeps its data across restarts (sqlite storage; producer compression off).
-        #[arg(long)]
-        durable: bool,
-    },
+    Up,
     /// Stop exactly the processes `up` started.
     Down,
     /// Show what runs and whether it answers.
@@ -82,8 +78,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let root = workspace_root();
     let result = match cli.command {
-        Command::Infra(InfraCommand::Up { durable }) => {
-            infra::up(&root, durable, &infra::External::from_env()).map(|env| {
+        Command::Infra(InfraCommand::Up) => {
+            infra::up(&root, &infra::External::from_env()).map(|env| {
                 println!("{}", env.describe());
                 println!("Use it with: set -a; . target/infra/env; set +a");
             })

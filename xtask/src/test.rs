@@ -16,8 +16,8 @@ use crate::{infra, leaks};
 /// Where the tests' PostgreSQL and Kafka come from.
 #[derive(Clone, Copy, Debug, Default, clap::ValueEnum)]
 pub enum Backend {
-    /// `DATABASE_URL` / `KAFKA_BROKERS` when set, else a private PostgreSQL cluster and a tansu
-    /// broker started here (what CI uses).
+    /// `DATABASE_URL` / `KAFKA_BROKERS` when set, else a private PostgreSQL cluster and an
+    /// Apache Kafka broker started here (what CI uses).
     #[default]
     Local,
     /// PostgreSQL and Apache Kafka in Docker containers (testcontainers); needs a Docker engine.
@@ -48,7 +48,7 @@ pub fn run(root: &Path, backend: Backend, cargo_test_args: &[String]) -> anyhow:
         eprintln!("All checks passed in {:.0?}.", started.elapsed());
         return Ok(());
     }
-    let env = infra::up(root, false, &infra::External::from_env())
+    let env = infra::up(root, &infra::External::from_env())
         .context("starting the local infrastructure")?;
     eprintln!("{}", env.describe());
     let result = with_infra(root, &env.vars(), cargo_test_args);

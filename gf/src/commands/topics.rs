@@ -1,6 +1,6 @@
 use gf_runtime::Config;
 use gf_runtime::kafka::{KafkaSettings, ensure_topics};
-use gf_runtime::topics::Topics;
+use gf_runtime::topics::{TopicLayout, Topics};
 
 use crate::cli::TopicsCommand;
 use crate::output::{Output, table};
@@ -9,11 +9,8 @@ pub async fn run(cmd: TopicsCommand, config: &Config, out: &Output) -> anyhow::R
     match cmd {
         TopicsCommand::Ensure => {
             let settings = KafkaSettings::from_config(config)?;
-            let specs = Topics::new(&config.topic_prefix).specs(
-                config.topic_partitions,
-                config.topic_replication,
-                settings.max_record_bytes,
-            );
+            let layout = TopicLayout::from_config(config, settings.max_record_bytes);
+            let specs = Topics::new(&config.topic_prefix).specs(&layout);
             let outcomes = ensure_topics(&settings, &specs).await?;
             out.print(&outcomes, || {
                 table(

@@ -34,6 +34,16 @@ pub struct Pipeline {
 impl Pipeline {
     /// `database_url` and `brokers` are what the stages connect to (a proxy, a private broker).
     pub async fn new(scenario: &str, database_url: Option<String>, brokers: &str) -> Pipeline {
+        Self::with_env(scenario, database_url, brokers, &[]).await
+    }
+
+    /// [`Pipeline::new`] with further variables for every command (`gf topics ensure` too).
+    pub async fn with_env(
+        scenario: &str,
+        database_url: Option<String>,
+        brokers: &str,
+        extra: &[(&str, &str)],
+    ) -> Pipeline {
         let db = TestDb::migrated().await;
         let infra = infra();
         let addr = gf_tests::net::free_local_addr();
@@ -57,6 +67,7 @@ impl Pipeline {
             ]
             .map(|(k, v)| (k.to_owned(), v)),
         );
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let logs = workspace_root().join("target/faults").join(scenario);
         let _ = std::fs::remove_dir_all(&logs);
         std::fs::create_dir_all(&logs).unwrap();
@@ -109,6 +120,11 @@ impl Pipeline {
             .to_owned()
     }
 
+    /// The topic prefix, which starts the stages' group names too.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The pipeline's topic names.
     pub fn topics(&self) -> gf_runtime::topics::Topics {
         gf_runtime::topics::Topics::new(&self.prefix)
@@ -150,6 +166,14 @@ impl Pipeline {
             .lines()
             .filter(|l| l.contains(needle))
             .count()
+    }
+
+    /// Stages that exited on their own (none should: a stage waits out an outage).
+    pub fn exited(&mut self) -> Vec<&'static str> {
+        self.children
+            .iter_mut()
+            .filter_map(|(stage, child)| child.try_wait().ok().flatten().map(|_| *stage))
+            .collect()
     }
 
     pub fn pid(&self, stage: &str) -> u32 {
@@ -348,6 +372,8 @@ pub struct Load {
     /// Answers seen since [`Load::mark`], to check what a phase of the scenario got.
     pub since_mark: Mutex<BTreeMap<String, u64>>,
     pub stop: AtomicBool,
+    /// When each 200 came, to find the longest pause in intake.
+    pub accepted_at: Mutex<Vec<Instant>>,
 }
 
 pub const SENDERS: usize = 3;
@@ -398,6 +424,7 @@ impl Load {
         };
         if answer == "200" {
             self.acked.lock().unwrap().extend(ids);
+            self.accepted_at.lock().unwrap().push(Instant::now());
         }
         *self
             .answers
@@ -406,6 +433,13 @@ impl Load {
             .entry(answer.clone())
             .or_default() += 1;
         *self.since_mark.lock().unwrap().entry(answer).or_default() += 1;
+    }
+
+    /// The longest time between two 200 answers (intake stalled for that long).
+    pub fn longest_intake_pause(&self) -> Duration {
+        let mut at = self.accepted_at.lock().unwrap().clone();
+        at.sort();
+        at.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default()
     }
 
     /// Answers since the last mark; starts a new phase.

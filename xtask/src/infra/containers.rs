@@ -10,8 +10,9 @@ use testcontainers_modules::testcontainers::{Container, ImageExt};
 
 /// PostgreSQL's major version, as in docker-compose.yml.
 const POSTGRES_TAG: &str = "16-alpine";
-/// Apache Kafka in KRaft mode; the JVM image, as in docker-compose.yml.
-const KAFKA_TAG: &str = "3.9.1";
+/// Apache Kafka in KRaft mode; the JVM image of the version the local broker runs, as in
+/// docker-compose.yml.
+const KAFKA_TAG: &str = gf_localkafka::KAFKA_VERSION;
 
 pub struct Containers {
     _postgres: Container<Postgres>,

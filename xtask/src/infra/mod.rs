@@ -1,7 +1,7 @@
 //! `cargo xtask infra up|down|status`.
 //!
 //! Uses `DATABASE_URL` / `KAFKA_BROKERS` when they are set and answer; otherwise starts a private
-//! PostgreSQL cluster and a tansu broker on free ports. What it started is recorded in
+//! PostgreSQL cluster and an Apache Kafka broker on free ports. What it started is recorded in
 //! `target/infra/state.json` (with pids), so `down` stops exactly that and nothing else.
 //! `target/infra/env` holds the variables the pipeline and the tests read.
 
@@ -37,6 +37,9 @@ pub struct Service {
 pub struct Started {
     pub pid: u32,
     pub port: u16,
+    /// The Kafka node's controller listener (KRaft), to start it again where it was.
+    #[serde(default)]
+    pub controller_port: Option<u16>,
     pub data_dir: Option<PathBuf>,
     pub log: PathBuf,
 }
@@ -130,7 +133,7 @@ fn env_vars(state: &State) -> Vec<(String, String)> {
 }
 
 /// Brings up what is not running yet. Idempotent: a second `up` reuses what the first started.
-pub fn up(root: &Path, durable: bool, external: &External) -> anyhow::Result<InfraEnv> {
+pub fn up(root: &Path, external: &External) -> anyhow::Result<InfraEnv> {
     let mut state = load(root);
     let mut started_now = false;
     std::fs::create_dir_all(infra_dir(root))?;
@@ -141,16 +144,12 @@ pub fn up(root: &Path, durable: bool, external: &External) -> anyhow::Result<Inf
         state.postgres = Some(service);
         save(root, &state)?;
     }
-    if !state.broker.as_ref().is_some_and(broker::healthy)
-        || state
-            .broker
-            .as_ref()
-            .is_some_and(|b| broker::is_durable(b) != durable && b.started.is_some())
-    {
-        if let Some(old) = state.broker.take() {
-            broker::stop(&old)?;
+    if !state.broker.as_ref().is_some_and(broker::healthy) {
+        let old = state.broker.take();
+        if let Some(old) = &old {
+            broker::stop(old)?;
         }
-        let service = broker::provide(root, durable, external.kafka_brokers.as_deref())?;
+        let service = broker::provide(root, external.kafka_brokers.as_deref(), old.as_ref())?;
         started_now |= service.started.is_some();
         state.broker = Some(service);
     }
@@ -210,7 +209,7 @@ mod tests {
     fn up_then_down_leaves_nothing_running() {
         let root = std::env::temp_dir().join(format!("gf-xtask-infra-{}", std::process::id()));
         std::fs::create_dir_all(&root).unwrap();
-        let env = up(&root, false, &External::default()).expect("infra up");
+        let env = up(&root, &External::default()).expect("infra up");
         assert!(env.started_now);
         let vars = env.vars();
         let written = std::fs::read_to_string(env_path(&root)).unwrap();
@@ -224,7 +223,7 @@ mod tests {
         assert!(postgres::healthy(&pg) && broker::healthy(&broker));
 
         // A second `up` reuses what runs.
-        let again = up(&root, false, &External::default()).unwrap();
+        let again = up(&root, &External::default()).unwrap();
         assert!(!again.started_now);
         assert_eq!(
             again.state.broker.unwrap().started.unwrap().pid,

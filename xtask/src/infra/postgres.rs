@@ -93,6 +93,7 @@ fn start_private(root: &Path) -> anyhow::Result<Service> {
         started: Some(Started {
             pid,
             port,
+            controller_port: None,
             data_dir: Some(data),
             log,
         }),
