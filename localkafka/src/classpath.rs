@@ -34,7 +34,7 @@ impl Classpath {
     /// The classpath in `lib`, materializing it with `mvn` first when it is missing or was made
     /// from another pom. Needs `mvn` on PATH (and Maven Central) only that first time.
     pub fn materialize(lib: &Path) -> Result<Classpath, Error> {
-        if stamp(lib).as_deref() == Some(digest().as_str()) {
+        if stamp(lib).as_deref() == Some(pom_checksum().as_str()) {
             return Ok(Classpath {
                 lib: lib.to_owned(),
             });
@@ -62,7 +62,7 @@ impl Classpath {
         )?;
         let _ = std::fs::remove_dir_all(lib);
         std::fs::rename(staging.join("jars"), lib)?;
-        std::fs::write(lib.join(STAMP), digest())?;
+        std::fs::write(lib.join(STAMP), pom_checksum())?;
         let _ = std::fs::remove_dir_all(&staging);
         Ok(Classpath {
             lib: lib.to_owned(),
@@ -117,7 +117,7 @@ fn jvm_flags(heap_mb: u32) -> Vec<String> {
     ]
 }
 
-fn digest() -> String {
+fn pom_checksum() -> String {
     Sha256::digest(POM.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -86,7 +86,8 @@ fn with_infra(
 
     // Without capture, everything the tests print is in the output the leak check reads.
     let mut test = cargo(root);
-    test.args(["test", "--workspace", "--", "--nocapture"])
+    // Every failure in one run, not only the first test binary's.
+    test.args(["test", "--workspace", "--no-fail-fast", "--", "--nocapture"])
         .args(cargo_test_args);
     with_env(&mut test);
     let output = root.join("target/test-output.log");
