@@ -11,11 +11,13 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use gf_control::{AdminKeys, AuditEntry};
 use gf_control::{Connection, Product};
-use gf_notifier::delivery::{AttemptView, DeliveryView, RetrySelection, TestOutcome};
-use gf_notifier::endpoints::Endpoint;
 use gf_runtime::kafka::KafkaSettings;
 use gf_runtime::topics::Topics;
 use gf_schemas::Provider;
+use gf_webhooks::delivery::{
+    AttemptView, DeliveryScope, DeliveryView, RetrySelection, TestOutcome,
+};
+use gf_webhooks::endpoints::Endpoint;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -484,13 +486,17 @@ async fn list_deliveries(state: Data, _: Admin, query: web::Query<DeliveryQuery>
     };
     let (offset, limit) = page.bounds()?;
     // One more than the page, to tell whether another follows.
-    let rows = gf_notifier::delivery::list(
-        &state.settings.pool,
-        query.endpoint_id,
-        query.status.as_deref(),
-        (offset + limit + 1) as i64,
-    )
-    .await?;
+    let rows = state
+        .settings
+        .deliveries(
+            DeliveryScope {
+                endpoint: query.endpoint_id,
+                status: query.status.as_deref(),
+                ..DeliveryScope::default()
+            },
+            (offset + limit + 1) as i64,
+        )
+        .await?;
     page.of(rows)
 }
 
@@ -538,7 +544,7 @@ async fn delivery_attempts(
     id: web::Path<Uuid>,
     page: web::Query<Page>,
 ) -> Answer {
-    match gf_notifier::delivery::attempts(&state.settings.pool, *id).await? {
+    match state.settings.attempts(*id).await? {
         Some(attempts) => page.of(attempts),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,

@@ -3,8 +3,9 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use gf_control::ControlError;
-use gf_notifier::delivery::{DeliveryError, TestError};
-use gf_notifier::endpoints::EndpointError;
+use gf_runtime::db::DbError;
+use gf_webhooks::delivery::TestError;
+use gf_webhooks::endpoints::EndpointError;
 use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
@@ -130,9 +131,7 @@ impl From<TestError> for ApiError {
             TestError::Disabled(_) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
-            TestError::Delivery(_) | TestError::Db(_) | TestError::Client(_) => {
-                ApiError::unavailable(e)
-            }
+            TestError::Db(_) | TestError::Client(_) => ApiError::unavailable(e),
         }
     }
 }
@@ -144,14 +143,14 @@ impl From<gf_control::settings::SettingsError> for ApiError {
             SettingsError::Control(e) => e.into(),
             SettingsError::Endpoint(e) => e.into(),
             SettingsError::Test(e) => e.into(),
-            SettingsError::Delivery(e) => e.into(),
+            SettingsError::Db(e) => e.into(),
             SettingsError::Access(e) => e.into(),
         }
     }
 }
 
-impl From<DeliveryError> for ApiError {
-    fn from(e: DeliveryError) -> Self {
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
         ApiError::unavailable(e)
     }
 }

@@ -43,17 +43,7 @@ pub enum ControlError {
     Hashing(String),
 }
 
-impl From<tokio_postgres::Error> for ControlError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        ControlError::Db(DbError::Query(e))
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for ControlError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        ControlError::Db(DbError::Unavailable(e))
-    }
-}
+gf_runtime::db_error_from!(ControlError::Db);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]

@@ -28,14 +28,4 @@ pub enum AccessError {
     Db(#[from] gf_runtime::db::DbError),
 }
 
-impl From<tokio_postgres::Error> for AccessError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        AccessError::Db(gf_runtime::db::DbError::Query(e))
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for AccessError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        AccessError::Db(gf_runtime::db::DbError::Unavailable(e))
-    }
-}
+gf_runtime::db_error_from!(AccessError::Db);

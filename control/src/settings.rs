@@ -2,15 +2,17 @@
 //! each recorded in the audit log with who made it: one place, so the front ends cannot drift.
 
 use deadpool_postgres::Pool;
-use gf_notifier::delivery::{DeliveryError, DeliverySettings, TestError};
-use gf_notifier::endpoints::{EndpointError, Endpoints};
-use gf_notifier::ssrf::AddressPolicy;
+use gf_runtime::db::DbError;
+use gf_webhooks::delivery::{
+    AttemptView, DeliveryScope, DeliverySettings, DeliveryView, RetrySelection, TestError,
+    TestOutcome, test_delivery,
+};
+use gf_webhooks::endpoints::{Endpoint, EndpointError, Endpoints};
+use gf_webhooks::ssrf::AddressPolicy;
 
 use crate::AccessError;
 use crate::audit::{Actor, Audit};
 use crate::connections::{Connection, ControlError, ControlPlane, IssuedConnection, Product};
-use gf_notifier::delivery::{RetrySelection, TestOutcome, test_delivery};
-use gf_notifier::endpoints::Endpoint;
 use gf_runtime::token::ingest_url;
 use gf_schemas::Provider;
 use serde::Serialize;
@@ -28,7 +30,7 @@ pub enum SettingsError {
     #[error(transparent)]
     Test(#[from] TestError),
     #[error(transparent)]
-    Delivery(#[from] DeliveryError),
+    Db(#[from] DbError),
     #[error(transparent)]
     Access(#[from] AccessError),
 }
@@ -39,7 +41,7 @@ pub enum SetupError {
     #[error("GF_SCRYPT_LOG_N: {0}")]
     Scrypt(#[from] gf_runtime::token::TokenError),
     #[error(transparent)]
-    AllowedNets(#[from] gf_notifier::ssrf::BadNetwork),
+    AllowedNets(#[from] gf_webhooks::ssrf::BadNetwork),
 }
 
 /// The stores a change touches, and how ingest URLs and webhook tests are made.
@@ -48,9 +50,9 @@ pub struct Settings {
     pub control: ControlPlane,
     pub endpoints: Endpoints,
     pub audit: Audit,
-    pub pool: Pool,
-    pub policy: AddressPolicy,
-    pub delivery: DeliverySettings,
+    pool: Pool,
+    policy: AddressPolicy,
+    delivery: DeliverySettings,
     pub public_url: String,
 }
 
@@ -266,7 +268,7 @@ impl Settings {
         actor: &Actor,
         selection: RetrySelection,
     ) -> Result<Vec<Uuid>, SettingsError> {
-        let retried = gf_notifier::delivery::retry(&self.pool, selection).await?;
+        let retried = gf_webhooks::delivery::retry(&self.pool, selection).await?;
         let (subject, detail) = match selection {
             RetrySelection::One(id) => (Some(id), json!({"retried": retried.len()})),
             RetrySelection::FailedSince { endpoint, since } => (
@@ -277,5 +279,22 @@ impl Settings {
         self.audited(actor, "deliveries.retry", subject, detail)
             .await?;
         Ok(retried)
+    }
+
+    /// The newest deliveries in `scope`, at most `limit`.
+    pub async fn deliveries(
+        &self,
+        scope: DeliveryScope<'_>,
+        limit: i64,
+    ) -> Result<Vec<DeliveryView>, SettingsError> {
+        Ok(gf_webhooks::delivery::list(&self.pool, scope, limit).await?)
+    }
+
+    /// Every attempt of a delivery; `None` when there is no such delivery.
+    pub async fn attempts(
+        &self,
+        delivery: Uuid,
+    ) -> Result<Option<Vec<AttemptView>>, SettingsError> {
+        Ok(gf_webhooks::delivery::attempts(&self.pool, delivery).await?)
     }
 }

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use chrono::Utc;
-use gf_notifier::endpoints::Endpoints;
-use gf_notifier::outbox::{WebhookEvent, record};
-use gf_notifier::rules::EventType;
-use gf_notifier::ssrf::AddressPolicy;
 use gf_tests::{TestDb, test_config};
+use gf_webhooks::EventType;
+use gf_webhooks::endpoints::Endpoints;
+use gf_webhooks::events::{WebhookEvent, record};
+use gf_webhooks::ssrf::AddressPolicy;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;

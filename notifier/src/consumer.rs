@@ -31,9 +31,9 @@ pub enum NotifierError {
     #[error("Kafka error: {0}")]
     Kafka(#[from] KafkaError),
     #[error(transparent)]
-    Policy(#[from] crate::ssrf::BadNetwork),
-    #[error("cannot build the webhook client: {0}")]
-    Client(String),
+    Policy(#[from] gf_webhooks::ssrf::BadNetwork),
+    #[error(transparent)]
+    Client(#[from] gf_webhooks::delivery::ClientError),
 }
 
 /// A parsed record.
@@ -110,7 +110,7 @@ impl BatchStage for Notifier {
             };
             if let Some(mut event) = event {
                 event.traceparent = record.traceparent.map(str::to_owned);
-                outbox::record(&txn, &event, None).await?;
+                gf_webhooks::events::record(&txn, &event, None).await?;
             }
         }
         txn.commit().await?;

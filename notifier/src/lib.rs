@@ -4,24 +4,18 @@
 //! - [`rules`]: which signals fire which event types, thresholds on the crossing (pure);
 //! - [`outbox`]: rule state, webhook events and pending deliveries, in one transaction;
 //! - [`consumer`]: the consumer loop that feeds the outbox;
-//! - [`delivery`]: the workers that drain it, one signed POST per attempt, every attempt logged;
-//! - [`recorder`]: writes the attempt logs in batches; a log PostgreSQL refuses costs only itself;
-//! - [`schedule`]: when a failed delivery is tried again, when an endpoint is given up on (pure);
-//! - [`signing`]: `whsec_` secrets and Standard Webhooks-compatible signatures (pure);
-//! - [`ssrf`]: which addresses a webhook may connect to, and the operator's allow-list (pure);
-//! - [`metrics`]: delivery attempts and their latency, by endpoint and outcome;
-//! - [`endpoints`]: where events go (`gf endpoint ...`), with URL checks and secret rotation.
+//! - [`delivery`]: the workers that drain it within the concurrency limits, and the recorder
+//!   that writes their attempt logs in batches;
+//! - [`metrics`]: delivery attempts and their latency, by endpoint and outcome.
+//!
+//! Endpoints, signing, the address policy and the delivery log are the [`gf_webhooks`] library,
+//! shared with the control plane.
 
 pub mod consumer;
 pub mod delivery;
-pub mod endpoints;
 pub mod metrics;
 pub mod outbox;
-pub mod recorder;
 pub mod rules;
-pub mod schedule;
-pub mod signing;
-pub mod ssrf;
 
 use deadpool_postgres::Pool;
 use gf_runtime::Config;
@@ -57,7 +51,7 @@ pub async fn run_with(
     stop: CancellationToken,
 ) -> Result<(), NotifierError> {
     // Fail fast on a bad allow-list, before anything is consumed.
-    ssrf::AddressPolicy::parse(&config.webhook_allowed_nets)?;
+    gf_webhooks::ssrf::AddressPolicy::parse(&config.webhook_allowed_nets)?;
     let (consumed, delivered) = tokio::join!(
         consumer::run_with(config, pool, producer, stop.clone()),
         delivery::run(config, pool, stop.clone())

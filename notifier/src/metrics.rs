@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
 use uuid::Uuid;
 
-use crate::schedule::Outcome;
+use gf_webhooks::schedule::Outcome;
 
 struct DeliveryMetrics {
     attempts: IntCounterVec,

@@ -18,65 +18,11 @@
 //! fires nothing, and one that goes back re-arms the rule.
 
 use gf_schemas::signal::{CustomAnalysisType, Signal, SignalKind};
+use gf_webhooks::EventType;
 use serde_json::{Value, json};
 
 /// The entity of product-level signals.
 pub const PRODUCT_ENTITY: &str = "product";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum EventType {
-    ConversationStarted,
-    ConversationQualityIndex,
-    ConversationSentiment,
-    ConversationFrustration,
-    ConversationStruggle,
-    ConversationCommercialIntent,
-    ConversationRating,
-    ProductQualityIndex,
-    ProductSentiment,
-    GuardrailTriggered,
-    ExpectationFailed,
-    EvidenceFound,
-}
-
-impl EventType {
-    pub const ALL: [EventType; 12] = [
-        EventType::ConversationStarted,
-        EventType::ConversationQualityIndex,
-        EventType::ConversationSentiment,
-        EventType::ConversationFrustration,
-        EventType::ConversationStruggle,
-        EventType::ConversationCommercialIntent,
-        EventType::ConversationRating,
-        EventType::ProductQualityIndex,
-        EventType::ProductSentiment,
-        EventType::GuardrailTriggered,
-        EventType::ExpectationFailed,
-        EventType::EvidenceFound,
-    ];
-
-    /// The name endpoints subscribe to.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            EventType::ConversationStarted => "conversation.started",
-            EventType::ConversationQualityIndex => "conversation.quality_index",
-            EventType::ConversationSentiment => "conversation.sentiment",
-            EventType::ConversationFrustration => "conversation.frustration",
-            EventType::ConversationStruggle => "conversation.struggle",
-            EventType::ConversationCommercialIntent => "conversation.commercial_intent",
-            EventType::ConversationRating => "conversation.rating",
-            EventType::ProductQualityIndex => "product.quality_index",
-            EventType::ProductSentiment => "product.sentiment",
-            EventType::GuardrailTriggered => "custom_analysis.guardrail_triggered",
-            EventType::ExpectationFailed => "custom_analysis.expectation_failed",
-            EventType::EvidenceFound => "custom_analysis.evidence_found",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<EventType> {
-        EventType::ALL.into_iter().find(|t| t.as_str() == name)
-    }
-}
 
 /// What a signal's rule decided.
 #[derive(Clone, Debug, PartialEq)]
@@ -204,16 +150,6 @@ pub fn evaluate(signal: &Signal, previously_breached: bool) -> Option<Evaluation
         breached,
         data,
     })
-}
-
-/// Whether an endpoint's subscription (`conversation.rating`, `conversation.*`, `*`) covers a type.
-pub fn subscribed(pattern: &str, event_type: EventType) -> bool {
-    let name = event_type.as_str();
-    match pattern.strip_suffix('*') {
-        Some("") => true,
-        Some(prefix) => prefix.ends_with('.') && name.starts_with(prefix),
-        None => pattern == name,
-    }
 }
 
 #[cfg(test)]
@@ -358,21 +294,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn subscriptions_match_exactly_or_by_prefix() {
-        use EventType::*;
-        assert!(subscribed("conversation.rating", ConversationRating));
-        assert!(!subscribed("conversation.rating", ConversationStarted));
-        assert!(subscribed("conversation.*", ConversationStarted));
-        assert!(!subscribed("conversation.*", ProductSentiment));
-        assert!(subscribed("custom_analysis.*", EvidenceFound));
-        assert!(subscribed("*", ProductQualityIndex));
-        assert!(!subscribed("conv*", ConversationStarted));
-        for t in EventType::ALL {
-            assert_eq!(EventType::parse(t.as_str()), Some(t));
-        }
-    }
-
     /// The threshold, direction and label each threshold rule uses, as the documents give them.
     fn breaches(kind: SignalKind, score: f64, label: Option<&str>) -> bool {
         use SignalKind::*;
@@ -449,23 +370,6 @@ mod tests {
         fn ratings_fire_every_time(score in score(), before in proptest::bool::ANY) {
             let e = evaluate(&signal(SignalKind::ConversationRating, Some(score)), before);
             proptest::prop_assert_eq!(e.is_some_and(|e| e.fire), score.is_finite());
-        }
-
-        /// `*` covers everything, a name only itself, `prefix.*` exactly the names under it.
-        #[test]
-        fn subscriptions_cover_what_they_name(
-            pattern in proptest::sample::select(EventType::ALL.to_vec()),
-            event in proptest::sample::select(EventType::ALL.to_vec()),
-            star in proptest::bool::ANY,
-        ) {
-            proptest::prop_assert!(subscribed("*", event));
-            proptest::prop_assert_eq!(subscribed(pattern.as_str(), event), pattern == event);
-            let family = pattern.as_str().split('.').next().unwrap();
-            let wildcard = if star { format!("{family}.*") } else { format!("{family}*") };
-            proptest::prop_assert_eq!(
-                subscribed(&wildcard, event),
-                star && event.as_str().starts_with(&format!("{family}."))
-            );
         }
     }
 }

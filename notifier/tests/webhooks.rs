@@ -7,17 +7,17 @@ use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use chrono::{TimeZone, Utc};
-use gf_notifier::delivery::{DeliverySettings, attempt, claim_now, webhook_client};
-use gf_notifier::endpoints::Endpoints;
-use gf_notifier::outbox::{WebhookEvent, record};
-use gf_notifier::rules::EventType;
-use gf_notifier::signing::{SigningSecret, verify};
-use gf_notifier::ssrf::AddressPolicy;
 use gf_runtime::kafka::{KafkaSettings, ensure_topics};
 use gf_runtime::topics::Topics;
 use gf_schemas::conversation::{ConversationKind, ConversationMessage};
 use gf_schemas::signal::{Signal, SignalKind};
 use gf_tests::{TestDb, test_config};
+use gf_webhooks::EventType;
+use gf_webhooks::delivery::{DeliverySettings, attempt, claim_now, webhook_client};
+use gf_webhooks::endpoints::Endpoints;
+use gf_webhooks::events::{WebhookEvent, record};
+use gf_webhooks::signing::{SigningSecret, verify};
+use gf_webhooks::ssrf::AddressPolicy;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -1003,4 +1003,92 @@ async fn proxy_variables_in_the_environment_are_ignored() {
         0,
         "the proxy was used"
     );
+}
+
+/// The delivery listings the console and `gf deliveries list` show: scoped by product, endpoint
+/// and status in the database, each endpoint's newest first, at most `per_endpoint` of each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_listings_are_scoped_by_the_database() {
+    use gf_webhooks::delivery::{DeliveryScope, list};
+    let s = setup().await;
+    let (first, _) = s.endpoint("http://127.0.0.1:9/a".into(), "*").await;
+    let (second, _) = s.endpoint("http://127.0.0.1:9/b".into(), "*").await;
+    let other_product = Uuid::new_v4();
+    s.client
+        .execute(
+            "INSERT INTO products (id, name) VALUES ($1, 'other')",
+            &[&other_product],
+        )
+        .await
+        .unwrap();
+    let (elsewhere, _) = s
+        .endpoints
+        .create(
+            &s.policy,
+            other_product,
+            "http://127.0.0.1:9/c",
+            &["*".to_owned()],
+        )
+        .await
+        .unwrap();
+    for (product, n) in [(s.product, 5), (other_product, 2)] {
+        for i in 0..n {
+            let event = WebhookEvent {
+                id: Uuid::new_v4(),
+                product_id: product,
+                event_type: EventType::ConversationRating,
+                created_at: Utc::now(),
+                data: json!({ "i": i }),
+                traceparent: None,
+            };
+            let mut client = s.pool.get().await.unwrap();
+            let txn = client.transaction().await.unwrap();
+            record(&txn, &event, None).await.unwrap();
+            txn.commit().await.unwrap();
+        }
+    }
+    let product = |per_endpoint| DeliveryScope {
+        product: Some(s.product),
+        per_endpoint,
+        ..DeliveryScope::default()
+    };
+    let all = list(&s.pool, product(None), 100).await.unwrap();
+    assert_eq!(
+        all.len(),
+        10,
+        "5 events to each of the product's 2 endpoints"
+    );
+    assert!(all.iter().all(|d| d.endpoint_id != elsewhere.id));
+    assert!(all.windows(2).all(|w| w[0].created_at >= w[1].created_at));
+    let capped = list(&s.pool, product(Some(2)), 100).await.unwrap();
+    for endpoint in [first, second] {
+        let mine: Vec<_> = all.iter().filter(|d| d.endpoint_id == endpoint).collect();
+        let kept: Vec<_> = capped
+            .iter()
+            .filter(|d| d.endpoint_id == endpoint)
+            .collect();
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept[0].id, mine[0].id, "the newest of each endpoint");
+        assert_eq!(kept[1].id, mine[1].id);
+    }
+    let limited = list(&s.pool, product(None), 3).await.unwrap();
+    assert_eq!(
+        limited.iter().map(|d| d.id).collect::<Vec<_>>(),
+        all[..3].iter().map(|d| d.id).collect::<Vec<_>>()
+    );
+    let one = DeliveryScope {
+        endpoint: Some(second),
+        status: Some("pending"),
+        ..DeliveryScope::default()
+    };
+    let pending = list(&s.pool, one, 100).await.unwrap();
+    assert_eq!(pending.len(), 5);
+    assert!(pending.iter().all(|d| d.endpoint_id == second));
+    let delivered = DeliveryScope {
+        status: Some("delivered"),
+        ..one
+    };
+    assert!(list(&s.pool, delivered, 100).await.unwrap().is_empty());
+    let everywhere = list(&s.pool, DeliveryScope::default(), 100).await.unwrap();
+    assert_eq!(everywhere.len(), 12);
 }

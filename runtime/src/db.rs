@@ -15,13 +15,69 @@ pub enum DbError {
     #[error("could not create the PostgreSQL pool: {0}")]
     Build(#[from] deadpool_postgres::BuildError),
     #[error("PostgreSQL is unreachable: {0}")]
-    Unavailable(#[from] deadpool_postgres::PoolError),
+    Unavailable(deadpool_postgres::PoolError),
     #[error("PostgreSQL error: {0}")]
     Query(#[from] tokio_postgres::Error),
     #[error("unexpected data in the database: {0}")]
     Corrupt(String),
     #[error("migration failed: {0}")]
     Migration(#[from] refinery::Error),
+}
+
+impl DbError {
+    /// Outage, conflict or refusal, by the one classification every stage uses.
+    pub fn class(&self) -> crate::classify::Class {
+        match self {
+            DbError::Query(e) => crate::classify::postgres(e),
+            DbError::Unavailable(e) => crate::classify::pool(e),
+            DbError::BadUrl(_) | DbError::Build(_) | DbError::Migration(_) => {
+                crate::classify::Class::Transient
+            }
+            DbError::Corrupt(_) => crate::classify::Class::Refused,
+        }
+    }
+
+    /// The SQLSTATE PostgreSQL answered, when it answered one.
+    pub fn sqlstate(&self) -> Option<&tokio_postgres::error::SqlState> {
+        match self {
+            DbError::Query(e) => e.code(),
+            DbError::Unavailable(deadpool_postgres::PoolError::Backend(e)) => e.code(),
+            _ => None,
+        }
+    }
+}
+
+/// The driver's error and the pool's, named for [`db_error_from!`](crate::db_error_from).
+pub type PgError = tokio_postgres::Error;
+pub use deadpool_postgres::PoolError;
+
+impl From<PoolError> for DbError {
+    /// A backend error met while checking a connection out is PostgreSQL's answer, not an outage
+    /// of the pool: it keeps its SQLSTATE.
+    fn from(e: PoolError) -> Self {
+        match e {
+            PoolError::Backend(e) => DbError::Query(e),
+            other => DbError::Unavailable(other),
+        }
+    }
+}
+
+/// Lets `?` turn a query's or a pool checkout's error into an error enum's one [`DbError`]
+/// variant, so no enum hand-writes the pair: `gf_runtime::db_error_from!(MyError::Db);`.
+#[macro_export]
+macro_rules! db_error_from {
+    ($error:ident :: $variant:ident) => {
+        impl From<$crate::db::PgError> for $error {
+            fn from(e: $crate::db::PgError) -> Self {
+                $error::$variant($crate::db::DbError::Query(e))
+            }
+        }
+        impl From<$crate::db::PoolError> for $error {
+            fn from(e: $crate::db::PoolError) -> Self {
+                $error::$variant($crate::db::DbError::from(e))
+            }
+        }
+    };
 }
 
 pub fn pool(database_url: &str, max_size: usize) -> Result<Pool, DbError> {

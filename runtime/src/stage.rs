@@ -27,7 +27,8 @@ use rdkafka::producer::FutureProducer;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::classify::{self, Class};
+use crate::classify::Class;
+use crate::db::DbError;
 use crate::kafka::KafkaSettings;
 use crate::pipeline::{
     Backoff, Output, OutputError, Refusal, commit_stored, dead_letter, next_batch, produce_all,
@@ -118,33 +119,38 @@ impl StageError {
     }
 }
 
-impl From<tokio_postgres::Error> for StageError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        let class = classify::postgres(&e);
-        let message = match (e.as_db_error(), e.code()) {
-            (Some(db), Some(code)) => {
-                format!("PostgreSQL refused it ({}): {}", code.code(), db.message())
-            }
-            _ => format!("PostgreSQL: {e}"),
+impl From<DbError> for StageError {
+    fn from(e: DbError) -> Self {
+        let class = e.class();
+        let message = match &e {
+            DbError::Query(q) => match (q.as_db_error(), q.code()) {
+                (Some(db), Some(code)) => {
+                    format!("PostgreSQL refused it ({}): {}", code.code(), db.message())
+                }
+                _ => format!("PostgreSQL: {q}"),
+            },
+            other => other.to_string(),
         };
         StageError {
             class,
-            reason_class: if class == Class::Conflict {
-                ReasonClass::Conflict
-            } else {
-                ReasonClass::DatabaseRefused
+            reason_class: match class {
+                Class::Conflict => ReasonClass::Conflict,
+                _ => ReasonClass::DatabaseRefused,
             },
             message,
         }
     }
 }
 
+impl From<tokio_postgres::Error> for StageError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        DbError::Query(e).into()
+    }
+}
+
 impl From<deadpool_postgres::PoolError> for StageError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        match e {
-            deadpool_postgres::PoolError::Backend(e) => e.into(),
-            other => StageError::transient(format!("PostgreSQL is unavailable: {other}")),
-        }
+        DbError::from(e).into()
     }
 }
 

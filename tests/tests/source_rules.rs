@@ -8,6 +8,9 @@
 //!   the code), the one exception being database names in `CREATE/DROP DATABASE`, which
 //!   PostgreSQL cannot take as parameters.
 //!
+//! - crates depend on each other only as ARCHITECTURE.md draws it: no stage crate on another
+//!   stage, no library (the control plane, webhooks, runtime, schemas) on a stage.
+//!
 //! Shipped code is every crate's `src/` outside `#[cfg(test)]`; test code may compare freely.
 
 use std::path::{Path, PathBuf};
@@ -278,11 +281,11 @@ fn the_secret_comparisons_are_subtles() {
             .ct_eq_in
             .clone()
     };
-    // The receiver's token and shared-secret digests, the notifier's webhook signatures.
+    // The receiver's token and shared-secret digests, the webhook signatures.
     assert_eq!(ct_eq("receiver/src/auth.rs"), ["same"]);
-    assert_eq!(ct_eq("notifier/src/signing.rs"), ["verify"]);
+    assert_eq!(ct_eq("webhooks/src/signing.rs"), ["verify"]);
     // Both files take `ct_eq` from `subtle` and from nowhere else.
-    for file in ["receiver/src/auth.rs", "notifier/src/signing.rs"] {
+    for file in ["receiver/src/auth.rs", "webhooks/src/signing.rs"] {
         let text = std::fs::read_to_string(workspace_root().join(file)).unwrap();
         assert!(
             text.contains("use subtle::ConstantTimeEq;"),
@@ -327,4 +330,110 @@ fn the_rules_catch_what_they_are_for() {
     );
     assert_eq!(f.sql_interpolations.len(), 1, "{:?}", f.sql_interpolations);
     assert_eq!(f.ct_eq_in, ["fine"]);
+}
+
+/// The workspace crates a crate's `[dependencies]` may name, as ARCHITECTURE.md draws them.
+/// A crate missing here fails the test: place it in the picture first.
+const MAY_DEPEND_ON: &[(&str, &[&str])] = &[
+    ("gf-schemas", &[]),
+    ("gf-localkafka", &[]),
+    ("gf-runtime", &["gf-schemas"]),
+    ("gf-webhooks", &["gf-runtime", "gf-schemas"]),
+    ("gf-control", &["gf-runtime", "gf-schemas", "gf-webhooks"]),
+    (
+        "gf-console",
+        &["gf-runtime", "gf-schemas", "gf-control", "gf-webhooks"],
+    ),
+    // The stages: libraries only, never another stage.
+    ("gf-receiver", &["gf-runtime", "gf-schemas", "gf-control"]),
+    ("gf-normalizer", &["gf-runtime", "gf-schemas"]),
+    ("gf-attributor", &["gf-runtime", "gf-schemas"]),
+    ("gf-notifier", &["gf-runtime", "gf-schemas", "gf-webhooks"]),
+];
+/// The stage crates: only the `gf` binary (and test or tool crates) may depend on them.
+const STAGES: [&str; 4] = [
+    "gf-receiver",
+    "gf-normalizer",
+    "gf-attributor",
+    "gf-notifier",
+];
+/// Crates that assemble everything: the operator's binary, the test support, the dev tool.
+const ASSEMBLERS: [&str; 3] = ["gf", "gf-tests", "xtask"];
+
+/// Every workspace member's package name and the `gf-*` crates its `[dependencies]` name.
+fn workspace_dependencies() -> Vec<(String, Vec<String>)> {
+    let root = workspace_root();
+    let manifest: toml::Table = std::fs::read_to_string(root.join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut out = Vec::new();
+    for member in manifest["workspace"]["members"].as_array().unwrap() {
+        let path = root.join(member.as_str().unwrap()).join("Cargo.toml");
+        let crate_manifest: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+        let name = crate_manifest["package"]["name"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let deps = crate_manifest
+            .get("dependencies")
+            .and_then(|d| d.as_table())
+            .map(|d| {
+                d.keys()
+                    .filter(|k| k.starts_with("gf-") || k.as_str() == "gf")
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push((name, deps));
+    }
+    out
+}
+
+/// Which dependencies of `crate_name` the rules forbid (empty when it keeps to them).
+fn forbidden_dependencies(crate_name: &str, deps: &[String]) -> Vec<String> {
+    if ASSEMBLERS.contains(&crate_name) {
+        return Vec::new();
+    }
+    let Some((_, allowed)) = MAY_DEPEND_ON.iter().find(|(name, _)| *name == crate_name) else {
+        return vec![format!("{crate_name} is not in MAY_DEPEND_ON")];
+    };
+    deps.iter()
+        .filter(|d| !allowed.contains(&d.as_str()))
+        .map(|d| format!("{crate_name} depends on {d}"))
+        .collect()
+}
+
+#[test]
+fn crates_depend_only_as_the_architecture_draws() {
+    let found: Vec<String> = workspace_dependencies()
+        .iter()
+        .flat_map(|(name, deps)| forbidden_dependencies(name, deps))
+        .collect();
+    assert!(found.is_empty(), "{}", found.join("\n"));
+    // The table itself keeps stages apart and libraries off the stages.
+    for (name, allowed) in MAY_DEPEND_ON {
+        for dep in *allowed {
+            assert!(
+                !STAGES.contains(dep),
+                "{name} may not depend on the stage {dep}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_dependency_rule_catches_what_it_forbids() {
+    let deps = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        forbidden_dependencies("gf-control", &deps(&["gf-runtime", "gf-notifier"])),
+        ["gf-control depends on gf-notifier"]
+    );
+    assert_eq!(
+        forbidden_dependencies("gf-attributor", &deps(&["gf-normalizer"])),
+        ["gf-attributor depends on gf-normalizer"]
+    );
+    assert!(!forbidden_dependencies("gf-newstage", &[]).is_empty());
+    assert!(forbidden_dependencies("gf", &deps(&["gf-notifier"])).is_empty());
+    assert!(forbidden_dependencies("gf-notifier", &deps(&["gf-webhooks"])).is_empty());
 }

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use chrono::Utc;
-use gf_notifier::endpoints::Endpoints;
-use gf_notifier::ssrf::AddressPolicy;
 use gf_receiver::{Receiver, ReceiverOptions};
 use gf_schemas::Provider;
 use gf_schemas::signal::{Signal, SignalKind};
 use gf_tests::{Stack, infra, read_topic};
+use gf_webhooks::endpoints::Endpoints;
+use gf_webhooks::ssrf::AddressPolicy;
 use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use rdkafka::message::{Header, OwnedHeaders};

@@ -10,8 +10,8 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use gf_control::Actor;
-use gf_notifier::delivery::RetrySelection;
 use gf_schemas::Provider;
+use gf_webhooks::delivery::{DeliveryScope, RetrySelection};
 use maud::Markup;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -410,13 +410,12 @@ async fn webhooks(req: HttpRequest, state: Data, id: web::Path<Uuid>) -> HttpRes
     signed_in(req, state, |caller, state| async move {
         let product = find_product(&state, id).await?;
         let endpoints = state.settings.endpoints.list(Some(id)).await?;
-        let mut deliveries = Vec::new();
-        for e in &endpoints {
-            deliveries.extend(
-                gf_notifier::delivery::list(&state.settings.pool, Some(e.id), None, 50).await?,
-            );
-        }
-        deliveries.sort_by_key(|d| std::cmp::Reverse(d.created_at));
+        let scope = DeliveryScope {
+            product: Some(id),
+            per_endpoint: Some(50),
+            ..DeliveryScope::default()
+        };
+        let deliveries = state.settings.deliveries(scope, i64::MAX).await?;
         Ok(ok(pages::webhooks(&pages::WebhooksPage {
             csrf: &caller.session.csrf,
             product: &product,
@@ -543,15 +542,13 @@ async fn retry_failed(
 async fn attempts(req: HttpRequest, state: Data, id: web::Path<Uuid>) -> HttpResponse {
     let id = *id;
     signed_in(req, state, |caller, state| async move {
-        let attempts = gf_notifier::delivery::attempts(&state.settings.pool, id)
-            .await?
-            .ok_or_else(|| {
-                ApiError::new(
-                    actix_web::http::StatusCode::NOT_FOUND,
-                    "not_found",
-                    format!("no delivery with id {id}"),
-                )
-            })?;
+        let attempts = state.settings.attempts(id).await?.ok_or_else(|| {
+            ApiError::new(
+                actix_web::http::StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no delivery with id {id}"),
+            )
+        })?;
         Ok(ok(pages::attempts(&caller.session.csrf, &id, &attempts)))
     })
     .await

@@ -3,10 +3,10 @@
 
 use gf_control::AuditEntry;
 use gf_control::{Connection, ConnectionStatus, Product};
-use gf_notifier::delivery::{AttemptView, DeliveryView, TestOutcome};
-use gf_notifier::endpoints::Endpoint;
 use gf_schemas::Provider;
 use gf_schemas::deadletter::DeadLetter;
+use gf_webhooks::delivery::{AttemptView, DeliveryView, TestOutcome};
+use gf_webhooks::endpoints::Endpoint;
 use maud::{DOCTYPE, Markup, html};
 
 fn time(t: &chrono::DateTime<chrono::Utc>) -> String {

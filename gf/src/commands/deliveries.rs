@@ -1,22 +1,27 @@
 //! `gf deliveries list|retry`.
 
-use gf_notifier::delivery::{RetrySelection, list};
 use gf_runtime::Config;
 use gf_schemas::time;
+use gf_webhooks::delivery::{DeliveryScope, RetrySelection};
 use serde_json::json;
 
 use crate::cli::DeliveriesCommand;
 use crate::output::{Output, table};
 
 pub async fn run(cmd: DeliveriesCommand, config: &Config, out: &Output) -> anyhow::Result<()> {
-    let pool = gf_runtime::db::pool(config.database_url()?, 2)?;
+    let (changes, actor) = crate::commands::settings(config)?;
     match cmd {
         DeliveriesCommand::List {
             endpoint,
             status,
             limit,
         } => {
-            let rows = list(&pool, endpoint, status.map(|s| s.as_str()), limit).await?;
+            let scope = DeliveryScope {
+                endpoint,
+                status: status.map(|s| s.as_str()),
+                ..DeliveryScope::default()
+            };
+            let rows = changes.deliveries(scope, limit).await?;
             out.print(&rows, || {
                 table(
                     &["ID", "EVENT", "STATUS", "ATTEMPTS", "LAST", "NEXT ATTEMPT"],
@@ -52,7 +57,6 @@ pub async fn run(cmd: DeliveriesCommand, config: &Config, out: &Output) -> anyho
                 (None, Some(since)) => RetrySelection::FailedSince { endpoint, since },
                 (None, None) => anyhow::bail!("give a delivery id or --failed-since T"),
             };
-            let (changes, actor) = crate::commands::settings(config)?;
             let ids = changes.retry(&actor, selection).await?;
             out.print(&json!({ "retried": ids }), || {
                 format!("{} deliveries will be sent again now.", ids.len())

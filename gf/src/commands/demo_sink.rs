@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use anyhow::Context;
-use gf_notifier::signing::{SigningSecret, verify};
+use gf_webhooks::signing::{SigningSecret, verify};
 use serde_json::{Value, json};
 
 struct Sink {

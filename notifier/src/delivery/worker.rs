@@ -10,10 +10,13 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{ATTEMPT_TIMEOUT, DeliverySettings, POLL_EVERY, attempt, claim, prune, webhook_client};
+use gf_webhooks::delivery::{
+    ATTEMPT_TIMEOUT, DeliverySettings, POLL_EVERY, attempt, claim, prune, webhook_client,
+};
+use gf_webhooks::ssrf::AddressPolicy;
+
+use super::recorder;
 use crate::consumer::NotifierError;
-use crate::recorder;
-use crate::ssrf::AddressPolicy;
 
 /// Works the outbox until `stop`; attempts in flight at the stop are finished and logged.
 pub async fn run(

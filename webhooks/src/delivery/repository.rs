@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
+use gf_runtime::db::DbError;
 use rand_jitter::unit_random;
 use uuid::Uuid;
 
@@ -36,7 +37,7 @@ pub async fn claim(
     limit: i64,
     per_endpoint: i32,
     slots: &HashMap<Uuid, i32>,
-) -> Result<Vec<Claimed>, DeliveryError> {
+) -> Result<Vec<Claimed>, DbError> {
     let (busy, free): (Vec<Uuid>, Vec<i32>) = slots.iter().map(|(e, s)| (*e, *s)).unzip();
     let client = pool.get().await?;
     let rows = client
@@ -82,7 +83,7 @@ pub async fn claim_now(
     pool: &Pool,
     settings: &DeliverySettings,
     id: Uuid,
-) -> Result<Option<Claimed>, DeliveryError> {
+) -> Result<Option<Claimed>, DbError> {
     let client = pool.get().await?;
     let row = client
         .query_opt(
@@ -116,40 +117,68 @@ pub struct DeliveryView {
     pub created_at: DateTime<Utc>,
 }
 
-/// The newest deliveries, optionally of one endpoint and in one status.
+/// What a [`DeliveryView`] is read from, by [`delivery_view`].
+const DELIVERY_VIEW: &str = "d.id, d.endpoint_id, d.event_id, ev.event_type, d.status, \
+     d.attempts, d.last_status_code, d.last_error, d.next_attempt_at, d.created_at";
+
+fn delivery_view(r: &tokio_postgres::Row) -> DeliveryView {
+    DeliveryView {
+        id: r.get(0),
+        endpoint_id: r.get(1),
+        event_id: r.get(2),
+        event_type: r.get(3),
+        status: r.get(4),
+        attempts: r.get(5),
+        last_status_code: r.get(6),
+        last_error: r.get(7),
+        next_attempt_at: r.get(8),
+        created_at: r.get(9),
+    }
+}
+
+/// Which deliveries [`list`] reads; every field narrows it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeliveryScope<'a> {
+    pub product: Option<Uuid>,
+    pub endpoint: Option<Uuid>,
+    pub status: Option<&'a str>,
+    /// At most this many of each endpoint (the webhooks page shows each endpoint's newest).
+    pub per_endpoint: Option<i64>,
+}
+
+/// The newest deliveries in `scope`, newest first (ties by id, so pages are stable), at most
+/// `limit`: one query, an index range per endpoint.
 pub async fn list(
     pool: &Pool,
-    endpoint: Option<Uuid>,
-    status: Option<&str>,
+    scope: DeliveryScope<'_>,
     limit: i64,
-) -> Result<Vec<DeliveryView>, DeliveryError> {
+) -> Result<Vec<DeliveryView>, DbError> {
+    let per_endpoint = scope.per_endpoint.unwrap_or(limit).min(limit);
     let client = pool.get().await?;
     let rows = client
         .query(
-            "SELECT d.id, d.endpoint_id, d.event_id, ev.event_type, d.status, d.attempts,
-                    d.last_status_code, d.last_error, d.next_attempt_at, d.created_at
-               FROM deliveries d JOIN webhook_events ev ON ev.id = d.event_id
-              WHERE ($1::uuid IS NULL OR d.endpoint_id = $1)
-                AND ($2::text IS NULL OR d.status = $2)
-              ORDER BY d.created_at DESC LIMIT $3",
-            &[&endpoint, &status, &limit],
+            &format!(
+                "SELECT {DELIVERY_VIEW}
+                   FROM webhook_endpoints e
+                   CROSS JOIN LATERAL (
+                       SELECT * FROM deliveries
+                        WHERE endpoint_id = e.id AND ($3::text IS NULL OR status = $3)
+                        ORDER BY created_at DESC, id DESC LIMIT $4) d
+                   JOIN webhook_events ev ON ev.id = d.event_id
+                  WHERE ($1::uuid IS NULL OR e.product_id = $1)
+                    AND ($2::uuid IS NULL OR e.id = $2)
+                  ORDER BY d.created_at DESC, d.id DESC LIMIT $5"
+            ),
+            &[
+                &scope.product,
+                &scope.endpoint,
+                &scope.status,
+                &per_endpoint,
+                &limit,
+            ],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| DeliveryView {
-            id: r.get(0),
-            endpoint_id: r.get(1),
-            event_id: r.get(2),
-            event_type: r.get(3),
-            status: r.get(4),
-            attempts: r.get(5),
-            last_status_code: r.get(6),
-            last_error: r.get(7),
-            next_attempt_at: r.get(8),
-            created_at: r.get(9),
-        })
-        .collect())
+    Ok(rows.iter().map(delivery_view).collect())
 }
 
 /// One attempt of a delivery, as the webhook logs show it.
@@ -167,10 +196,7 @@ pub struct AttemptView {
 }
 
 /// Every attempt of a delivery, in order; `None` when there is no such delivery.
-pub async fn attempts(
-    pool: &Pool,
-    delivery: Uuid,
-) -> Result<Option<Vec<AttemptView>>, DeliveryError> {
+pub async fn attempts(pool: &Pool, delivery: Uuid) -> Result<Option<Vec<AttemptView>>, DbError> {
     let client = pool.get().await?;
     if client
         .query_opt("SELECT 1 FROM deliveries WHERE id = $1", &[&delivery])
@@ -215,7 +241,7 @@ pub enum RetrySelection {
 }
 
 /// Makes the selected deliveries due now (one more attempt each); returns their ids.
-pub async fn retry(pool: &Pool, selection: RetrySelection) -> Result<Vec<Uuid>, DeliveryError> {
+pub async fn retry(pool: &Pool, selection: RetrySelection) -> Result<Vec<Uuid>, DbError> {
     let client = pool.get().await?;
     let rows = match selection {
         RetrySelection::One(id) => {
@@ -244,21 +270,13 @@ pub async fn retry(pool: &Pool, selection: RetrySelection) -> Result<Vec<Uuid>, 
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum DeliveryError {
-    #[error("PostgreSQL is unavailable: {0}")]
-    Pool(#[from] deadpool_postgres::PoolError),
-    #[error("PostgreSQL: {0}")]
-    Db(#[from] tokio_postgres::Error),
-}
-
 /// Logs one attempt and moves its delivery and endpoint on ([`finish_batch`] of one).
 pub async fn finish(
     pool: &Pool,
     settings: &DeliverySettings,
     claimed: &Claimed,
     log: &AttemptLog,
-) -> Result<Next, DeliveryError> {
+) -> Result<Next, DbError> {
     let done = [(claimed.clone(), log.clone())];
     Ok(finish_batch(pool, settings, &done).await?[0])
 }
@@ -269,7 +287,7 @@ pub async fn finish_batch(
     pool: &Pool,
     settings: &DeliverySettings,
     done: &[(Claimed, AttemptLog)],
-) -> Result<Vec<Next>, DeliveryError> {
+) -> Result<Vec<Next>, DbError> {
     let now = Utc::now();
     let nexts: Vec<Next> = done
         .iter()
@@ -394,7 +412,7 @@ pub async fn finish_batch(
 }
 
 /// Deletes attempt logs, and finished deliveries, older than the retention.
-pub async fn prune(pool: &Pool, retention_days: u32) -> Result<u64, DeliveryError> {
+pub async fn prune(pool: &Pool, retention_days: u32) -> Result<u64, DbError> {
     let client = pool.get().await?;
     let days = format!("{retention_days} days");
     let attempts = client

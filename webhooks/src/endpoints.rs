@@ -11,13 +11,12 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
-use crate::rules::EventType;
+use crate::event_types::{EventType, FAMILIES};
 use crate::signing::{SigningError, SigningSecret};
 use crate::ssrf::AddressPolicy;
 
 /// How long a rotated-out secret keeps signing.
 pub const ROTATION_OVERLAP: chrono::Duration = chrono::Duration::hours(24);
-const PREFIXES: [&str; 3] = ["conversation", "product", "custom_analysis"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
@@ -47,21 +46,11 @@ pub enum EndpointError {
     NoEventTypes,
     #[error(transparent)]
     Secret(#[from] SigningError),
-    #[error("PostgreSQL: {0}")]
-    Db(String),
+    #[error(transparent)]
+    Db(#[from] gf_runtime::db::DbError),
 }
 
-impl From<tokio_postgres::Error> for EndpointError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        EndpointError::Db(e.to_string())
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for EndpointError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        EndpointError::Db(e.to_string())
-    }
-}
+gf_runtime::db_error_from!(EndpointError::Db);
 
 /// An endpoint as shown to operators: never its secrets.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
@@ -106,7 +95,7 @@ pub fn parse_event_types(list: &[String]) -> Result<Vec<String>, EndpointError> 
             || EventType::parse(item).is_some()
             || item
                 .strip_suffix(".*")
-                .is_some_and(|prefix| PREFIXES.contains(&prefix));
+                .is_some_and(|prefix| FAMILIES.contains(&prefix));
         if !known {
             return Err(EndpointError::BadEventType(item.to_owned()));
         }

@@ -8,8 +8,12 @@ use std::sync::Arc;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use super::ATTEMPT_TIMEOUT;
-use crate::consumer::NotifierError;
 use crate::ssrf::AddressPolicy;
+
+/// The client could not be built (TLS roots, resolver).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the webhook client: {0}")]
+pub struct ClientError(String);
 
 /// Refused at connect time: every address the name resolved to is blocked.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +46,7 @@ impl Resolve for GuardedResolver {
 }
 
 /// The webhook HTTP client: no redirects, a 5-second limit per attempt, guarded DNS.
-pub fn webhook_client(policy: &AddressPolicy) -> Result<reqwest::Client, NotifierError> {
+pub fn webhook_client(policy: &AddressPolicy) -> Result<reqwest::Client, ClientError> {
     reqwest::Client::builder()
         // HTTP(S)_PROXY from the environment would send webhooks where the address check never
         // looked; there is no proxy unless one is configured here.
@@ -54,5 +58,5 @@ pub fn webhook_client(policy: &AddressPolicy) -> Result<reqwest::Client, Notifie
             policy: policy.clone(),
         }))
         .build()
-        .map_err(|e| NotifierError::Client(e.to_string()))
+        .map_err(|e| ClientError(e.to_string()))
 }

@@ -11,7 +11,7 @@ use gf_runtime::stage::{RetryPolicy, StageError, write_isolating};
 use tokio::sync::mpsc::Receiver;
 use tokio_util::sync::CancellationToken;
 
-use crate::delivery::{AttemptLog, Claimed, DeliveryError, DeliverySettings, finish_batch};
+use gf_webhooks::delivery::{AttemptLog, Claimed, DeliverySettings, finish_batch};
 
 /// Finished attempts waiting to be recorded at most; workers wait when it is full.
 pub const QUEUE: usize = 2_000;
@@ -82,9 +82,6 @@ async fn write(
     settings: &DeliverySettings,
     done: &[(Claimed, AttemptLog)],
 ) -> Result<Vec<(usize, gf_runtime::pipeline::Refusal)>, StageError> {
-    match finish_batch(pool, settings, done).await {
-        Ok(_) => Ok(Vec::new()),
-        Err(DeliveryError::Pool(e)) => Err(e.into()),
-        Err(DeliveryError::Db(e)) => Err(e.into()),
-    }
+    finish_batch(pool, settings, done).await?;
+    Ok(Vec::new())
 }

@@ -7,11 +7,12 @@ use serde_json::json;
 use uuid::Uuid;
 
 use deadpool_postgres::Pool;
+use gf_runtime::db::DbError;
 
 use super::{DeliverySettings, attempt, claim_now, finish, webhook_client};
+use crate::EventType;
 use crate::endpoints::{EndpointError, Endpoints};
-use crate::outbox::{WebhookEvent, record};
-use crate::rules::EventType;
+use crate::events::{WebhookEvent, record};
 use crate::ssrf::AddressPolicy;
 
 /// What the endpoint answered to a test delivery.
@@ -38,11 +39,9 @@ pub enum TestError {
     #[error("endpoint {0} is disabled: enable it first")]
     Disabled(Uuid),
     #[error(transparent)]
-    Delivery(#[from] super::DeliveryError),
-    #[error("PostgreSQL: {0}")]
-    Db(String),
-    #[error("the webhook client could not be built: {0}")]
-    Client(String),
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Client(#[from] super::ClientError),
 }
 
 /// Sends a sample `event` (a webhook event type) to endpoint `id` and waits for its answer.
@@ -65,19 +64,16 @@ pub async fn test_delivery(
         traceparent: None,
     };
     let delivery = {
-        let db = |e: tokio_postgres::Error| TestError::Db(e.to_string());
-        let mut client = pool.get().await.map_err(|e| TestError::Db(e.to_string()))?;
-        let txn = client.transaction().await.map_err(db)?;
-        let ids = record(&txn, &sample, Some(id))
-            .await
-            .map_err(|e| TestError::Db(e.to_string()))?;
-        txn.commit().await.map_err(db)?;
+        let mut client = pool.get().await?;
+        let txn = client.transaction().await?;
+        let ids = record(&txn, &sample, Some(id)).await?;
+        txn.commit().await?;
         ids.into_iter().next().ok_or(TestError::Disabled(id))?
     };
     let claimed = claim_now(pool, settings, delivery)
         .await?
         .ok_or(TestError::Disabled(id))?;
-    let client = webhook_client(policy).map_err(|e| TestError::Client(e.to_string()))?;
+    let client = webhook_client(policy)?;
     let log = attempt(&client, policy, &claimed).await;
     finish(pool, settings, &claimed, &log).await?;
     Ok(TestOutcome {
@@ -90,3 +86,5 @@ pub async fn test_delivery(
         error: log.error.clone(),
     })
 }
+
+gf_runtime::db_error_from!(TestError::Db);
