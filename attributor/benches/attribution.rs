@@ -11,6 +11,7 @@ use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
 use gf_attributor::store::{Batch, NoPublish, write};
+use gf_runtime::stage::{RetryPolicy, rerun_conflicts};
 use gf_schemas::canonical::CanonicalEvent;
 use gf_schemas::conversation::ConversationKind;
 use gf_tests::TestDb;
@@ -75,9 +76,12 @@ async fn measure(
                         conversations: Vec::new(),
                         events: chunk.to_vec(),
                     };
-                    write(&pool, &batch, &NoPublish)
-                        .await
-                        .expect("batch written");
+                    // Writers racing on shared users conflict; rerun as the runner does.
+                    rerun_conflicts(&RetryPolicy::default(), || async {
+                        Ok(write(&pool, &batch, &NoPublish).await?)
+                    })
+                    .await
+                    .expect("batch written");
                 }
             })
         })

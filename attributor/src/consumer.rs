@@ -11,7 +11,7 @@ use deadpool_postgres::Pool;
 use gf_runtime::Config;
 use gf_runtime::classify::ReasonClass;
 use gf_runtime::kafka::KafkaSettings;
-use gf_runtime::pipeline::{Output, OutputError, Refusal, parse_json, produce_all};
+use gf_runtime::pipeline::{Output, OutputError, Refusal, encode, parse_json, produce_all};
 use gf_runtime::producer::SharedProducer;
 use gf_runtime::stage::{self, BatchLimits, BatchStage, Record, Refused, StageError};
 use gf_runtime::topics::Topics;
@@ -23,7 +23,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::store::{self, Batch, Publisher, StoreError};
+use crate::store::{self, Batch, Publisher};
 
 /// The stage's name, in its consumer group (`gf-attributor`) and dead letters.
 pub const STAGE: &str = "attributor";
@@ -178,7 +178,7 @@ impl BatchStage for Attributor {
             .collect();
         let known = store::known_products(&self.pool, &products)
             .await
-            .map_err(stage_error)?;
+            .map_err(StageError::from)?;
         let mut refused = Vec::new();
         let mut batch = Batch::default();
         let mut traceparents = HashMap::new();
@@ -211,7 +211,7 @@ impl BatchStage for Attributor {
         };
         let written = store::write(&self.pool, &batch, &publisher)
             .await
-            .map_err(stage_error)?;
+            .map_err(StageError::from)?;
         self.counts
             .written
             .fetch_add(written.attributed.len() as u64, Ordering::Relaxed);
@@ -219,14 +219,6 @@ impl BatchStage for Attributor {
             .unchanged
             .fetch_add(written.unchanged as u64, Ordering::Relaxed);
         Ok(refused)
-    }
-}
-
-fn stage_error(e: StoreError) -> StageError {
-    match e {
-        StoreError::Postgres(e) => e,
-        StoreError::Publish(e) => e.into(),
-        StoreError::Conflict(reason) => StageError::conflict(reason),
     }
 }
 
@@ -239,15 +231,17 @@ struct KafkaPublisher<'a> {
 
 impl Publisher for KafkaPublisher<'_> {
     async fn publish(&self, events: &[AttributedEvent]) -> Result<(), OutputError> {
-        let outputs: Vec<Output> = events
+        let outputs = events
             .iter()
-            .map(|a| Output {
-                topic: self.topic.to_owned(),
-                key: a.event.kafka_key(),
-                value: serde_json::to_vec(a).unwrap_or_default(),
-                traceparent: self.traceparents.get(&a.event.id).cloned(),
+            .map(|a| {
+                Ok(Output {
+                    topic: self.topic.to_owned(),
+                    key: a.event.kafka_key(),
+                    value: encode(a)?,
+                    traceparent: self.traceparents.get(&a.event.id).cloned(),
+                })
             })
-            .collect();
+            .collect::<Result<Vec<Output>, OutputError>>()?;
         let lease = self.producer.lease();
         let produced = produce_all(&lease.producer, &outputs).await;
         if let Err(e) = &produced {

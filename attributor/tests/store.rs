@@ -3,6 +3,7 @@
 mod support;
 
 use gf_attributor::store::{Batch, NoPublish, Written, write};
+use gf_runtime::stage::{RetryPolicy, rerun_conflicts};
 use gf_schemas::attributed::{ConversationResolution, OrganizationResolution, UserResolution};
 use gf_schemas::canonical::{CanonicalEvent, EventValue, Influence};
 use gf_schemas::conversation::ConversationKind;
@@ -757,7 +758,13 @@ async fn a_conversation_and_an_event_in_its_window_written_at_once_are_linked() 
             .into_iter()
             .map(|batch| {
                 let pool = db.pool.clone();
-                tokio::spawn(async move { write(&pool, &batch, &NoPublish).await })
+                tokio::spawn(async move {
+                    // Racing writers conflict; the runner's one policy runs them again.
+                    rerun_conflicts(&RetryPolicy::default(), || async {
+                        Ok(write(&pool, &batch, &NoPublish).await?)
+                    })
+                    .await
+                })
             })
             .collect();
         for writer in writers {

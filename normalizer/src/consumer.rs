@@ -108,8 +108,21 @@ pub fn outputs_for(
     counts.dropped += mapped.dropped as u64;
     let mut outputs = Vec::with_capacity(mapped.events.len() + mapped.refused.len());
     for event in &mapped.events {
-        let value = serde_json::to_vec(event).unwrap_or_default();
         let index = event.origin.index as usize;
+        let value = match serde_json::to_vec(event) {
+            Ok(value) => value,
+            Err(e) => {
+                counts.dead_letters += 1;
+                outputs.push(letter(
+                    Refusal::new(
+                        ReasonClass::Invalid,
+                        format!("event {index} cannot be encoded: {e}"),
+                    )
+                    .of_event(index, Vec::new()),
+                ));
+                continue;
+            }
+        };
         if value.len() > options.max_event_bytes {
             counts.dead_letters += 1;
             outputs.push(letter(

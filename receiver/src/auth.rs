@@ -9,6 +9,7 @@
 //! entirely whenever the listener (re)connects, and after a TTL as a last resort. While
 //! PostgreSQL is unreachable, cached connections keep working and uncached ones get 500.
 
+use gf_runtime::backoff::Backoff;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -669,21 +670,21 @@ pub async fn listen_for_changes(
     auth: Arc<Authenticator>,
     stop: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     while !stop.is_cancelled() {
+        let started = std::time::Instant::now();
         match listen_once(&database_url, &auth, &stop).await {
-            Ok(()) => backoff = Duration::from_millis(200),
+            Ok(()) => backoff.reset(),
             // Keep serving what is cached while PostgreSQL is away (nothing can change there
             // meanwhile); the cache is cleared once the listener is back (see `listen_once`).
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "connection-change listener lost")
+                backoff.after_run(started.elapsed());
+                tracing::warn!(error = %e, retry_in = ?backoff.current(), "connection-change listener lost")
             }
         }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
+        if !backoff.wait(&stop).await {
+            return;
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -55,13 +55,17 @@ impl Default for BatchLimits {
     }
 }
 
-/// How the runner retries a write.
+/// How the runner retries a write: the one retry policy of every stage's writes.
 #[derive(Clone, Copy, Debug)]
 pub struct RetryPolicy {
+    /// Waits through an outage (PostgreSQL or the broker away), however long it lasts.
     pub first_backoff: Duration,
     pub max_backoff: Duration,
-    /// Runs of a batch that conflicted before it is split and its records refused.
+    /// Runs of a batch that conflicted (a deadlock, a creation race) before it is split and its
+    /// records refused, with short jittered waits between them so racing writers part ways.
     pub conflicts: u32,
+    pub first_conflict_wait: Duration,
+    pub max_conflict_wait: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -69,7 +73,34 @@ impl Default for RetryPolicy {
         RetryPolicy {
             first_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
-            conflicts: 3,
+            conflicts: 8,
+            first_conflict_wait: Duration::from_millis(5),
+            max_conflict_wait: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Runs `attempt` again after a conflict, up to [`RetryPolicy::conflicts`] times with short
+/// jittered waits; any other outcome, or the last conflict, is returned. The runner's writes
+/// go through it ([`write_isolating`]); so may a caller that writes without the runner.
+pub async fn rerun_conflicts<T, F, Fut>(
+    policy: &RetryPolicy,
+    mut attempt: F,
+) -> Result<T, StageError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StageError>>,
+{
+    let mut waits = Backoff::new(policy.first_conflict_wait, policy.max_conflict_wait);
+    let mut conflicts = 0;
+    loop {
+        match attempt().await {
+            Err(e) if e.class == Class::Conflict && conflicts < policy.conflicts => {
+                conflicts += 1;
+                tracing::debug!(error = %e, conflicts, "write conflicted; running it again");
+                tokio::time::sleep(waits.next_delay()).await;
+            }
+            other => return other,
         }
     }
 }
@@ -338,9 +369,8 @@ where
             continue;
         }
         let mut backoff = Backoff::new(policy.first_backoff, policy.max_backoff);
-        let mut conflicts = 0;
         loop {
-            let error = match write(chunk.clone()).await {
+            let error = match rerun_conflicts(&policy, || write(chunk.clone())).await {
                 Ok(r) => {
                     refused.extend(r);
                     break;
@@ -350,10 +380,6 @@ where
             match error.class {
                 Class::Transient => {
                     tracing::warn!(stage, error = %error, records = chunk.len(), retry_in = ?backoff.current(), "batch not written; retrying (offsets stay where they are)");
-                }
-                Class::Conflict if conflicts < policy.conflicts => {
-                    conflicts += 1;
-                    tracing::debug!(stage, error = %error, conflicts, "batch conflicted; running it again");
                 }
                 _ if chunk.len() == 1 => {
                     refused.push((chunk[0], error.into_refusal()));
@@ -386,7 +412,48 @@ mod tests {
             first_backoff: Duration::from_millis(1),
             max_backoff: Duration::from_millis(2),
             conflicts: 2,
+            first_conflict_wait: Duration::from_millis(1),
+            max_conflict_wait: Duration::from_millis(2),
         }
+    }
+
+    #[tokio::test]
+    async fn only_conflicts_are_rerun_and_only_so_often() {
+        let calls = std::cell::Cell::new(0);
+        let count = || calls.set(calls.get() + 1);
+        let always: Result<(), _> = rerun_conflicts(&fast(), || {
+            count();
+            async { Err(StageError::conflict("deadlock")) }
+        })
+        .await;
+        assert_eq!(always.unwrap_err().class, Class::Conflict);
+        assert_eq!(calls.get(), 3, "the first run and two reruns");
+        calls.set(0);
+        let cleared = rerun_conflicts(&fast(), || {
+            count();
+            let n = calls.get();
+            async move {
+                if n < 2 {
+                    Err(StageError::conflict("a user created meanwhile"))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+        assert_eq!(cleared.unwrap(), 2);
+        calls.set(0);
+        let outage: Result<(), _> = rerun_conflicts(&fast(), || {
+            count();
+            async { Err(StageError::transient("PostgreSQL is away")) }
+        })
+        .await;
+        assert_eq!(outage.unwrap_err().class, Class::Transient);
+        assert_eq!(
+            calls.get(),
+            1,
+            "outages are the runner's backoff, not reruns"
+        );
     }
 
     /// A store that refuses a whole unit when it holds a poisoned record, and otherwise

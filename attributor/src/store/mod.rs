@@ -42,8 +42,6 @@ use users::{insert_identities, insert_users, lookup_users};
 
 /// How far back an event looks for its user's conversation.
 pub const CONVERSATION_WINDOW: Duration = Duration::minutes(15);
-/// Transaction attempts before a deadlock or creation race is reported.
-const ATTEMPTS: usize = 8;
 
 /// What one transaction writes.
 #[derive(Clone, Debug, Default)]
@@ -78,6 +76,16 @@ impl StoreError {
     /// Whether PostgreSQL refused the data itself (retrying the same batch cannot help).
     pub fn is_refusal(&self) -> bool {
         matches!(self, StoreError::Postgres(e) if e.class == Class::Refused)
+    }
+}
+
+impl From<StoreError> for StageError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Postgres(e) => e,
+            StoreError::Publish(e) => e.into(),
+            StoreError::Conflict(reason) => StageError::conflict(reason),
+        }
     }
 }
 
@@ -123,32 +131,20 @@ pub async fn known_products(pool: &Pool, ids: &[Uuid]) -> Result<HashSet<Uuid>, 
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// Writes a batch in one transaction, publishing what changed before committing; runs the
-/// transaction again after a deadlock or a creation race.
+/// Writes a batch in one transaction, publishing what changed before committing. A deadlock or
+/// a creation race is returned as [`StoreError::Conflict`]: the runner's one retry policy runs
+/// it again ([`gf_runtime::stage::rerun_conflicts`]).
 pub async fn write(
     pool: &Pool,
     batch: &Batch,
     publisher: &impl Publisher,
 ) -> Result<Written, StoreError> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let mut client = pool.get().await?;
-        let txn = client.transaction().await?;
-        let result = match attribute(&txn, batch).await {
-            Ok(written) => match publisher.publish(&written.attributed).await {
-                Ok(()) => txn.commit().await.map(|()| written).map_err(Into::into),
-                Err(e) => Err(e.into()),
-            },
-            Err(e) => Err(e),
-        };
-        match result {
-            Err(StoreError::Conflict(reason)) if attempt < ATTEMPTS => {
-                tracing::debug!(attempt, %reason, "attribution transaction conflicted; running it again");
-            }
-            other => return other,
-        }
-    }
+    let mut client = pool.get().await?;
+    let txn = client.transaction().await?;
+    let written = attribute(&txn, batch).await?;
+    publisher.publish(&written.attributed).await?;
+    txn.commit().await?;
+    Ok(written)
 }
 
 /// Everything one batch writes, inside `txn`; returns the events that changed.

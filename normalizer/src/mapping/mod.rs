@@ -198,8 +198,9 @@ impl InsertId {
     pub fn of(given: Option<String>, source: &Value) -> InsertId {
         match given {
             Some(id) => InsertId::Given(id),
-            // serde_json's map is ordered by key, so equal content serializes to equal bytes.
-            None => InsertId::FromContent(serde_json::to_vec(source).unwrap_or_default()),
+            // serde_json's map is ordered by key, so equal content serializes to equal bytes;
+            // a `Value` always encodes (string keys, finite numbers).
+            None => InsertId::FromContent(source.to_string().into_bytes()),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use gf_runtime::Config;
+use gf_runtime::backoff::Backoff;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -29,7 +30,7 @@ pub async fn run(
     let settings = DeliverySettings::from_config(config);
     let total = config.webhook_concurrency;
     let per_endpoint = i32::try_from(config.webhook_endpoint_concurrency).unwrap_or(i32::MAX);
-    let in_flight: Arc<Mutex<HashMap<Uuid, i32>>> = Arc::default();
+    let in_flight: InFlight = Arc::default();
     let mut tasks: JoinSet<()> = JoinSet::new();
     // Bounded: when PostgreSQL is slow to take the logs, workers wait instead of memory growing.
     let (recorder, results) = tokio::sync::mpsc::channel(recorder::QUEUE);
@@ -41,7 +42,8 @@ pub async fn run(
         abandon.clone(),
     ));
     let mut last_prune: Option<Instant> = None;
-    let mut backoff = POLL_EVERY;
+    // Between claims: POLL_EVERY when PostgreSQL answers, growing while it does not.
+    let mut backoff = Backoff::new(POLL_EVERY, Duration::from_secs(10));
     tracing::info!(total, per_endpoint, "delivery workers running");
     while !stop.is_cancelled() {
         if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
@@ -62,48 +64,48 @@ pub async fn run(
                 .collect();
             match claim(pool, &settings, free as i64, per_endpoint, &slots).await {
                 Ok(claimed) => {
-                    backoff = POLL_EVERY;
+                    backoff.reset();
                     claimed
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "cannot claim deliveries");
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    tracing::warn!(error = %e, retry_in = ?backoff.current(), "cannot claim deliveries");
                     Vec::new()
                 }
             }
         };
         let idle = claimed.is_empty();
         for delivery in claimed {
-            *lock(&in_flight).entry(delivery.endpoint_id).or_default() += 1;
-            let (client, policy, in_flight) = (client.clone(), policy.clone(), in_flight.clone());
+            let slot = EndpointSlot::take(&in_flight, delivery.endpoint_id);
+            let (client, policy) = (client.clone(), policy.clone());
             let recorded = recorder.clone();
             tasks.spawn(async move {
+                // Held until the task ends, however it ends: a panic gives the slot back too.
+                let _slot = slot;
                 let log = attempt(&client, &policy, &delivery).await;
-                let endpoint = delivery.endpoint_id;
-                crate::metrics::attempt(endpoint, &log.outcome, log.latency);
+                crate::metrics::attempt(delivery.endpoint_id, &log.outcome, log.latency);
                 // The recorder logs it; if that never happens (a crash), the lease expires and
                 // the attempt is made again under the same delivery id.
                 let _ = recorded.send((delivery, log)).await;
-                let mut map = lock(&in_flight);
-                if let Some(n) = map.get_mut(&endpoint) {
-                    *n -= 1;
-                    if *n <= 0 {
-                        map.remove(&endpoint);
-                    }
-                }
             });
         }
         if idle || tasks.len() >= total {
+            let wait = backoff.next_delay();
             tokio::select! {
                 _ = stop.cancelled() => {}
-                _ = tokio::time::sleep(backoff) => {}
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = tokio::time::sleep(wait) => {}
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => report(done),
             }
         }
-        while tasks.try_join_next().is_some() {}
+        while let Some(done) = tasks.try_join_next() {
+            report(done);
+        }
     }
     // Attempts already sent are logged; each ends within the attempt timeout.
-    let drain = async { while tasks.join_next().await.is_some() {} };
+    let drain = async {
+        while let Some(done) = tasks.join_next().await {
+            report(done);
+        }
+    };
     let _ = tokio::time::timeout(ATTEMPT_TIMEOUT + Duration::from_secs(5), drain).await;
     drop(recorder);
     if tokio::time::timeout(Duration::from_secs(10), recording)
@@ -116,8 +118,73 @@ pub async fn run(
     Ok(())
 }
 
+/// An attempt task that panicked: its slot came back (see [`EndpointSlot`]), and it is said.
+fn report(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done
+        && e.is_panic()
+    {
+        tracing::error!(error = %e, "a delivery attempt panicked; its lease brings it back");
+    }
+}
+
+/// Endpoint attempts in flight.
+type InFlight = Arc<Mutex<HashMap<Uuid, i32>>>;
+
+/// One of an endpoint's `GF_WEBHOOK_ENDPOINT_CONCURRENCY` slots, given back when dropped.
+struct EndpointSlot {
+    in_flight: InFlight,
+    endpoint: Uuid,
+}
+
+impl EndpointSlot {
+    fn take(in_flight: &InFlight, endpoint: Uuid) -> Self {
+        *lock(in_flight).entry(endpoint).or_default() += 1;
+        EndpointSlot {
+            in_flight: in_flight.clone(),
+            endpoint,
+        }
+    }
+}
+
+impl Drop for EndpointSlot {
+    fn drop(&mut self) {
+        let mut map = lock(&self.in_flight);
+        if let Some(n) = map.get_mut(&self.endpoint) {
+            *n -= 1;
+            if *n <= 0 {
+                map.remove(&self.endpoint);
+            }
+        }
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_comes_back_when_its_attempt_panics() {
+        let in_flight: InFlight = Arc::default();
+        let endpoint = Uuid::from_u128(7);
+        let kept = EndpointSlot::take(&in_flight, endpoint);
+        let slot = EndpointSlot::take(&in_flight, endpoint);
+        assert_eq!(lock(&in_flight)[&endpoint], 2);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _slot = slot;
+            panic!("an attempt panicked");
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(lock(&in_flight)[&endpoint], 1);
+        drop(kept);
+        assert!(
+            lock(&in_flight).is_empty(),
+            "an endpoint with nothing in flight is forgotten"
+        );
+    }
 }

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
+use gf_runtime::backoff::unit_random;
 use gf_runtime::db::DbError;
-use rand_jitter::unit_random;
 use uuid::Uuid;
 
 use super::{AttemptLog, Claimed, DeliverySettings};
@@ -429,15 +429,4 @@ pub async fn prune(pool: &Pool, retention_days: u32) -> Result<u64, DbError> {
         )
         .await?;
     Ok(attempts + deliveries)
-}
-
-/// A number in [0, 1) for the retry jitter, from the OS generator.
-mod rand_jitter {
-    pub fn unit_random() -> f64 {
-        let mut bytes = [0u8; 8];
-        if getrandom::fill(&mut bytes).is_err() {
-            return 0.5;
-        }
-        (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
