@@ -11,7 +11,9 @@ use deadpool_postgres::Pool;
 use gf_runtime::Config;
 use gf_runtime::classify::ReasonClass;
 use gf_runtime::kafka::KafkaSettings;
-use gf_runtime::pipeline::{Output, OutputError, Refusal, encode, parse_json, produce_all};
+use gf_runtime::pipeline::{
+    Incoming, Output, OutputError, Refusal, encode, parse_json, produce_all,
+};
 use gf_runtime::producer::SharedProducer;
 use gf_runtime::stage::{self, BatchLimits, BatchStage, Record, Refused, StageError};
 use gf_runtime::topics::Topics;
@@ -19,7 +21,6 @@ use gf_schemas::attributed::AttributedEvent;
 use gf_schemas::canonical::CanonicalEvent;
 use gf_schemas::conversation::ConversationMessage;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -152,20 +153,16 @@ impl BatchStage for Attributor {
         }
     }
 
-    fn parse(&self, message: &BorrowedMessage<'_>) -> Result<Item, Refusal> {
-        parse(
-            &self.topics,
-            message.topic(),
-            message.payload().unwrap_or_default(),
-        )
+    fn parse(&self, record: &Incoming<'_>) -> Result<Item, Refusal> {
+        parse(&self.topics, record.topic, record.payload)
     }
 
-    fn span(&self, message: &BorrowedMessage<'_>) -> tracing::Span {
+    fn span(&self, record: &Incoming<'_>) -> tracing::Span {
         tracing::info_span!(
             "gf.attributor.attribute",
-            topic = message.topic(),
-            partition = message.partition(),
-            offset = message.offset()
+            topic = record.topic,
+            partition = record.partition,
+            offset = record.offset
         )
     }
 

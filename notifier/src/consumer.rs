@@ -7,14 +7,13 @@
 use deadpool_postgres::Pool;
 use gf_runtime::Config;
 use gf_runtime::kafka::KafkaSettings;
-use gf_runtime::pipeline::{Refusal, parse_json};
+use gf_runtime::pipeline::{Incoming, Refusal, parse_json};
 use gf_runtime::producer::SharedProducer;
 use gf_runtime::stage::{self, BatchStage, Record, Refused, StageError};
 use gf_runtime::topics::Topics;
 use gf_schemas::conversation::ConversationMessage;
 use gf_schemas::signal::Signal;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message};
 use tokio_util::sync::CancellationToken;
 
 use crate::outbox;
@@ -86,17 +85,13 @@ impl BatchStage for Notifier {
         ]
     }
 
-    fn parse(&self, message: &BorrowedMessage<'_>) -> Result<Item, Refusal> {
-        parse(
-            &self.topics,
-            message.topic(),
-            message.payload().unwrap_or_default(),
-        )
+    fn parse(&self, record: &Incoming<'_>) -> Result<Item, Refusal> {
+        parse(&self.topics, record.topic, record.payload)
     }
 
     /// The webhook events a record fires carry this span's context to their deliveries.
-    fn span(&self, message: &BorrowedMessage<'_>) -> tracing::Span {
-        tracing::info_span!("gf.notifier.evaluate", topic = message.topic())
+    fn span(&self, record: &Incoming<'_>) -> tracing::Span {
+        tracing::info_span!("gf.notifier.evaluate", topic = record.topic)
     }
 
     /// Rule state, webhook events and deliveries of the records, in one transaction.

@@ -22,7 +22,7 @@ use std::time::Duration;
 use gf_schemas::deadletter::ReasonClass;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -31,8 +31,8 @@ use crate::classify::Class;
 use crate::db::DbError;
 use crate::kafka::KafkaSettings;
 use crate::pipeline::{
-    Backoff, Output, OutputError, Refusal, commit_stored, dead_letter, next_batch, produce_all,
-    store, traceparent_of,
+    Backoff, Incoming, Output, OutputError, Refusal, commit_stored, dead_letter, next_batch,
+    produce_all, store, traceparent_of,
 };
 use crate::producer::{SharedProducer, supervise_leasing};
 use crate::topics::{Topics, consumer_group};
@@ -219,9 +219,9 @@ pub trait BatchStage: Sync {
         BatchLimits::default()
     }
     /// The record as the stage's item, or why it cannot be processed.
-    fn parse(&self, message: &BorrowedMessage<'_>) -> Result<Self::Item, Refusal>;
+    fn parse(&self, record: &Incoming<'_>) -> Result<Self::Item, Refusal>;
     /// The span for one record (open until its batch is written).
-    fn span(&self, message: &BorrowedMessage<'_>) -> tracing::Span;
+    fn span(&self, record: &Incoming<'_>) -> tracing::Span;
     /// Writes the records as one unit (all or nothing); returns the ones refused on their own.
     fn write(
         &self,
@@ -278,7 +278,9 @@ async fn run_once<S: BatchStage>(
             else {
                 return Ok(());
             };
-            let Some(refusals) = process(stage, &messages, stop).await else {
+            let incoming: Vec<Incoming<'_>> = messages.iter().map(Incoming::of).collect();
+            let traceparents: Vec<Option<String>> = messages.iter().map(traceparent_of).collect();
+            let Some(refusals) = process(stage, &incoming, &traceparents, stop).await else {
                 return Ok(()); // stopped before the batch was written: nothing is stored
             };
             let dead: Vec<Output> = refusals
@@ -303,18 +305,21 @@ async fn run_once<S: BatchStage>(
     result
 }
 
-/// Parses and writes one batch; the records refused, in order, or `None` once stopped.
+/// Parses and writes one batch (each record with the trace context it came with); the records
+/// refused, in order, or `None` once stopped.
 async fn process<S: BatchStage>(
     stage: &S,
-    messages: &[BorrowedMessage<'_>],
+    records: &[Incoming<'_>],
+    came_with: &[Option<String>],
     stop: &CancellationToken,
 ) -> Option<Vec<(usize, Refusal)>> {
-    let parsed: Vec<Result<S::Item, Refusal>> = messages.iter().map(|m| stage.parse(m)).collect();
-    let (spans, traceparents): (Vec<tracing::Span>, Vec<Option<String>>) = messages
+    let parsed: Vec<Result<S::Item, Refusal>> = records.iter().map(|r| stage.parse(r)).collect();
+    let (spans, traceparents): (Vec<tracing::Span>, Vec<Option<String>>) = records
         .iter()
-        .map(|m| {
-            let span = stage.span(m);
-            let next = crate::telemetry::continue_trace(&span, traceparent_of(m).as_deref());
+        .zip(came_with)
+        .map(|(r, traceparent)| {
+            let span = stage.span(r);
+            let next = crate::telemetry::continue_trace(&span, traceparent.as_deref());
             (span, next)
         })
         .unzip();
@@ -415,6 +420,74 @@ mod tests {
             first_conflict_wait: Duration::from_millis(1),
             max_conflict_wait: Duration::from_millis(2),
         }
+    }
+
+    /// A stage over plain records: "bad" does not parse, "poison" is refused by the store.
+    struct Letters {
+        written: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl BatchStage for Letters {
+        type Item = String;
+
+        fn name(&self) -> &'static str {
+            "letters"
+        }
+
+        fn inputs(&self) -> Vec<String> {
+            vec!["letters".into()]
+        }
+
+        fn parse(&self, record: &Incoming<'_>) -> Result<String, Refusal> {
+            match std::str::from_utf8(record.payload) {
+                Ok("bad") | Err(_) => Err(Refusal::new(ReasonClass::Invalid, "not a letter")),
+                Ok(text) => Ok(text.to_owned()),
+            }
+        }
+
+        fn span(&self, record: &Incoming<'_>) -> tracing::Span {
+            tracing::info_span!("letters", offset = record.offset)
+        }
+
+        async fn write(&self, records: &[Record<'_, String>]) -> Result<Refused, StageError> {
+            if records.iter().any(|r| r.item == "poison") {
+                return Err(StageError::refused(ReasonClass::DatabaseRefused, "poison"));
+            }
+            let mut written = self.written.lock().unwrap();
+            written.extend(records.iter().map(|r| r.item.clone()));
+            Ok(Vec::new())
+        }
+    }
+
+    /// The runner's batch logic on plain records: no broker, no database.
+    #[tokio::test]
+    async fn a_batch_of_plain_records_is_parsed_written_and_isolated_in_order() {
+        let payloads = ["a", "bad", "b", "poison", "c"];
+        let records: Vec<Incoming<'_>> = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Incoming {
+                topic: "letters",
+                partition: 0,
+                offset: i as i64,
+                key: None,
+                payload: p.as_bytes(),
+            })
+            .collect();
+        let stage = Letters {
+            written: Default::default(),
+        };
+        let came_with = vec![None; records.len()];
+        let refused = process(&stage, &records, &came_with, &CancellationToken::new())
+            .await
+            .expect("not stopped");
+        let refused: Vec<(usize, ReasonClass)> =
+            refused.into_iter().map(|(i, r)| (i, r.class)).collect();
+        assert_eq!(
+            refused,
+            [(1, ReasonClass::Invalid), (3, ReasonClass::DatabaseRefused)]
+        );
+        assert_eq!(*stage.written.lock().unwrap(), ["a", "b", "c"]);
     }
 
     #[tokio::test]

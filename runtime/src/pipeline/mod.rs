@@ -1,5 +1,6 @@
 //! What every consumer loop shares, one job per module:
 //!
+//! - [`incoming`]: a consumed record as plain values, for stage logic;
 //! - [`output`]: producing outputs and waiting for their acknowledgements;
 //! - [`refusal`]: why a record was refused, and its dead letter;
 //! - [`offsets`]: receiving batches, storing and committing offsets only for what is durable;
@@ -8,12 +9,14 @@
 //! Every item is re-exported here, so callers name `gf_runtime::pipeline::X` whatever module
 //! holds it.
 
+pub mod incoming;
 pub mod offsets;
 pub mod output;
 pub mod refusal;
 pub mod supervise;
 
 pub use crate::backoff::Backoff;
+pub use incoming::Incoming;
 pub use offsets::{commit_stored, next_batch, recv, store};
 pub use output::{
     DELIVERY_TIMEOUT, Output, OutputError, acknowledged, acknowledged_or_refused, encode, enqueue,
