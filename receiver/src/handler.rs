@@ -13,7 +13,7 @@ use serde_json::json;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::api::{self, IngestError};
+use crate::answers::{self, IngestError};
 use crate::budget::Reservation;
 use crate::payload::{self, BatchSummary, PayloadError};
 use crate::server::AppState;
@@ -178,7 +178,7 @@ async fn handle(
         .map(|v| v.to_str().unwrap_or(""));
     let caller = state.auth.authenticate(provider, token, secret).await?;
     if !caller.status.accepts_events() {
-        return Ok(api::not_taking_events());
+        return Ok(answers::not_taking_events());
     }
 
     let limit = state.options.max_body_bytes;
@@ -254,7 +254,7 @@ async fn handle(
         dropped = summary.dropped,
         "ingest request stored"
     );
-    Ok(api::accepted(summary, body.len()))
+    Ok(answers::accepted(summary, body.len()))
 }
 
 /// Reads the body, refusing it as soon as it passes `limit`.
@@ -313,7 +313,7 @@ fn incoming_traceparent(req: &HttpRequest) -> Option<&str> {
 }
 
 async fn healthz() -> HttpResponse {
-    api::json_response(StatusCode::OK, json!({ "status": "ok" }))
+    answers::json_response(StatusCode::OK, json!({ "status": "ok" }))
 }
 
 /// Ready when both the broker and PostgreSQL answer.
@@ -326,7 +326,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    api::json_response(
+    answers::json_response(
         status,
         json!({ "status": if ready { "ready" } else { "unavailable" }, "broker": broker, "postgres": postgres }),
     )

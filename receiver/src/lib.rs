@@ -5,14 +5,15 @@
 //! - [`payload`]: pure body checks (gzip decoding with a bound, counting events per provider);
 //! - [`auth`]: token and shared-secret verification with a cache kept fresh by `NOTIFY`;
 //! - [`budget`]: body bytes in flight, bounded for the receiver and per connection;
-//! - [`sink`]: the Kafka producer, waiting for every acknowledgement;
-//! - [`api`]: every status code and body, in one place;
+//! - [`sink`]: where accepted bodies go ([`sink::RawSink`]): Kafka, waiting for every
+//!   acknowledgement, or memory in tests;
+//! - [`answers`]: every status code and body, in one place (a 413, a 503, their bodies);
 //! - [`handler`]: the HTTP handlers; [`server`]: wiring and graceful shutdown;
 //! - [`readiness`]: what `/readyz` says, checked in the background;
 //! - [`activity`], [`metrics`], [`trace`]: first/last-event times, Prometheus, W3C trace context.
 
 pub mod activity;
-pub mod api;
+pub mod answers;
 pub mod auth;
 pub mod budget;
 pub mod handler;

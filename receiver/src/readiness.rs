@@ -12,7 +12,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
 
-use crate::sink::KafkaSink;
+use crate::sink::RawSink;
 
 /// How often the background check runs.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -40,7 +40,7 @@ impl Readiness {
     /// Checks both now, then every [`CHECK_EVERY`] until `stop`.
     pub fn spawn(
         self: &Arc<Self>,
-        sink: Arc<KafkaSink>,
+        sink: Arc<dyn RawSink>,
         pool: Pool,
         stop: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
@@ -48,11 +48,10 @@ impl Readiness {
         tokio::spawn(async move {
             loop {
                 let sink = sink.clone();
-                let broker = tokio::task::spawn_blocking(move || {
-                    sink.broker_reachable(Duration::from_secs(2))
-                })
-                .await
-                .unwrap_or(false);
+                let broker =
+                    tokio::task::spawn_blocking(move || sink.reachable(Duration::from_secs(2)))
+                        .await
+                        .unwrap_or(false);
                 let postgres = tokio::time::timeout(Duration::from_secs(2), async {
                     let client = pool.get().await.ok()?;
                     client.simple_query("SELECT 1").await.ok()

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::activity::ActivityRecorder;
 use crate::auth::{Authenticator, listen_for_changes};
 use crate::metrics::Metrics;
-use crate::sink::{KafkaSink, SinkError};
+use crate::sink::{KafkaSink, RawSink, SinkError};
 
 /// Limits and timeouts of the receiver, from [`Config`].
 #[derive(Clone, Debug)]
@@ -67,7 +67,7 @@ pub enum ReceiverError {
 
 pub struct AppState {
     pub auth: Arc<Authenticator>,
-    pub sink: Arc<KafkaSink>,
+    pub sink: Arc<dyn RawSink>,
     pub activity: ActivityRecorder,
     pub metrics: Metrics,
     pub pool: Pool,
@@ -93,6 +93,23 @@ impl Receiver {
         registry: prometheus::Registry,
         stop: CancellationToken,
     ) -> Result<Receiver, ReceiverError> {
+        let kafka = KafkaSettings::from_config(config)?;
+        let topic = Topics::new(&config.topic_prefix).raw;
+        let sink: Arc<dyn RawSink> = Arc::new(match &options.producer {
+            Some(shared) => KafkaSink::with_producer(shared.clone(), &topic),
+            None => KafkaSink::new(&kafka, &topic, options.produce_timeout)?,
+        });
+        Receiver::with_sink(config, options, registry, sink, stop)
+    }
+
+    /// [`Receiver::new`] appending to `sink` (tests answer from a [`crate::sink::MemorySink`]).
+    pub fn with_sink(
+        config: &Config,
+        options: ReceiverOptions,
+        registry: prometheus::Registry,
+        sink: Arc<dyn RawSink>,
+        stop: CancellationToken,
+    ) -> Result<Receiver, ReceiverError> {
         let database_url = config.database_url()?.to_owned();
         let pool = gf_runtime::db::pool(&database_url, 16)?;
         // The hasher's cost only matters for new hashes, which the receiver never makes.
@@ -114,12 +131,6 @@ impl Receiver {
         registry.register(Box::new(auth.verifications()))?;
         let database_url_for_activity = database_url.clone();
         tokio::spawn(listen_for_changes(database_url, auth.clone(), stop.clone()));
-        let kafka = KafkaSettings::from_config(config)?;
-        let topic = Topics::new(&config.topic_prefix).raw;
-        let sink = Arc::new(match &options.producer {
-            Some(shared) => KafkaSink::with_producer(shared.clone(), &topic),
-            None => KafkaSink::new(&kafka, &topic, options.produce_timeout)?,
-        });
         // A pool of its own: its connections then live on this runtime, not on an HTTP worker's,
         // and survive the workers at shutdown for the last flush.
         let activity_control =
@@ -149,6 +160,11 @@ impl Receiver {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The state the handlers share, for serving them in-process (tests).
+    pub fn data(&self) -> web::Data<AppState> {
+        self.state.clone()
     }
 
     /// Binds the server to `listener`; the returned future serves until `stop` is cancelled, then

@@ -1,5 +1,9 @@
 //! The receiver over real HTTP, against the real PostgreSQL and broker. Every test reads the raw
-//! records back from the topic and checks body bytes and headers.
+//! records back from the topic and checks body bytes and headers. [`answers`] checks every
+//! answer in-process against an in-memory sink.
+
+#[path = "ingest/answers.rs"]
+mod answers;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;

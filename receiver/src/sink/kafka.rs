@@ -1,8 +1,9 @@
-//! Appending raw records to `gf.raw.v1` and waiting for the broker's acknowledgement.
+//! The production sink: appends to `gf.raw.v1` and waits for the broker's acknowledgement.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use gf_runtime::kafka::KafkaSettings;
 use gf_runtime::producer::SharedProducer;
 use gf_schemas::raw::RawRecordMeta;
@@ -11,15 +12,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    #[error("the broker did not acknowledge the record: {0}")]
-    Unavailable(String),
-    #[error("the broker refuses a record this large")]
-    TooLarge,
-    #[error("cannot create the Kafka producer: {0}")]
-    Setup(#[from] KafkaError),
-}
+use super::{RawSink, SinkError};
 
 pub struct KafkaSink {
     /// Shared with the other stages of the process (`gf run all`); renewed when stuck.
@@ -52,7 +45,7 @@ impl KafkaSink {
     }
 
     /// Resolves once the broker acknowledged the record (acks=all) or definitely failed.
-    pub async fn append(&self, meta: &RawRecordMeta, body: &Bytes) -> Result<Duration, SinkError> {
+    async fn append_now(&self, meta: &RawRecordMeta, body: &Bytes) -> Result<Duration, SinkError> {
         let key = meta.connection_id.to_string();
         let headers = meta
             .to_headers()
@@ -94,9 +87,19 @@ impl KafkaSink {
             }
         }
     }
+}
+
+impl RawSink for KafkaSink {
+    fn append<'a>(
+        &'a self,
+        meta: &'a RawRecordMeta,
+        body: &'a Bytes,
+    ) -> BoxFuture<'a, Result<Duration, SinkError>> {
+        Box::pin(self.append_now(meta, body))
+    }
 
     /// Whether a broker answers a metadata request within `timeout`.
-    pub fn broker_reachable(&self, timeout: Duration) -> bool {
+    fn reachable(&self, timeout: Duration) -> bool {
         self.producer
             .lease()
             .producer
@@ -106,7 +109,7 @@ impl KafkaSink {
     }
 
     /// Waits for records still in flight (shutdown).
-    pub fn flush(&self, timeout: Duration) {
+    fn flush(&self, timeout: Duration) {
         self.producer.flush(timeout);
     }
 }
