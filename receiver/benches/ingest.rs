@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use bytes::Bytes;
 use common::Template;
-use gf_receiver::sink::KafkaSink;
+use gf_receiver::sink::{KafkaSink, RawSink};
 use gf_receiver::{Receiver, ReceiverOptions};
 use gf_schemas::Provider;
 use gf_schemas::raw::RawRecordMeta;
