@@ -4,7 +4,7 @@
 //! mix. The mixed load also runs with two writers at once, each taking the events of half the
 //! users by their Kafka key, as two attributors on disjoint partitions would.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/attributor/support/mod.rs"]
 mod support;
 
 use std::hash::{Hash, Hasher};

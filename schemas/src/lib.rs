@@ -2,7 +2,7 @@
 //!
 //! One module per topic of the pipeline, each with the Rust type producers and consumers share.
 //! The JSON Schema files under `schemas/json/` describe the same messages for teams that do not
-//! use Rust; `tests/contract.rs` validates serialized samples of every type against them, so the
+//! use Rust; `tests/schemas/contract.rs` validates serialized samples of every type against them, so the
 //! two cannot drift apart.
 //!
 //! | topic                     | type                                   | schema file |
@@ -17,7 +17,7 @@
 //!
 //! Consumers must ignore fields they do not know: new optional fields may appear within `v1`.
 //! `asyncapi.yaml` describes the topics (channels, keys, headers, producers and consumers) for
-//! AsyncAPI tools, with the payloads by reference to the same files; `tests/asyncapi.rs` checks it
+//! AsyncAPI tools, with the payloads by reference to the same files; `tests/schemas/asyncapi.rs` checks it
 //! against [`topic::ALL`] and validates it with the reference AsyncAPI parser.
 
 pub mod accept;

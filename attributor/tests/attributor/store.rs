@@ -1,14 +1,12 @@
 //! Every attribution rule against a real PostgreSQL, through `store::write`.
 
-mod support;
-
+use crate::support::{at, event, message, product, with_email, with_org};
 use gf_attributor::store::{Batch, NoPublish, Written, write};
 use gf_runtime::stage::{RetryPolicy, rerun_conflicts};
 use gf_schemas::attributed::{ConversationResolution, OrganizationResolution, UserResolution};
 use gf_schemas::canonical::{CanonicalEvent, EventValue, Influence};
 use gf_schemas::conversation::ConversationKind;
 use gf_tests::TestDb;
-use support::{at, event, message, product, with_email, with_org};
 use uuid::Uuid;
 
 struct Db {

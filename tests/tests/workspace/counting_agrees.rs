@@ -2,7 +2,7 @@
 //! arbitrary bodies of every provider, in every envelope (list, top-level array, one event) (event names of every JSON kind, blank and padded names,
 //! every Segment type, numbers out of range, ids past the bounds).
 
-#[path = "shared/counting.rs"]
+#[path = "../shared/counting.rs"]
 mod counting;
 
 use gf_schemas::Provider;

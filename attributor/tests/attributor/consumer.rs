@@ -1,10 +1,9 @@
 //! The attributor's consumer loop against the real broker and PostgreSQL.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use crate::support::{at, event, message, product, with_email, with_org};
 use gf_attributor::consumer;
 use gf_runtime::kafka::{KafkaSettings, ensure_topics};
 use gf_runtime::topics::Topics;
@@ -16,7 +15,6 @@ use gf_tests::net::TcpProxy;
 use gf_tests::{TestDb, read_topic, schema_validator, test_config};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use support::{at, event, message, product, with_email, with_org};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 

@@ -3,15 +3,13 @@
 //! event the same user, organization and conversation, and the same outcome summaries, in all of
 //! them; and a replay of the whole set (a newer mapper version) gives them again.
 
-mod support;
-
 use std::collections::BTreeMap;
 
+use crate::support::{at, event, message, product, with_email, with_org};
 use gf_attributor::store::{Batch, NoPublish, write};
 use gf_schemas::canonical::CanonicalEvent;
 use gf_schemas::conversation::{ConversationKind, ConversationMessage};
 use gf_tests::TestDb;
-use support::{at, event, message, product, with_email, with_org};
 use uuid::Uuid;
 
 #[derive(Clone)]
