@@ -9,20 +9,18 @@
 //! entirely whenever the listener (re)connects, and after a TTL as a last resort. While
 //! PostgreSQL is unreachable, cached connections keep working and uncached ones get 500.
 
-use gf_runtime::backoff::Backoff;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use futures_util::{FutureExt, StreamExt};
-use gf_control::{CONNECTION_CHANGES_CHANNEL, ConnectionAuth, ConnectionStatus, ControlPlane};
-use gf_runtime::token::{IngestToken, verify_hash};
+use futures_util::FutureExt;
+use gf_control::{ConnectionAuth, ConnectionStatus, ControlPlane};
+use gf_runtime::token::IngestToken;
 use gf_schemas::Provider;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// How long an unknown lookup is remembered as unknown (a rotation or a new connection notifies).
@@ -560,234 +558,15 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What one verification checks: a lookup, the stored hash it is checked against, and the
-/// digest of what was presented.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct VerifyKey {
-    lookup: String,
-    hash: Digest32,
-    presented: Digest32,
-}
+mod listener;
+mod verify;
 
-/// A verification's verdict, awaited by every request presenting the same thing; `None` when it
-/// could not run.
-type SharedVerdict =
-    futures_util::future::Shared<futures_util::future::BoxFuture<'static, Option<bool>>>;
-
-/// Verifications admitted and not yet running.
-#[derive(Debug, Default)]
-struct Queue {
-    total: usize,
-    per_lookup: HashMap<String, usize>,
-}
-
-/// A place in the [`Queue`], given back when dropped (when the run starts, or if it never
-/// does), whatever happens to the requests.
-struct Queued {
-    queue: Arc<Mutex<Queue>>,
-    lookup: String,
-}
-
-impl Queued {
-    fn admit(queue: &Arc<Mutex<Queue>>, lookup: &str) -> Option<Queued> {
-        let mut q = lock(queue);
-        let mine = q.per_lookup.get(lookup).copied().unwrap_or(0);
-        if q.total >= MAX_WAITING || mine >= MAX_WAITING_PER_LOOKUP {
-            return None;
-        }
-        q.total += 1;
-        q.per_lookup.insert(lookup.to_owned(), mine + 1);
-        Some(Queued {
-            queue: queue.clone(),
-            lookup: lookup.to_owned(),
-        })
-    }
-}
-
-impl Drop for Queued {
-    fn drop(&mut self) {
-        let mut q = lock(&self.queue);
-        q.total = q.total.saturating_sub(1);
-        if let Some(n) = q.per_lookup.get_mut(&self.lookup) {
-            *n -= 1;
-            if *n == 0 {
-                q.per_lookup.remove(&self.lookup);
-            }
-        }
-    }
-}
-
-/// One verification, run on its own task so that no request's cancellation can interrupt its
-/// bookkeeping.
-struct Run {
-    key: VerifyKey,
-    hash: String,
-    secret: String,
-    queued: Queued,
-    slots: Arc<Semaphore>,
-    failures: Arc<Mutex<HashMap<(String, Digest32), Instant>>>,
-    inflight: Arc<Mutex<HashMap<VerifyKey, SharedVerdict>>>,
-    verifications: prometheus::IntCounter,
-}
-
-impl Run {
-    async fn verify(self) -> Option<bool> {
-        let Run {
-            key,
-            hash,
-            secret,
-            queued,
-            slots,
-            failures,
-            inflight,
-            verifications,
-        } = self;
-        let verdict = async {
-            let permit = slots.acquire_owned().await.ok()?;
-            drop(queued);
-            verifications.inc();
-            // The permit lives as long as scrypt runs.
-            tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                verify_hash(&hash, &secret).unwrap_or(false)
-            })
-            .await
-            .ok()
-        }
-        .await;
-        if verdict == Some(false) {
-            remember(&failures, (key.lookup.clone(), key.presented));
-        }
-        lock(&inflight).remove(&key);
-        verdict
-    }
-}
-
-/// Keeps a `LISTEN gf_connection_changes` session open and evicts what each notification names.
-/// Every (re)connection clears the whole cache: notifications may have been missed meanwhile.
-pub async fn listen_for_changes(
-    database_url: String,
-    auth: Arc<Authenticator>,
-    stop: CancellationToken,
-) {
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-    while !stop.is_cancelled() {
-        let started = std::time::Instant::now();
-        match listen_once(&database_url, &auth, &stop).await {
-            Ok(()) => backoff.reset(),
-            // Keep serving what is cached while PostgreSQL is away (nothing can change there
-            // meanwhile); the cache is cleared once the listener is back (see `listen_once`).
-            Err(e) => {
-                backoff.after_run(started.elapsed());
-                tracing::warn!(error = %e, retry_in = ?backoff.current(), "connection-change listener lost")
-            }
-        }
-        if !backoff.wait(&stop).await {
-            return;
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-enum ListenError {
-    #[error("PostgreSQL: {0}")]
-    Postgres(#[from] tokio_postgres::Error),
-    #[error("the listener's session stopped answering")]
-    Lost,
-}
-
-async fn listen_once(
-    database_url: &str,
-    auth: &Authenticator,
-    stop: &CancellationToken,
-) -> Result<(), ListenError> {
-    let (client, mut connection) =
-        tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let driver = tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
-                    let _ = tx.send(Ok(n.payload().to_owned()));
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    return;
-                }
-            }
-        }
-    });
-    client
-        .batch_execute(&format!("LISTEN {CONNECTION_CHANGES_CHANNEL}"))
-        .await?;
-    auth.clear();
-    auth.set_listening(true);
-    tracing::debug!("listening for connection changes");
-    let mut ping = tokio::time::interval(LISTENER_PING);
-    let result = loop {
-        tokio::select! {
-            _ = stop.cancelled() => break Ok(()),
-            message = rx.recv() => match message {
-                Some(Ok(payload)) => evict_from_payload(auth, &payload),
-                Some(Err(e)) => break Err(ListenError::Postgres(e)),
-                None => break Err(ListenError::Lost),
-            },
-            // A session cut without a FIN (a dead network path) says nothing until written to.
-            _ = ping.tick() => {
-                match tokio::time::timeout(LISTENER_PING, client.simple_query("SELECT 1")).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => break Err(ListenError::Postgres(e)),
-                    Err(_) => break Err(ListenError::Lost),
-                }
-            }
-        }
-    };
-    auth.set_listening(false);
-    driver.abort();
-    result
-}
-
-/// Evicts what a notification names. Anything but the payload our trigger writes (JSON with
-/// token lookups of 16 hex digits) clears everything: a notification we cannot read may have
-/// been a revocation.
-fn evict_from_payload(auth: &Authenticator, payload: &str) {
-    match lookups_of(payload) {
-        Some(lookups) => {
-            let lookups: Vec<&str> = lookups.iter().map(String::as_str).collect();
-            auth.evict(&lookups);
-        }
-        None => {
-            tracing::warn!(
-                bytes = payload.len(),
-                "unreadable connection-change notification; cache cleared"
-            );
-            auth.clear();
-        }
-    }
-}
-
-fn lookups_of(payload: &str) -> Option<Vec<String>> {
-    let value: serde_json::Value = serde_json::from_str(payload).ok()?;
-    let object = value.as_object()?;
-    let mut lookups = Vec::new();
-    for key in ["tokenLookup", "previousTokenLookup"] {
-        match object.get(key) {
-            None | Some(serde_json::Value::Null) => {}
-            Some(serde_json::Value::String(l))
-                if l.len() == 16 && l.bytes().all(|b| b.is_ascii_hexdigit()) =>
-            {
-                lookups.push(l.clone());
-            }
-            Some(_) => return None,
-        }
-    }
-    (!lookups.is_empty()).then_some(lookups)
-}
+pub use listener::listen_for_changes;
+use verify::{Queue, Queued, Run, SharedVerdict, VerifyKey};
 
 #[cfg(test)]
 mod tests {
+    use super::listener::evict_from_payload;
     use super::*;
 
     fn authenticator() -> Authenticator {
