@@ -1,0 +1,35 @@
+//! The audit log.
+
+use actix_web::web;
+use chrono::{DateTime, Utc};
+use gf_control::AuditEntry;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::{Answer, Data, ErrorBody, Page, Paged};
+use crate::auth::Admin;
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditQuery {
+    since: Option<DateTime<Utc>>,
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/v1/audit", params(AuditQuery), tag = "audit",
+    responses((status = 200, body = Paged<AuditEntry>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub(super) async fn list_audit(state: Data, _: Admin, query: web::Query<AuditQuery>) -> Answer {
+    let page = Page {
+        limit: query.limit,
+        offset: query.offset,
+    };
+    let (offset, limit) = page.bounds()?;
+    let entries = state
+        .settings
+        .audit
+        .list(query.since, (offset + limit + 1) as i64)
+        .await?;
+    page.of(entries)
+}
