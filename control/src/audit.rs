@@ -86,18 +86,20 @@ impl Audit {
         Ok(())
     }
 
-    /// Entries since `since` (all when `None`), oldest first, at most `limit`.
+    /// Entries since `since` (all when `None`), oldest first, `limit` of them after skipping
+    /// `offset`.
     pub async fn list(
         &self,
         since: Option<DateTime<Utc>>,
+        offset: i64,
         limit: i64,
     ) -> Result<Vec<AuditEntry>, AccessError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
                 "SELECT id, at, actor, action, subject_id, detail FROM audit_log
-                  WHERE $1::timestamptz IS NULL OR at >= $1 ORDER BY id LIMIT $2",
-                &[&since, &limit],
+                  WHERE $1::timestamptz IS NULL OR at >= $1 ORDER BY id OFFSET $2 LIMIT $3",
+                &[&since, &offset, &limit],
             )
             .await?;
         Ok(rows

@@ -4,6 +4,7 @@
 //! `NOTIFY gf_connection_changes` from a trigger (see the first migration), so receivers drop
 //! cached state at once whoever made the change.
 
+use gf_runtime::paging::{Cursor, Page, PageRequest};
 use std::fmt;
 use std::str::FromStr;
 
@@ -184,15 +185,37 @@ impl ControlPlane {
         Ok(product_from_row(&row))
     }
 
-    pub async fn list_products(&self) -> Result<Vec<Product>, ControlError> {
+    /// Products in creation order, one page read by PostgreSQL.
+    pub async fn list_products(&self, page: &PageRequest) -> Result<Page<Product>, ControlError> {
         let client = self.pool.get().await?;
+        let (at, id) = page.after_parts();
         let rows = client
             .query(
-                "SELECT id, name, created_at FROM products ORDER BY created_at, id",
-                &[],
+                "SELECT id, name, created_at FROM products
+                  WHERE $1::timestamptz IS NULL OR (created_at, id) > ($1, $2)
+                  ORDER BY created_at, id OFFSET $3 LIMIT $4",
+                &[&at, &id, &page.offset, &page.fetch()],
             )
             .await?;
-        Ok(rows.iter().map(product_from_row).collect())
+        let products = rows.iter().map(product_from_row).collect();
+        Ok(Page::of(products, page, |p: &Product| Cursor {
+            at: p.created_at,
+            id: p.id,
+        }))
+    }
+
+    /// One product.
+    pub async fn product(&self, id: Uuid) -> Result<Product, ControlError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT id, name, created_at FROM products WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+        row.as_ref()
+            .map(product_from_row)
+            .ok_or(ControlError::ProductNotFound(id))
     }
 
     pub async fn create_connection(
@@ -239,21 +262,33 @@ impl ControlPlane {
         })
     }
 
+    /// Connections (of one product, when given) in creation order, one page read by PostgreSQL.
     pub async fn list_connections(
         &self,
         product_id: Option<Uuid>,
-    ) -> Result<Vec<Connection>, ControlError> {
+        page: &PageRequest,
+    ) -> Result<Page<Connection>, ControlError> {
         let client = self.pool.get().await?;
+        let (at, id) = page.after_parts();
         let rows = client
             .query(
                 &format!(
-                    "SELECT {CONNECTION_COLUMNS} FROM connections \
-                     WHERE $1::uuid IS NULL OR product_id = $1 ORDER BY created_at, id"
+                    "SELECT {CONNECTION_COLUMNS} FROM connections
+                      WHERE ($1::uuid IS NULL OR product_id = $1)
+                        AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))
+                      ORDER BY created_at, id OFFSET $4 LIMIT $5"
                 ),
-                &[&product_id],
+                &[&product_id, &at, &id, &page.offset, &page.fetch()],
             )
             .await?;
-        rows.iter().map(connection_from_row).collect()
+        let connections = rows
+            .iter()
+            .map(connection_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::of(connections, page, |c: &Connection| Cursor {
+            at: c.created_at,
+            id: c.id,
+        }))
     }
 
     pub async fn connection(&self, id: Uuid) -> Result<Connection, ControlError> {

@@ -3,6 +3,7 @@
 
 use deadpool_postgres::Pool;
 use gf_runtime::db::DbError;
+use gf_runtime::paging::{Page, PageRequest};
 use gf_webhooks::delivery::{
     AttemptView, DeliveryScope, DeliverySettings, DeliveryView, RetrySelection, TestError,
     TestOutcome, test_delivery,
@@ -281,13 +282,13 @@ impl Settings {
         Ok(retried)
     }
 
-    /// The newest deliveries in `scope`, at most `limit`.
+    /// The newest deliveries in `scope`, one page.
     pub async fn deliveries(
         &self,
         scope: DeliveryScope<'_>,
-        limit: i64,
-    ) -> Result<Vec<DeliveryView>, SettingsError> {
-        Ok(gf_webhooks::delivery::list(&self.pool, scope, limit).await?)
+        page: &PageRequest,
+    ) -> Result<Page<DeliveryView>, SettingsError> {
+        Ok(gf_webhooks::delivery::list(&self.pool, scope, page).await?)
     }
 
     /// Every attempt of a delivery; `None` when there is no such delivery.

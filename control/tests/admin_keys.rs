@@ -41,7 +41,7 @@ async fn a_key_works_until_it_is_revoked_and_every_change_is_audited() {
     assert!(keys.authenticate(&text).await.unwrap().is_none());
     assert!(keys.revoke(uuid::Uuid::now_v7(), &ops).await.is_err());
 
-    let entries = Audit::new(pool).list(None, 100).await.unwrap();
+    let entries = Audit::new(pool).list(None, 0, 100).await.unwrap();
     let actions: Vec<(&str, &str)> = entries
         .iter()
         .map(|e| (e.actor.as_str(), e.action.as_str()))

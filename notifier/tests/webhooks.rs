@@ -1009,6 +1009,7 @@ async fn proxy_variables_in_the_environment_are_ignored() {
 /// and status in the database, each endpoint's newest first, at most `per_endpoint` of each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_listings_are_scoped_by_the_database() {
+    use gf_runtime::paging::PageRequest;
     use gf_webhooks::delivery::{DeliveryScope, list};
     let s = setup().await;
     let (first, _) = s.endpoint("http://127.0.0.1:9/a".into(), "*").await;
@@ -1052,7 +1053,10 @@ async fn delivery_listings_are_scoped_by_the_database() {
         per_endpoint,
         ..DeliveryScope::default()
     };
-    let all = list(&s.pool, product(None), 100).await.unwrap();
+    let all = list(&s.pool, product(None), &PageRequest::first(100))
+        .await
+        .unwrap()
+        .items;
     assert_eq!(
         all.len(),
         10,
@@ -1060,7 +1064,10 @@ async fn delivery_listings_are_scoped_by_the_database() {
     );
     assert!(all.iter().all(|d| d.endpoint_id != elsewhere.id));
     assert!(all.windows(2).all(|w| w[0].created_at >= w[1].created_at));
-    let capped = list(&s.pool, product(Some(2)), 100).await.unwrap();
+    let capped = list(&s.pool, product(Some(2)), &PageRequest::first(100))
+        .await
+        .unwrap()
+        .items;
     for endpoint in [first, second] {
         let mine: Vec<_> = all.iter().filter(|d| d.endpoint_id == endpoint).collect();
         let kept: Vec<_> = capped
@@ -1071,24 +1078,63 @@ async fn delivery_listings_are_scoped_by_the_database() {
         assert_eq!(kept[0].id, mine[0].id, "the newest of each endpoint");
         assert_eq!(kept[1].id, mine[1].id);
     }
-    let limited = list(&s.pool, product(None), 3).await.unwrap();
+    let limited = list(&s.pool, product(None), &PageRequest::first(3))
+        .await
+        .unwrap()
+        .items;
     assert_eq!(
         limited.iter().map(|d| d.id).collect::<Vec<_>>(),
         all[..3].iter().map(|d| d.id).collect::<Vec<_>>()
     );
+    // Page after page by cursor, and by offset: the same rows in the same order, each once.
+    let ids = |rows: &[gf_webhooks::delivery::DeliveryView]| {
+        rows.iter().map(|d| d.id).collect::<Vec<_>>()
+    };
+    let (mut by_cursor, mut by_offset) = (Vec::new(), Vec::new());
+    let mut request = PageRequest::first(3);
+    loop {
+        let page = list(&s.pool, product(None), &request).await.unwrap();
+        by_cursor.extend(ids(&page.items));
+        let Some(next) = page.next else { break };
+        request.after = Some(next);
+    }
+    for offset in [0, 3, 6, 9] {
+        let request = PageRequest {
+            offset,
+            ..PageRequest::first(3)
+        };
+        by_offset.extend(ids(&list(&s.pool, product(None), &request)
+            .await
+            .unwrap()
+            .items));
+    }
+    assert_eq!(by_cursor, ids(&all));
+    assert_eq!(by_offset, ids(&all));
     let one = DeliveryScope {
         endpoint: Some(second),
         status: Some("pending"),
         ..DeliveryScope::default()
     };
-    let pending = list(&s.pool, one, 100).await.unwrap();
+    let pending = list(&s.pool, one, &PageRequest::first(100))
+        .await
+        .unwrap()
+        .items;
     assert_eq!(pending.len(), 5);
     assert!(pending.iter().all(|d| d.endpoint_id == second));
     let delivered = DeliveryScope {
         status: Some("delivered"),
         ..one
     };
-    assert!(list(&s.pool, delivered, 100).await.unwrap().is_empty());
-    let everywhere = list(&s.pool, DeliveryScope::default(), 100).await.unwrap();
+    assert!(
+        list(&s.pool, delivered, &PageRequest::first(100))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let everywhere = list(&s.pool, DeliveryScope::default(), &PageRequest::first(100))
+        .await
+        .unwrap()
+        .items;
     assert_eq!(everywhere.len(), 12);
 }

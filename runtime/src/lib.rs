@@ -18,6 +18,7 @@ pub mod db;
 pub mod deadletters;
 pub mod kafka;
 pub mod metrics;
+pub mod paging;
 pub mod pipeline;
 pub mod producer;
 pub mod shutdown;

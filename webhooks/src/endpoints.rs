@@ -2,6 +2,7 @@
 //! the signing secrets. A secret is shown once, at creation and rotation; after a rotation the
 //! previous one keeps signing alongside the new one for 24 hours.
 
+use gf_runtime::paging::{Cursor, Page, PageRequest};
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
@@ -207,18 +208,30 @@ impl Endpoints {
         Ok((endpoint(&row), secret))
     }
 
-    pub async fn list(&self, product_id: Option<Uuid>) -> Result<Vec<Endpoint>, EndpointError> {
+    /// Endpoints (of one product, when given) in creation order, one page read by PostgreSQL.
+    pub async fn list(
+        &self,
+        product_id: Option<Uuid>,
+        page: &PageRequest,
+    ) -> Result<Page<Endpoint>, EndpointError> {
         let client = self.pool.get().await?;
+        let (at, id) = page.after_parts();
         let rows = client
             .query(
                 &format!(
                     "SELECT {COLUMNS} FROM webhook_endpoints
-                      WHERE $1::uuid IS NULL OR product_id = $1 ORDER BY created_at"
+                      WHERE ($1::uuid IS NULL OR product_id = $1)
+                        AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))
+                      ORDER BY created_at, id OFFSET $4 LIMIT $5"
                 ),
-                &[&product_id],
+                &[&product_id, &at, &id, &page.offset, &page.fetch()],
             )
             .await?;
-        Ok(rows.iter().map(endpoint).collect())
+        let endpoints = rows.iter().map(endpoint).collect();
+        Ok(Page::of(endpoints, page, |e: &Endpoint| Cursor {
+            at: e.created_at,
+            id: e.id,
+        }))
     }
 
     pub async fn get(&self, id: Uuid) -> Result<Endpoint, EndpointError> {

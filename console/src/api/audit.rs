@@ -6,7 +6,7 @@ use gf_control::AuditEntry;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::{Answer, Data, ErrorBody, Page, Paged};
+use super::{Answer, Data, ErrorBody, Page, Paged, ok};
 use crate::auth::Admin;
 
 #[derive(Deserialize, IntoParams)]
@@ -24,12 +24,16 @@ pub(super) async fn list_audit(state: Data, _: Admin, query: web::Query<AuditQue
     let page = Page {
         limit: query.limit,
         offset: query.offset,
+        after: None,
     };
-    let (offset, limit) = page.bounds()?;
-    let entries = state
+    let request = page.request()?;
+    let mut entries = state
         .settings
         .audit
-        .list(query.since, (offset + limit + 1) as i64)
+        .list(query.since, request.offset, request.fetch())
         .await?;
-    page.of(entries)
+    let more = entries.len() as i64 > request.limit;
+    entries.truncate(request.limit as usize);
+    let next_offset = more.then(|| request.offset + entries.len() as i64);
+    ok(&serde_json::json!({ "items": entries, "nextCursor": null, "nextOffset": next_offset }))
 }

@@ -47,11 +47,13 @@ pub(super) async fn list_connections(
     _: Admin,
     query: web::Query<ByProduct>,
 ) -> Answer {
-    query.page().of(state
+    let page = query.page();
+    let connections = state
         .settings
         .control
-        .list_connections(query.product_id)
-        .await?)
+        .list_connections(query.product_id, &page.request()?)
+        .await?;
+    page.answer(connections)
 }
 
 #[utoipa::path(get, path = "/api/v1/connections/{id}", params(("id" = Uuid, Path)), tag = "connections",

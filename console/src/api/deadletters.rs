@@ -36,6 +36,7 @@ pub(super) async fn list_deadletters(
     Page {
         limit: query.limit,
         offset: query.offset,
+        after: None,
     }
     .of(letters)
 }

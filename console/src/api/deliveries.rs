@@ -19,8 +19,12 @@ pub struct DeliveryQuery {
     endpoint_id: Option<Uuid>,
     /// `pending`, `delivered`, `failed` or `cancelled`.
     status: Option<String>,
+    /// 1 to 500; default 100.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     offset: Option<u32>,
+    /// The `nextCursor` of the previous page.
+    after: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/deliveries", params(DeliveryQuery), tag = "deliveries",
@@ -41,21 +45,15 @@ pub(super) async fn list_deliveries(
     let page = Page {
         limit: query.limit,
         offset: query.offset,
+        after: query.after.clone(),
     };
-    let (offset, limit) = page.bounds()?;
-    // One more than the page, to tell whether another follows.
-    let rows = state
-        .settings
-        .deliveries(
-            DeliveryScope {
-                endpoint: query.endpoint_id,
-                status: query.status.as_deref(),
-                ..DeliveryScope::default()
-            },
-            (offset + limit + 1) as i64,
-        )
-        .await?;
-    page.of(rows)
+    let scope = DeliveryScope {
+        endpoint: query.endpoint_id,
+        status: query.status.as_deref(),
+        ..DeliveryScope::default()
+    };
+    let deliveries = state.settings.deliveries(scope, &page.request()?).await?;
+    page.answer(deliveries)
 }
 
 #[derive(Deserialize, ToSchema)]

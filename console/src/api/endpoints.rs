@@ -38,9 +38,13 @@ pub(super) async fn create_endpoint(
 #[utoipa::path(get, path = "/api/v1/endpoints", params(ByProduct), tag = "endpoints",
     responses((status = 200, body = Paged<Endpoint>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub(super) async fn list_endpoints(state: Data, _: Admin, query: web::Query<ByProduct>) -> Answer {
-    query
-        .page()
-        .of(state.settings.endpoints.list(query.product_id).await?)
+    let page = query.page();
+    let endpoints = state
+        .settings
+        .endpoints
+        .list(query.product_id, &page.request()?)
+        .await?;
+    page.answer(endpoints)
 }
 
 #[derive(Deserialize, ToSchema, Default)]

@@ -32,5 +32,10 @@ pub(super) async fn create_product(
 #[utoipa::path(get, path = "/api/v1/products", params(Page), tag = "products",
     responses((status = 200, body = Paged<Product>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub(super) async fn list_products(state: Data, _: Admin, page: web::Query<Page>) -> Answer {
-    page.of(state.settings.control.list_products().await?)
+    let products = state
+        .settings
+        .control
+        .list_products(&page.request()?)
+        .await?;
+    page.answer(products)
 }

@@ -10,6 +10,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use gf_control::Actor;
+use gf_runtime::paging::PageRequest;
 use gf_schemas::Provider;
 use gf_webhooks::delivery::{DeliveryScope, RetrySelection};
 use maud::Markup;
@@ -229,8 +230,12 @@ async fn logout(req: HttpRequest, state: Data, form: web::Form<CsrfForm>) -> Htt
 
 async fn products(req: HttpRequest, state: Data) -> HttpResponse {
     signed_in(req, state, |caller, state| async move {
-        let list = state.settings.control.list_products().await?;
-        Ok(ok(pages::products(&caller.session.csrf, &list, None)))
+        let list = state
+            .settings
+            .control
+            .list_products(&PageRequest::everything())
+            .await?;
+        Ok(ok(pages::products(&caller.session.csrf, &list.items, None)))
     })
     .await
 }
@@ -261,11 +266,15 @@ async fn product(req: HttpRequest, state: Data, id: web::Path<Uuid>) -> HttpResp
     let id = *id;
     signed_in(req, state, |caller, state| async move {
         let product = find_product(&state, id).await?;
-        let connections = state.settings.control.list_connections(Some(id)).await?;
+        let connections = state
+            .settings
+            .control
+            .list_connections(Some(id), &PageRequest::everything())
+            .await?;
         Ok(ok(pages::product(&pages::ProductPage {
             csrf: &caller.session.csrf,
             product: &product,
-            connections: &connections,
+            connections: &connections.items,
             error: None,
         })))
     })
@@ -273,20 +282,7 @@ async fn product(req: HttpRequest, state: Data, id: web::Path<Uuid>) -> HttpResp
 }
 
 async fn find_product(state: &State, id: Uuid) -> Result<gf_control::Product, ApiError> {
-    state
-        .settings
-        .control
-        .list_products()
-        .await?
-        .into_iter()
-        .find(|p| p.id == id)
-        .ok_or_else(|| {
-            ApiError::new(
-                actix_web::http::StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no product with id {id}"),
-            )
-        })
+    Ok(state.settings.control.product(id).await?)
 }
 
 #[derive(Deserialize)]
@@ -409,13 +405,22 @@ async fn webhooks(req: HttpRequest, state: Data, id: web::Path<Uuid>) -> HttpRes
     let id = *id;
     signed_in(req, state, |caller, state| async move {
         let product = find_product(&state, id).await?;
-        let endpoints = state.settings.endpoints.list(Some(id)).await?;
+        let endpoints = state
+            .settings
+            .endpoints
+            .list(Some(id), &PageRequest::everything())
+            .await?
+            .items;
         let scope = DeliveryScope {
             product: Some(id),
             per_endpoint: Some(50),
             ..DeliveryScope::default()
         };
-        let deliveries = state.settings.deliveries(scope, i64::MAX).await?;
+        let deliveries = state
+            .settings
+            .deliveries(scope, &PageRequest::everything())
+            .await?
+            .items;
         Ok(ok(pages::webhooks(&pages::WebhooksPage {
             csrf: &caller.session.csrf,
             product: &product,
@@ -522,7 +527,12 @@ async fn retry_failed(
     let id = *id;
     posted(req, state, &form.csrf, |caller, state| async move {
         let since = Utc::now() - chrono::Duration::days(7);
-        for endpoint in state.settings.endpoints.list(Some(id)).await? {
+        let endpoints = state
+            .settings
+            .endpoints
+            .list(Some(id), &PageRequest::everything())
+            .await?;
+        for endpoint in endpoints.items {
             state
                 .settings
                 .retry(
@@ -581,7 +591,7 @@ async fn deadletters(req: HttpRequest, state: Data) -> HttpResponse {
 
 async fn audit(req: HttpRequest, state: Data) -> HttpResponse {
     signed_in(req, state, |caller, state| async move {
-        let entries = state.settings.audit.list(None, 500).await?;
+        let entries = state.settings.audit.list(None, 0, 500).await?;
         Ok(ok(pages::audit(&caller.session.csrf, &entries)))
     })
     .await

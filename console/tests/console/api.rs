@@ -265,6 +265,40 @@ async fn products_and_connections_over_the_api() {
         .await;
     assert_eq!(rest["items"].as_array().unwrap().len(), 1);
     assert_eq!(rest["nextOffset"], Value::Null);
+    assert_eq!(rest["nextCursor"], Value::Null);
+    // Keyset paging: the cursor of a page leads to the rest, in the same order.
+    let cursor = first["nextCursor"]
+        .as_str()
+        .expect("a cursor while more follow");
+    let after = api
+        .ok(
+            Method::GET,
+            &format!("/api/v1/products?limit=2&after={cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(after["items"], rest["items"]);
+    assert_eq!(after["nextCursor"], Value::Null);
+    let order: Vec<&Value> = first["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(after["items"].as_array().unwrap())
+        .map(|p| &p["id"])
+        .collect();
+    assert_eq!(
+        order
+            .iter()
+            .map(|id| id.as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ids.iter().map(String::as_str).collect::<Vec<_>>(),
+        "creation order across pages"
+    );
+    assert_eq!(
+        api.invalid_field(Method::GET, "/api/v1/products?after=not-a-cursor", None)
+            .await,
+        "after"
+    );
 
     // A connection: the URL only at create and rotate.
     let product = &ids[0];

@@ -120,7 +120,14 @@ async fn sessions_are_guarded_and_forged_forms_change_nothing() {
         .unwrap();
         assert_eq!(r.status(), 403);
     }
-    assert!(control.list_products().await.unwrap().is_empty());
+    assert!(
+        control
+            .list_products(&gf_runtime::paging::PageRequest::everything())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     let r = post(
         "/products",
         Some(&cookie),
@@ -129,7 +136,15 @@ async fn sessions_are_guarded_and_forged_forms_change_nothing() {
     .await
     .unwrap();
     assert_eq!(r.status(), 303);
-    assert_eq!(control.list_products().await.unwrap().len(), 1);
+    assert_eq!(
+        control
+            .list_products(&gf_runtime::paging::PageRequest::everything())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
 
     // Revoking the key ends its sessions.
     keys.revoke(key_row.id, &actor).await.unwrap();

@@ -9,7 +9,7 @@ pub async fn run(cmd: AuditCommand, config: &Config, out: &Output) -> anyhow::Re
     let audit = Audit::new(gf_runtime::db::pool(config.database_url()?, 1)?);
     match cmd {
         AuditCommand::List { since, limit } => {
-            let entries = audit.list(since, limit).await?;
+            let entries = audit.list(since, 0, limit).await?;
             out.print(&entries, || {
                 table(
                     &["AT", "ACTOR", "ACTION", "SUBJECT", "DETAIL"],

@@ -1,6 +1,7 @@
 use gf_control::Connection;
 use gf_control::settings::{ConnectionWithUrl, Transition};
 use gf_runtime::Config;
+use gf_runtime::paging::PageRequest;
 use gf_schemas::time;
 
 use crate::cli::{ConnectionCommand, SetSecretArgs};
@@ -26,7 +27,10 @@ pub async fn run(cmd: ConnectionCommand, config: &Config, out: &Output) -> anyho
             print_issued(out, &shown, "Rotated")
         }
         ConnectionCommand::List { product } => {
-            let connections = control.list_connections(product).await?;
+            let connections = control
+                .list_connections(product, &PageRequest::everything())
+                .await?
+                .items;
             out.print(&connections, || {
                 table(
                     &[

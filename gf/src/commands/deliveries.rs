@@ -1,6 +1,7 @@
 //! `gf deliveries list|retry`.
 
 use gf_runtime::Config;
+use gf_runtime::paging::PageRequest;
 use gf_schemas::time;
 use gf_webhooks::delivery::{DeliveryScope, RetrySelection};
 use serde_json::json;
@@ -21,7 +22,10 @@ pub async fn run(cmd: DeliveriesCommand, config: &Config, out: &Output) -> anyho
                 status: status.map(|s| s.as_str()),
                 ..DeliveryScope::default()
             };
-            let rows = changes.deliveries(scope, limit).await?;
+            let rows = changes
+                .deliveries(scope, &PageRequest::first(limit))
+                .await?
+                .items;
             out.print(&rows, || {
                 table(
                     &["ID", "EVENT", "STATUS", "ATTEMPTS", "LAST", "NEXT ATTEMPT"],

@@ -2,6 +2,7 @@
 //! rotate-secret only.
 
 use gf_runtime::Config;
+use gf_runtime::paging::PageRequest;
 
 use crate::cli::EndpointCommand;
 use crate::commands::settings;
@@ -40,7 +41,10 @@ pub async fn run(cmd: EndpointCommand, config: &Config, out: &Output) -> anyhow:
             })
         }
         EndpointCommand::List { product } => {
-            let list = endpoints.list(product).await?;
+            let list = endpoints
+                .list(product, &PageRequest::everything())
+                .await?
+                .items;
             out.print(&list, || {
                 table(
                     &["ID", "PRODUCT", "URL", "EVENTS", "STATE"],

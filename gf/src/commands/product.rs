@@ -1,4 +1,5 @@
 use gf_runtime::Config;
+use gf_runtime::paging::PageRequest;
 use gf_schemas::time;
 
 use crate::cli::ProductCommand;
@@ -16,7 +17,10 @@ pub async fn run(cmd: ProductCommand, config: &Config, out: &Output) -> anyhow::
             })
         }
         ProductCommand::List => {
-            let products = control.list_products().await?;
+            let products = control
+                .list_products(&PageRequest::everything())
+                .await?
+                .items;
             out.print(&products, || {
                 table(
                     &["ID", "NAME", "CREATED"],

@@ -40,7 +40,13 @@ async fn notifications_during(
 async fn recording_activity_does_not_evict_cached_credentials() {
     let stack = Stack::new(&[], 1).await;
     stack.connection(Provider::Amplitude).await;
-    let id = stack.control.list_connections(None).await.unwrap()[0].id;
+    let id = stack
+        .control
+        .list_connections(None, &gf_runtime::paging::PageRequest::everything())
+        .await
+        .unwrap()
+        .items[0]
+        .id;
     let now = chrono::Utc::now();
 
     // Recording activity (the first events flip pending to active, which takes events just the

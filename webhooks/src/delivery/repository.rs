@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use gf_runtime::backoff::unit_random;
 use gf_runtime::db::DbError;
+use gf_runtime::paging::{Cursor, Page, PageRequest};
 use uuid::Uuid;
 
 use super::{AttemptLog, Claimed, DeliverySettings};
@@ -146,14 +147,17 @@ pub struct DeliveryScope<'a> {
     pub per_endpoint: Option<i64>,
 }
 
-/// The newest deliveries in `scope`, newest first (ties by id, so pages are stable), at most
-/// `limit`: one query, an index range per endpoint.
+/// The newest deliveries in `scope`, newest first (ties by id, so pages are stable), one page:
+/// one query, an index range per endpoint.
 pub async fn list(
     pool: &Pool,
     scope: DeliveryScope<'_>,
-    limit: i64,
-) -> Result<Vec<DeliveryView>, DbError> {
-    let per_endpoint = scope.per_endpoint.unwrap_or(limit).min(limit);
+    page: &PageRequest,
+) -> Result<Page<DeliveryView>, DbError> {
+    // Each endpoint gives at most what the page could need of it.
+    let reach = page.offset.saturating_add(page.fetch());
+    let per_endpoint = scope.per_endpoint.unwrap_or(reach).min(reach);
+    let (at, id) = page.after_parts();
     let client = pool.get().await?;
     let rows = client
         .query(
@@ -163,22 +167,30 @@ pub async fn list(
                    CROSS JOIN LATERAL (
                        SELECT * FROM deliveries
                         WHERE endpoint_id = e.id AND ($3::text IS NULL OR status = $3)
+                          AND ($6::timestamptz IS NULL OR (created_at, id) < ($6, $7))
                         ORDER BY created_at DESC, id DESC LIMIT $4) d
                    JOIN webhook_events ev ON ev.id = d.event_id
                   WHERE ($1::uuid IS NULL OR e.product_id = $1)
                     AND ($2::uuid IS NULL OR e.id = $2)
-                  ORDER BY d.created_at DESC, d.id DESC LIMIT $5"
+                  ORDER BY d.created_at DESC, d.id DESC OFFSET $8 LIMIT $5"
             ),
             &[
                 &scope.product,
                 &scope.endpoint,
                 &scope.status,
                 &per_endpoint,
-                &limit,
+                &page.fetch(),
+                &at,
+                &id,
+                &page.offset,
             ],
         )
         .await?;
-    Ok(rows.iter().map(delivery_view).collect())
+    let deliveries = rows.iter().map(delivery_view).collect();
+    Ok(Page::of(deliveries, page, |d: &DeliveryView| Cursor {
+        at: d.created_at,
+        id: d.id,
+    }))
 }
 
 /// One attempt of a delivery, as the webhook logs show it.
