@@ -46,8 +46,20 @@ pub enum ControlError {
 
 gf_runtime::db_error_from!(ControlError::Db);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Serialize,
+    utoipa::ToSchema,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum ConnectionStatus {
     /// Created; no event accepted yet.
     Pending,
@@ -61,37 +73,12 @@ pub enum ConnectionStatus {
 
 impl ConnectionStatus {
     pub fn as_str(self) -> &'static str {
-        match self {
-            ConnectionStatus::Pending => "pending",
-            ConnectionStatus::Active => "active",
-            ConnectionStatus::Paused => "paused",
-            ConnectionStatus::Disconnected => "disconnected",
-        }
+        self.into()
     }
 
     /// Whether the receiver writes events for a connection in this status.
     pub fn accepts_events(self) -> bool {
         matches!(self, ConnectionStatus::Pending | ConnectionStatus::Active)
-    }
-}
-
-impl fmt::Display for ConnectionStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ConnectionStatus {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "pending" => Ok(ConnectionStatus::Pending),
-            "active" => Ok(ConnectionStatus::Active),
-            "paused" => Ok(ConnectionStatus::Paused),
-            "disconnected" => Ok(ConnectionStatus::Disconnected),
-            other => Err(format!("unknown connection status {other:?}")),
-        }
     }
 }
 

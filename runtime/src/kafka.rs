@@ -1,7 +1,5 @@
 //! Kafka client settings in one place, so producers, consumers and topics agree on sizes.
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -23,7 +21,10 @@ const FETCH_WAIT_MAX_MS: u32 = 50;
 /// Room above the body limit for record headers and batch framing.
 const RECORD_OVERHEAD_BYTES: usize = 1024 * 1024;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, strum::Display, strum::EnumString, strum::IntoStaticStr,
+)]
+#[strum(serialize_all = "lowercase")]
 pub enum Compression {
     None,
     Gzip,
@@ -34,36 +35,7 @@ pub enum Compression {
 
 impl Compression {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Compression::None => "none",
-            Compression::Gzip => "gzip",
-            Compression::Snappy => "snappy",
-            Compression::Lz4 => "lz4",
-            Compression::Zstd => "zstd",
-        }
-    }
-}
-
-impl fmt::Display for Compression {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Compression {
-    type Err = ();
-
-    fn from_str(s: &str) -> Result<Self, ()> {
-        [
-            Compression::None,
-            Compression::Gzip,
-            Compression::Snappy,
-            Compression::Lz4,
-            Compression::Zstd,
-        ]
-        .into_iter()
-        .find(|c| c.as_str() == s)
-        .ok_or(())
+        self.into()
     }
 }
 

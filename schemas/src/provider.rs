@@ -1,12 +1,27 @@
 //! The analytics tools that can post to an ingest URL.
 
-use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use strum::{Display, EnumIter, IntoEnumIterator, IntoStaticStr};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+/// Its name (`amplitude`) is the URL segment, header value and insert-id prefix.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    Display,
+    EnumIter,
+    IntoStaticStr,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Provider {
     Amplitude,
     Segment,
@@ -16,27 +31,14 @@ pub enum Provider {
 }
 
 impl Provider {
-    pub const ALL: [Provider; 4] = [
-        Provider::Amplitude,
-        Provider::Segment,
-        Provider::Posthog,
-        Provider::Api,
-    ];
+    /// Every provider, in the order the documentation lists them.
+    pub fn all() -> impl Iterator<Item = Provider> {
+        Provider::iter()
+    }
 
     /// The URL segment, header value and insert-id prefix for this provider.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Provider::Amplitude => "amplitude",
-            Provider::Segment => "segment",
-            Provider::Posthog => "posthog",
-            Provider::Api => "api",
-        }
-    }
-}
-
-impl fmt::Display for Provider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
@@ -48,8 +50,7 @@ impl FromStr for Provider {
     type Err = UnknownProvider;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Provider::ALL
-            .into_iter()
+        Provider::iter()
             .find(|p| p.as_str() == s)
             .ok_or_else(|| UnknownProvider(s.to_owned()))
     }
@@ -61,7 +62,7 @@ mod tests {
 
     #[test]
     fn round_trips_through_its_name() {
-        for p in Provider::ALL {
+        for p in Provider::all() {
             assert_eq!(p.as_str().parse::<Provider>(), Ok(p));
             assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{p}\""));
         }

@@ -166,7 +166,7 @@ pub fn product(page: &ProductPage<'_>) -> Markup {
             @if let Some(error) = page.error { p.error { (error) } }
             h2 { "Connect → Events" }
             div.cards {
-                @for provider in Provider::ALL {
+                @for provider in Provider::all() {
                     @let (name, what) = provider_card(provider);
                     div.card data-provider=(provider.as_str()) {
                         h3 { (name) }

@@ -201,7 +201,7 @@ fn public_api_golden_files() {
 
 #[test]
 fn mapping_twice_gives_the_same_output() {
-    for provider in Provider::ALL {
+    for provider in Provider::all() {
         for input in inputs(provider) {
             let body = std::fs::read(&input).unwrap();
             assert_eq!(

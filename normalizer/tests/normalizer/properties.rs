@@ -94,7 +94,7 @@ proptest! {
 
     #[test]
     fn mapping_never_panics_and_ids_are_stable(body in body_shapes(), raw in prop::collection::vec(any::<u8>(), 0..64)) {
-        for provider in Provider::ALL {
+        for provider in Provider::all() {
             let meta = meta(provider);
             for bytes in [serde_json::to_vec(&body).unwrap(), raw.clone()] {
                 let input = RawInput { body: &bytes, meta: &meta, topic: "t", partition: 0, offset: 0 };

@@ -721,7 +721,7 @@ mod tests {
         /// (counts, verdict and error) on every body, for every provider and event limit.
         #[test]
         fn the_fast_check_agrees_with_the_serde_path(body in body(), max in 0usize..5) {
-            for provider in Provider::ALL {
+            for provider in Provider::all() {
                 prop_assert_eq!(
                     inspect(provider, &body, max),
                     inspect_serde(provider, &body, max),

@@ -196,7 +196,7 @@ fn a_key_given_twice_counts_the_same_on_both_sides() {
         "/../fuzz/regressions/counting_agrees/duplicate-type-key"
     ))
     .unwrap();
-    for provider in Provider::ALL {
+    for provider in Provider::all() {
         counting::check_counting_agrees(provider, &fuzzed, 100);
     }
 }
