@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use gf_schemas::Provider;
+use gf_schemas::signal::SignalType;
 use uuid::Uuid;
 
 #[derive(Parser)]
@@ -237,8 +238,8 @@ pub enum EmitCommand {
 pub struct EmitSignalArgs {
     #[arg(long)]
     pub product: Uuid,
-    #[arg(long, value_enum)]
-    pub kind: SignalKindArg,
+    #[arg(long, value_parser = signal_type())]
+    pub kind: SignalType,
     /// The conversation's external id (conversation and custom-analysis signals).
     #[arg(long)]
     pub conversation: Option<String>,
@@ -262,19 +263,12 @@ pub struct EmitSignalArgs {
     pub id: Option<Uuid>,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-pub enum SignalKindArg {
-    ConversationQualityIndex,
-    ConversationSentiment,
-    ConversationFrustration,
-    ConversationStruggle,
-    ConversationCommercialIntent,
-    ConversationRating,
-    ProductQualityIndex,
-    ProductSentiment,
-    Guardrail,
-    Expectation,
-    Evidence,
+/// `--kind`: one of the signal types, by the names the wire contract gives them.
+fn signal_type() -> impl clap::builder::TypedValueParser<Value = SignalType> {
+    use clap::builder::TypedValueParser;
+    use strum::IntoEnumIterator;
+    clap::builder::PossibleValuesParser::new(SignalType::iter().map(<&'static str>::from))
+        .try_map(|name| name.parse::<SignalType>())
 }
 
 #[derive(Args)]

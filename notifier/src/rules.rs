@@ -17,7 +17,7 @@
 //! type, whether the threshold is breached, and passes it in; a signal that stays on the same side
 //! fires nothing, and one that goes back re-arms the rule.
 
-use gf_schemas::signal::{CustomAnalysisType, Signal, SignalKind};
+use gf_schemas::signal::{Signal, SignalType};
 use gf_webhooks::EventType;
 use serde_json::{Value, json};
 
@@ -49,20 +49,18 @@ enum Condition {
 /// The event type and entity whose state [`evaluate`] needs for `signal`; `None` when no rule
 /// applies (a conversation signal without a conversation, say).
 pub fn subject(signal: &Signal) -> Option<(EventType, String)> {
-    let event_type = match signal.kind {
-        SignalKind::ConversationQualityIndex => EventType::ConversationQualityIndex,
-        SignalKind::ConversationSentiment => EventType::ConversationSentiment,
-        SignalKind::ConversationFrustration => EventType::ConversationFrustration,
-        SignalKind::ConversationStruggle => EventType::ConversationStruggle,
-        SignalKind::ConversationCommercialIntent => EventType::ConversationCommercialIntent,
-        SignalKind::ConversationRating => EventType::ConversationRating,
-        SignalKind::ProductQualityIndex => EventType::ProductQualityIndex,
-        SignalKind::ProductSentiment => EventType::ProductSentiment,
-        SignalKind::CustomAnalysis => match signal.custom_analysis.as_ref()?.analysis_type {
-            CustomAnalysisType::Guardrail => EventType::GuardrailTriggered,
-            CustomAnalysisType::Expectation => EventType::ExpectationFailed,
-            CustomAnalysisType::Evidence => EventType::EvidenceFound,
-        },
+    let event_type = match signal.signal_type()? {
+        SignalType::ConversationQualityIndex => EventType::ConversationQualityIndex,
+        SignalType::ConversationSentiment => EventType::ConversationSentiment,
+        SignalType::ConversationFrustration => EventType::ConversationFrustration,
+        SignalType::ConversationStruggle => EventType::ConversationStruggle,
+        SignalType::ConversationCommercialIntent => EventType::ConversationCommercialIntent,
+        SignalType::ConversationRating => EventType::ConversationRating,
+        SignalType::ProductQualityIndex => EventType::ProductQualityIndex,
+        SignalType::ProductSentiment => EventType::ProductSentiment,
+        SignalType::Guardrail => EventType::GuardrailTriggered,
+        SignalType::Expectation => EventType::ExpectationFailed,
+        SignalType::Evidence => EventType::EvidenceFound,
     };
     let entity = match event_type {
         EventType::ProductQualityIndex | EventType::ProductSentiment => PRODUCT_ENTITY.to_owned(),
@@ -155,7 +153,7 @@ pub fn evaluate(signal: &Signal, previously_breached: bool) -> Option<Evaluation
 #[cfg(test)]
 mod tests {
     use chrono::{TimeZone, Utc};
-    use gf_schemas::signal::CustomAnalysisResult;
+    use gf_schemas::signal::{CustomAnalysisResult, CustomAnalysisType, SignalKind};
     use uuid::Uuid;
 
     use super::*;

@@ -10,11 +10,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 use uuid::Uuid;
 
-use gf_schemas::signal::{CustomAnalysisResult, CustomAnalysisType, Signal, SignalKind};
+use gf_schemas::signal::{CustomAnalysisResult, Signal};
 
-use crate::cli::{
-    ConversationKindArg, EmitCommand, EmitConversationArgs, EmitSignalArgs, SignalKindArg,
-};
+use crate::cli::{ConversationKindArg, EmitCommand, EmitConversationArgs, EmitSignalArgs};
 use crate::output::Output;
 
 pub async fn run(cmd: EmitCommand, config: &Config, out: &Output) -> anyhow::Result<()> {
@@ -40,29 +38,10 @@ async fn signal(args: EmitSignalArgs, config: &Config, out: &Output) -> anyhow::
             explanation: None,
         }))
     };
-    let (kind, custom_analysis) = match args.kind {
-        SignalKindArg::ConversationQualityIndex => (SignalKind::ConversationQualityIndex, None),
-        SignalKindArg::ConversationSentiment => (SignalKind::ConversationSentiment, None),
-        SignalKindArg::ConversationFrustration => (SignalKind::ConversationFrustration, None),
-        SignalKindArg::ConversationStruggle => (SignalKind::ConversationStruggle, None),
-        SignalKindArg::ConversationCommercialIntent => {
-            (SignalKind::ConversationCommercialIntent, None)
-        }
-        SignalKindArg::ConversationRating => (SignalKind::ConversationRating, None),
-        SignalKindArg::ProductQualityIndex => (SignalKind::ProductQualityIndex, None),
-        SignalKindArg::ProductSentiment => (SignalKind::ProductSentiment, None),
-        SignalKindArg::Guardrail => (
-            SignalKind::CustomAnalysis,
-            analysis(CustomAnalysisType::Guardrail)?,
-        ),
-        SignalKindArg::Expectation => (
-            SignalKind::CustomAnalysis,
-            analysis(CustomAnalysisType::Expectation)?,
-        ),
-        SignalKindArg::Evidence => (
-            SignalKind::CustomAnalysis,
-            analysis(CustomAnalysisType::Evidence)?,
-        ),
+    let (kind, analysis_type) = args.kind.parts();
+    let custom_analysis = match analysis_type {
+        Some(analysis_type) => analysis(analysis_type)?,
+        None => None,
     };
     let signal = Signal {
         id: args.id.unwrap_or_else(Uuid::now_v7),
