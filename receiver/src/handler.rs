@@ -191,7 +191,7 @@ async fn handle(
     }
     // Every byte of the body, compressed and decoded, counts against the memory budget until
     // the request is done (or dropped with it).
-    let mut held = state.budget.reservation(caller.connection_id);
+    let mut held = state.budget.permit(caller.connection_id);
     let raw = read_body(body, limit, declared, &mut held).await?;
     let (body, _held) = match headers
         .get(CONTENT_ENCODING)

@@ -144,10 +144,7 @@ impl Receiver {
             activity,
             metrics: Metrics::new(registry)?,
             pool,
-            budget: crate::budget::BodyBudget::new(
-                options.body_budget_bytes,
-                options.max_body_bytes,
-            ),
+            budget: crate::budget::body_budget(options.body_budget_bytes, options.max_body_bytes),
             options,
             readiness,
         };

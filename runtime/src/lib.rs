@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod paging;
 pub mod pipeline;
 pub mod producer;
+pub mod quota;
 pub mod shutdown;
 pub mod stage;
 pub mod telemetry;

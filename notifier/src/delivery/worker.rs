@@ -1,12 +1,12 @@
 //! The delivery loop: claim what is due, send within the concurrency limits, record.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use gf_runtime::Config;
 use gf_runtime::backoff::Backoff;
+use gf_runtime::quota::KeyedQuota;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -30,7 +30,8 @@ pub async fn run(
     let settings = DeliverySettings::from_config(config);
     let total = config.webhook_concurrency;
     let per_endpoint = i32::try_from(config.webhook_endpoint_concurrency).unwrap_or(i32::MAX);
-    let in_flight: InFlight = Arc::default();
+    // Attempts in flight per endpoint; a slot comes back when its attempt ends, however it ends.
+    let in_flight = KeyedQuota::new(usize::MAX, config.webhook_endpoint_concurrency);
     let mut tasks: JoinSet<()> = JoinSet::new();
     // Bounded: when PostgreSQL is slow to take the logs, workers wait instead of memory growing.
     let (recorder, results) = tokio::sync::mpsc::channel(recorder::QUEUE);
@@ -58,9 +59,10 @@ pub async fn run(
         let claimed = if free == 0 {
             Vec::new()
         } else {
-            let slots: HashMap<Uuid, i32> = lock(&in_flight)
-                .iter()
-                .map(|(e, n)| (*e, per_endpoint - n))
+            let slots: HashMap<Uuid, i32> = in_flight
+                .holders()
+                .into_iter()
+                .map(|(e, n)| (e, per_endpoint - i32::try_from(n).unwrap_or(i32::MAX)))
                 .collect();
             match claim(pool, &settings, free as i64, per_endpoint, &slots).await {
                 Ok(claimed) => {
@@ -75,7 +77,12 @@ pub async fn run(
         };
         let idle = claimed.is_empty();
         for delivery in claimed {
-            let slot = EndpointSlot::take(&in_flight, delivery.endpoint_id);
+            let mut slot = in_flight.permit(delivery.endpoint_id);
+            if !slot.grow(1) {
+                // The claim gave no more than the free slots; should this ever not hold, the
+                // attempt is still made rather than left to its lease.
+                tracing::warn!(endpoint = %delivery.endpoint_id, "endpoint over its concurrency");
+            }
             let (client, policy) = (client.clone(), policy.clone());
             let recorded = recorder.clone();
             tasks.spawn(async move {
@@ -118,73 +125,11 @@ pub async fn run(
     Ok(())
 }
 
-/// An attempt task that panicked: its slot came back (see [`EndpointSlot`]), and it is said.
+/// An attempt task that panicked: its slot came back (a dropped permit), and it is said.
 fn report(done: Result<(), tokio::task::JoinError>) {
     if let Err(e) = done
         && e.is_panic()
     {
         tracing::error!(error = %e, "a delivery attempt panicked; its lease brings it back");
-    }
-}
-
-/// Endpoint attempts in flight.
-type InFlight = Arc<Mutex<HashMap<Uuid, i32>>>;
-
-/// One of an endpoint's `GF_WEBHOOK_ENDPOINT_CONCURRENCY` slots, given back when dropped.
-struct EndpointSlot {
-    in_flight: InFlight,
-    endpoint: Uuid,
-}
-
-impl EndpointSlot {
-    fn take(in_flight: &InFlight, endpoint: Uuid) -> Self {
-        *lock(in_flight).entry(endpoint).or_default() += 1;
-        EndpointSlot {
-            in_flight: in_flight.clone(),
-            endpoint,
-        }
-    }
-}
-
-impl Drop for EndpointSlot {
-    fn drop(&mut self) {
-        let mut map = lock(&self.in_flight);
-        if let Some(n) = map.get_mut(&self.endpoint) {
-            *n -= 1;
-            if *n <= 0 {
-                map.remove(&self.endpoint);
-            }
-        }
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_slot_comes_back_when_its_attempt_panics() {
-        let in_flight: InFlight = Arc::default();
-        let endpoint = Uuid::from_u128(7);
-        let kept = EndpointSlot::take(&in_flight, endpoint);
-        let slot = EndpointSlot::take(&in_flight, endpoint);
-        assert_eq!(lock(&in_flight)[&endpoint], 2);
-        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-            let _slot = slot;
-            panic!("an attempt panicked");
-        }));
-        assert!(panicked.is_err());
-        assert_eq!(lock(&in_flight)[&endpoint], 1);
-        drop(kept);
-        assert!(
-            lock(&in_flight).is_empty(),
-            "an endpoint with nothing in flight is forgotten"
-        );
     }
 }

@@ -103,7 +103,7 @@ pub struct Authenticator {
     /// request cannot free its slot while its scrypt still runs.
     slots: Arc<Semaphore>,
     /// Verifications admitted and not yet running, in all and per lookup.
-    queue: Arc<Mutex<Queue>>,
+    queue: Arc<Queue>,
     /// PostgreSQL lookups of uncached tokens at once.
     lookups: Semaphore,
     /// Whether the `LISTEN` session is up; while it is not, entries are trusted less long.
@@ -131,7 +131,7 @@ impl Authenticator {
             unknown: Mutex::default(),
             failures: Arc::default(),
             slots: Arc::new(Semaphore::new(verify_concurrency.max(1))),
-            queue: Arc::default(),
+            queue: verify::queue(),
             lookups: Semaphore::new(MAX_LOOKUPS),
             listening: AtomicBool::new(false),
             inflight: Arc::default(),
@@ -483,7 +483,10 @@ impl Authenticator {
             match inflight.get(&key) {
                 Some(shared) => shared.clone(),
                 None => {
-                    let queued = Queued::admit(&self.queue, lookup).ok_or(AuthError::Busy)?;
+                    let queued: Queued = self
+                        .queue
+                        .try_take(lookup.to_owned(), 1)
+                        .ok_or(AuthError::Busy)?;
                     let run = Run {
                         key: key.clone(),
                         hash: hash.to_owned(),

@@ -8,6 +8,8 @@ use std::time::Instant;
 use gf_runtime::token::verify_hash;
 use tokio::sync::Semaphore;
 
+use gf_runtime::quota::{KeyedQuota, Permit};
+
 use super::{Digest32, MAX_WAITING, MAX_WAITING_PER_LOOKUP, lock, remember};
 
 /// What one verification checks: a lookup, the stored hash it is checked against, and the
@@ -24,47 +26,16 @@ pub(super) struct VerifyKey {
 pub(super) type SharedVerdict =
     futures_util::future::Shared<futures_util::future::BoxFuture<'static, Option<bool>>>;
 
-/// Verifications admitted and not yet running.
-#[derive(Debug, Default)]
-pub(super) struct Queue {
-    total: usize,
-    per_lookup: HashMap<String, usize>,
-}
+/// Verifications admitted and not yet running: [`MAX_WAITING`] in all, [`MAX_WAITING_PER_LOOKUP`]
+/// for one lookup.
+pub(super) type Queue = KeyedQuota<String>;
 
 /// A place in the [`Queue`], given back when dropped (when the run starts, or if it never
 /// does), whatever happens to the requests.
-pub(super) struct Queued {
-    queue: Arc<Mutex<Queue>>,
-    lookup: String,
-}
+pub(super) type Queued = Permit<String>;
 
-impl Queued {
-    pub(super) fn admit(queue: &Arc<Mutex<Queue>>, lookup: &str) -> Option<Queued> {
-        let mut q = lock(queue);
-        let mine = q.per_lookup.get(lookup).copied().unwrap_or(0);
-        if q.total >= MAX_WAITING || mine >= MAX_WAITING_PER_LOOKUP {
-            return None;
-        }
-        q.total += 1;
-        q.per_lookup.insert(lookup.to_owned(), mine + 1);
-        Some(Queued {
-            queue: queue.clone(),
-            lookup: lookup.to_owned(),
-        })
-    }
-}
-
-impl Drop for Queued {
-    fn drop(&mut self) {
-        let mut q = lock(&self.queue);
-        q.total = q.total.saturating_sub(1);
-        if let Some(n) = q.per_lookup.get_mut(&self.lookup) {
-            *n -= 1;
-            if *n == 0 {
-                q.per_lookup.remove(&self.lookup);
-            }
-        }
-    }
+pub(super) fn queue() -> Arc<Queue> {
+    KeyedQuota::new(MAX_WAITING, MAX_WAITING_PER_LOOKUP)
 }
 
 /// One verification, run on its own task so that no request's cancellation can interrupt its
