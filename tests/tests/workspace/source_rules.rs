@@ -437,3 +437,29 @@ fn the_dependency_rule_catches_what_it_forbids() {
     assert!(forbidden_dependencies("gf", &deps(&["gf-notifier"])).is_empty());
     assert!(forbidden_dependencies("gf-notifier", &deps(&["gf-webhooks"])).is_empty());
 }
+
+/// Every file and folder ARCHITECTURE.md sends a reader to exists, so the map cannot drift from
+/// the tree.
+#[test]
+fn the_architecture_map_names_only_paths_that_exist() {
+    let root = workspace_root();
+    let text = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
+    let mut checked = 0;
+    for (i, span) in text.split('`').enumerate() {
+        // Odd pieces are inside backticks.
+        let looks_like_path = i % 2 == 1
+            && span.contains('/')
+            && !span.contains(' ')
+            && !span.contains('<')
+            && !span.contains('*')
+            && (span.ends_with(".rs") || span.ends_with('/') || span.ends_with(".md"));
+        if looks_like_path {
+            assert!(
+                root.join(span).exists(),
+                "ARCHITECTURE.md names {span}, which does not exist"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "only {checked} paths found");
+}
