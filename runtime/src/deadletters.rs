@@ -39,11 +39,15 @@ pub enum DeadLettersError {
     Stalled { topic: String, partition: i32 },
 }
 
-/// Which dead letters.
+/// Which dead letters. `since` and `newest` also bound what is read: reading starts at the
+/// first record the broker's time index places at `since`, and no earlier than the `newest`
+/// last records of each partition, so a listing costs what it shows, not the whole topic.
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
     pub stage: Option<String>,
     pub since: Option<DateTime<Utc>>,
+    /// Read at most this many of the newest records of each partition.
+    pub newest: Option<i64>,
 }
 
 impl Filter {
@@ -53,13 +57,14 @@ impl Filter {
     }
 }
 
-/// The dead letters that match, oldest first (by failure time), and how many records of the
-/// topic were not readable as dead letters.
+/// The dead letters that match, oldest first (by failure time), how many records of the topic
+/// were not readable as dead letters, and whether older records were left unread (`newest`).
 #[derive(Clone, Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Listing {
     pub letters: Vec<DeadLetter>,
     pub unreadable: u64,
+    pub older_not_read: bool,
 }
 
 pub fn list(
@@ -68,15 +73,17 @@ pub fn list(
     filter: &Filter,
 ) -> Result<Listing, DeadLettersError> {
     let mut listing = Listing::default();
-    read_all(
-        settings,
-        &topics.deadletter,
-        |payload| match serde_json::from_slice::<DeadLetter>(payload) {
-            Ok(letter) if filter.matches(&letter) => listing.letters.push(letter),
-            Ok(_) => {}
-            Err(_) => listing.unreadable += 1,
-        },
-    )?;
+    listing.older_not_read =
+        read_all(
+            settings,
+            &topics.deadletter,
+            filter,
+            |payload| match serde_json::from_slice::<DeadLetter>(payload) {
+                Ok(letter) if filter.matches(&letter) => listing.letters.push(letter),
+                Ok(_) => {}
+                Err(_) => listing.unreadable += 1,
+            },
+        )?;
     listing.letters.sort_by_key(|l| l.failed_at);
     Ok(listing)
 }
@@ -233,12 +240,14 @@ pub async fn replay(
     Ok(summary)
 }
 
-/// Calls `each` with the value of every record of `topic`, from the start to the current end.
+/// Calls `each` with the value of every record of `topic` within `filter`'s bounds, up to the
+/// current end; `true` when `newest` left older records unread.
 fn read_all(
     settings: &KafkaSettings,
     topic: &str,
+    filter: &Filter,
     mut each: impl FnMut(&[u8]),
-) -> Result<(), DeadLettersError> {
+) -> Result<bool, DeadLettersError> {
     let consumer = reader(settings)?;
     let metadata = consumer.fetch_metadata(Some(topic), WAIT)?;
     let partitions: Vec<i32> = metadata
@@ -248,17 +257,46 @@ fn read_all(
         .map(|t| t.partitions().iter().map(|p| p.id()).collect())
         .filter(|p: &Vec<i32>| !p.is_empty())
         .ok_or_else(|| DeadLettersError::NoTopic(topic.to_owned()))?;
+    // Where `since` starts, by the broker's time index: a letter is produced after it failed, so
+    // every letter that failed at or after `since` is at or after this offset.
+    let mut from_time = BTreeMap::new();
+    if let Some(since) = filter.since {
+        let mut query = TopicPartitionList::new();
+        for &partition in &partitions {
+            query.add_partition_offset(
+                topic,
+                partition,
+                Offset::Offset(since.timestamp_millis()),
+            )?;
+        }
+        for element in consumer.offsets_for_times(query, WAIT)?.elements() {
+            from_time.insert(element.partition(), element.offset());
+        }
+    }
     let mut assignment = TopicPartitionList::new();
     let mut remaining = BTreeMap::new();
+    let mut older_not_read = false;
     for partition in partitions {
         let (low, high) = consumer.fetch_watermarks(topic, partition, WAIT)?;
-        if high > low {
-            assignment.add_partition_offset(topic, partition, Offset::Offset(low))?;
+        let mut start = low;
+        match from_time.get(&partition) {
+            Some(Offset::Offset(o)) => start = start.max(*o),
+            Some(Offset::End) => start = high,
+            _ => {}
+        }
+        if let Some(n) = filter.newest
+            && high - n.max(0) > start
+        {
+            start = high - n.max(0);
+            older_not_read = true;
+        }
+        if high > start {
+            assignment.add_partition_offset(topic, partition, Offset::Offset(start))?;
             remaining.insert(partition, high);
         }
     }
     if remaining.is_empty() {
-        return Ok(());
+        return Ok(older_not_read);
     }
     consumer.assign(&assignment)?;
     let mut last = Instant::now();
@@ -285,7 +323,7 @@ fn read_all(
             remaining.remove(&message.partition());
         }
     }
-    Ok(())
+    Ok(older_not_read)
 }
 
 /// Reads back each wanted source record that its topic still retains.
@@ -381,13 +419,13 @@ mod tests {
         assert!(Filter::default().matches(&l));
         let stage = |s: &str| Filter {
             stage: Some(s.into()),
-            since: None,
+            ..Filter::default()
         };
         assert!(stage("attributor").matches(&l));
         assert!(!stage("normalizer").matches(&l));
         let since = |t: &str| Filter {
-            stage: None,
             since: Some(t.parse().unwrap()),
+            ..Filter::default()
         };
         assert!(since("2026-05-18T12:00:00Z").matches(&l));
         assert!(!since("2026-05-18T12:00:01Z").matches(&l));

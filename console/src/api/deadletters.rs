@@ -28,10 +28,11 @@ pub(super) async fn list_deadletters(
     _: Admin,
     query: web::Query<DeadletterQuery>,
 ) -> Answer {
-    let filter = gf_runtime::deadletters::Filter {
+    let filter = window(gf_runtime::deadletters::Filter {
         stage: query.stage.clone(),
         since: query.since,
-    };
+        newest: None,
+    });
     let letters = read_deadletters(&state, filter).await?;
     Page {
         limit: query.limit,
@@ -39,6 +40,18 @@ pub(super) async fn list_deadletters(
         after: None,
     }
     .of(letters)
+}
+
+/// Dead letters read per partition when no `since` bounds the read: a request never reads the
+/// whole topic (30 days of them); `since` reaches further back, from the broker's time index.
+pub const NEWEST_PER_PARTITION: i64 = 10_000;
+
+/// `filter`, bounded to the newest [`NEWEST_PER_PARTITION`] when it has no `since`.
+pub fn window(filter: gf_runtime::deadletters::Filter) -> gf_runtime::deadletters::Filter {
+    gf_runtime::deadletters::Filter {
+        newest: filter.since.is_none().then_some(NEWEST_PER_PARTITION),
+        ..filter
+    }
 }
 
 /// The dead letters matching `filter`, oldest first (read from the topic off the HTTP workers).

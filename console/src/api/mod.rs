@@ -28,8 +28,8 @@ mod products;
 
 use audit::*;
 use connections::*;
-pub use deadletters::read_deadletters;
 use deadletters::*;
+pub use deadletters::{read_deadletters, window};
 use deliveries::*;
 use endpoints::*;
 pub use paging::{ByProduct, Page, Paged};

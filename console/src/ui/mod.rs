@@ -583,7 +583,8 @@ async fn retry_one(
 
 async fn deadletters(req: HttpRequest, state: Data) -> HttpResponse {
     signed_in(req, state, |caller, state| async move {
-        let letters = crate::api::read_deadletters(&state, Default::default()).await?;
+        let letters =
+            crate::api::read_deadletters(&state, crate::api::window(Default::default())).await?;
         Ok(ok(pages::deadletters(&caller.session.csrf, &letters)))
     })
     .await

@@ -92,6 +92,7 @@ fn filter_of(args: DeadletterFilterArgs) -> Filter {
     Filter {
         stage: args.stage,
         since: args.since,
+        newest: None,
     }
 }
 

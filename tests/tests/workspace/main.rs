@@ -6,5 +6,6 @@
 
 mod control_plane;
 mod counting_agrees;
+mod deadletters;
 mod ingest_to_events;
 mod source_rules;
