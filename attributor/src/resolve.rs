@@ -71,7 +71,8 @@ pub struct Plan {
 }
 
 /// Which kind of key an identity is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum IdentityKind {
     ExternalId,
     Email,
@@ -80,10 +81,7 @@ pub enum IdentityKind {
 impl IdentityKind {
     /// The name stored in `user_identities.kind`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            IdentityKind::ExternalId => "external_id",
-            IdentityKind::Email => "email",
-        }
+        self.into()
     }
 }
 

@@ -200,12 +200,7 @@ pub fn apply_value(
 }
 
 fn type_name(ty: ValueType) -> &'static str {
-    match ty {
-        ValueType::Currency => "currency",
-        ValueType::Numeric => "numeric",
-        ValueType::Text => "text",
-        ValueType::Boolean => "boolean",
-    }
+    ty.into()
 }
 
 #[cfg(test)]

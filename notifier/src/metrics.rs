@@ -42,11 +42,7 @@ static METRICS: LazyLock<DeliveryMetrics> = LazyLock::new(|| {
 
 /// The outcome label: a small fixed set, whatever the status code.
 pub fn outcome_label(outcome: &Outcome) -> &'static str {
-    match outcome {
-        Outcome::Delivered => "delivered",
-        Outcome::Status { .. } => "http_error",
-        Outcome::NoResponse => "no_response",
-    }
+    outcome.into()
 }
 
 /// Counts one attempt. The endpoint label is its id: bounded by the endpoints that exist, and

@@ -28,12 +28,15 @@ const RETRY_AFTER_MAX: Duration = Duration::from_secs(10 * 3600);
 /// Failing without a success for this long disables an endpoint.
 pub const DISABLE_AFTER: chrono::Duration = chrono::Duration::days(5);
 
-/// How one attempt ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How one attempt ended; its name is the metrics' `outcome` label (a small fixed set, whatever
+/// the status code).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum Outcome {
     /// Any 2xx.
     Delivered,
     /// An HTTP answer that is not 2xx, with `Retry-After` when it had one.
+    #[strum(serialize = "http_error")]
     Status {
         code: u16,
         retry_after: Option<Duration>,

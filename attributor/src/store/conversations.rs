@@ -48,7 +48,7 @@ pub(super) async fn record_conversation_activity(
         activity.push(
             json!({"message_id": message.id, "product_id": message.product_id,
             "external_conversation_id": message.external_conversation_id,
-            "user_id": user_id, "kind": kind_name(message.kind), "occurred_at": at}),
+            "user_id": user_id, "kind": <&str>::from(message.kind), "occurred_at": at}),
         );
     }
     execute(
@@ -96,14 +96,6 @@ fn merge_time(
         .ok()
         .flatten();
     row[field] = json!(current.map_or(time, |c| pick(c, time)));
-}
-
-fn kind_name(kind: ConversationKind) -> &'static str {
-    match kind {
-        ConversationKind::Started => "started",
-        ConversationKind::Message => "message",
-        ConversationKind::Ended => "ended",
-    }
 }
 
 /// Conversations named by `gf_conversation_id`, created when the conversation stream has not

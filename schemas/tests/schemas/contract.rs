@@ -286,3 +286,26 @@ fn dead_letter_matches() {
     assert_valid("deadletter.v1.schema.json", &value);
     assert_declared(&["deadletter.v1.schema.json"], &value);
 }
+
+/// The names stored in text columns and logs (strum) are the wire names (serde), variant by
+/// variant, so a renamed variant cannot write one name to the topic and another to PostgreSQL.
+#[test]
+fn stored_names_are_the_wire_names() {
+    fn same<T>()
+    where
+        T: strum::IntoEnumIterator + serde::Serialize + Copy + Into<&'static str>,
+    {
+        for v in T::iter() {
+            let stored: &'static str = v.into();
+            assert_eq!(serde_json::to_value(v).unwrap(), json!(stored));
+        }
+    }
+    same::<UserResolution>();
+    same::<OrganizationResolution>();
+    same::<ConversationResolution>();
+    same::<ValueType>();
+    same::<Influence>();
+    same::<InfluenceRule>();
+    same::<ConversationKind>();
+    same::<Provider>();
+}
