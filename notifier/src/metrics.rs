@@ -3,6 +3,7 @@
 
 use std::sync::LazyLock;
 
+use gf_runtime::metrics::process_wide;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
 use uuid::Uuid;
 
@@ -14,15 +15,14 @@ struct DeliveryMetrics {
 }
 
 static METRICS: LazyLock<DeliveryMetrics> = LazyLock::new(|| {
-    let attempts = IntCounterVec::new(
+    let attempts = process_wide(IntCounterVec::new(
         Opts::new(
             "gf_notifier_delivery_attempts_total",
             "Webhook delivery attempts by endpoint and outcome (delivered, http_error, no_response)",
         ),
         &["endpoint", "outcome"],
-    )
-    .expect("valid metric definition");
-    let seconds = HistogramVec::new(
+    ));
+    let seconds = process_wide(HistogramVec::new(
         HistogramOpts::new(
             "gf_notifier_delivery_seconds",
             "Time from sending a webhook to its answer (or giving up on it), by outcome",
@@ -31,12 +31,7 @@ static METRICS: LazyLock<DeliveryMetrics> = LazyLock::new(|| {
             0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
         ]),
         &["outcome"],
-    )
-    .expect("valid metric definition");
-    let registry = gf_runtime::metrics::registry();
-    // Registered once per process (the metrics live in a static).
-    let _ = registry.register(Box::new(attempts.clone()));
-    let _ = registry.register(Box::new(seconds.clone()));
+    ));
     DeliveryMetrics { attempts, seconds }
 });
 

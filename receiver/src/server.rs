@@ -123,12 +123,11 @@ impl Receiver {
         let control = ControlPlane::new(pool.clone(), hasher);
         // Half the cores at most: a flood of guesses cannot take the CPU from accepted senders.
         let verify_slots = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1));
-        let auth = Arc::new(Authenticator::new(
-            control.clone(),
-            options.auth_cache_ttl,
-            verify_slots,
-        ));
-        registry.register(Box::new(auth.verifications()))?;
+        let metrics = Metrics::new(registry)?;
+        let auth = Arc::new(
+            Authenticator::new(control.clone(), options.auth_cache_ttl, verify_slots)
+                .counting_into(metrics.scrypt_verifications.clone()),
+        );
         let database_url_for_activity = database_url.clone();
         tokio::spawn(listen_for_changes(database_url, auth.clone(), stop.clone()));
         // A pool of its own: its connections then live on this runtime, not on an HTTP worker's,
@@ -142,7 +141,7 @@ impl Receiver {
             auth,
             sink,
             activity,
-            metrics: Metrics::new(registry)?,
+            metrics,
             pool,
             budget: crate::budget::body_budget(options.body_budget_bytes, options.max_body_bytes),
             options,

@@ -29,17 +29,39 @@ pub fn render(registry: &Registry) -> String {
     String::from_utf8(buffer).unwrap_or_default()
 }
 
+/// Registers `metric` in `registry` and hands it back: the one way a metric is registered.
+/// Components whose tests read their own registry (the receiver) take the registry; the rest
+/// are process-wide statics made with [`process_wide`].
+pub fn register<M>(registry: &Registry, metric: M) -> Result<M, prometheus::Error>
+where
+    M: prometheus::core::Collector + Clone + 'static,
+{
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+/// A process-wide metric (held in a `static`), registered once in [`registry`]. Its definition
+/// is a constant of the code, so an invalid one is a bug caught by the first test that counts;
+/// a name registered twice is logged, and the metric still counts.
+pub fn process_wide<M>(metric: Result<M, prometheus::Error>) -> M
+where
+    M: prometheus::core::Collector + Clone + 'static,
+{
+    let metric = metric.expect("a valid metric definition");
+    if let Err(e) = registry().register(Box::new(metric.clone())) {
+        tracing::error!(error = %e, "a metric could not be registered");
+    }
+    metric
+}
+
 static DEAD_LETTERS: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
-    let counter = prometheus::IntCounterVec::new(
+    process_wide(prometheus::IntCounterVec::new(
         Opts::new(
             "gf_dead_letters_total",
             "Records (or events of them) a stage dead-lettered, by stage and reason class",
         ),
         &["stage", "reason_class"],
-    )
-    .expect("valid metric definition");
-    let _ = registry().register(Box::new(counter.clone()));
-    counter
+    ))
 });
 
 /// Counts one dead letter.
@@ -61,23 +83,18 @@ struct KafkaGauges {
 }
 
 fn int_gauges(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let gauges = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
-    // Registered once per process (the gauges live in a static).
-    let _ = registry().register(Box::new(gauges.clone()));
-    gauges
+    process_wide(IntGaugeVec::new(Opts::new(name, help), labels))
 }
 
 static KAFKA: LazyLock<KafkaGauges> = LazyLock::new(|| {
     let partition = &["client", "topic", "partition"];
-    let broker_rtt = GaugeVec::new(
+    let broker_rtt = process_wide(GaugeVec::new(
         Opts::new(
             "gf_kafka_broker_rtt_seconds",
             "Average broker round-trip time over the last statistics window",
         ),
         &["client", "broker"],
-    )
-    .expect("valid metric definition");
-    let _ = registry().register(Box::new(broker_rtt.clone()));
+    ));
     KafkaGauges {
         consumer_lag: int_gauges(
             "gf_kafka_consumer_lag",

@@ -282,13 +282,10 @@ async fn attribute(txn: &Transaction<'_>, batch: &Batch) -> Result<Written, Stor
 fn identity_conflict(conflict: &IdentityConflict) {
     static CONFLICTS: std::sync::LazyLock<prometheus::IntCounter> =
         std::sync::LazyLock::new(|| {
-            let counter = prometheus::IntCounter::new(
+            gf_runtime::metrics::process_wide(prometheus::IntCounter::new(
                 "gf_attributor_identity_conflicts_total",
                 "Events whose external id names one user and whose e-mail names another",
-            )
-            .expect("a valid metric");
-            let _ = gf_runtime::metrics::registry().register(Box::new(counter.clone()));
-            counter
+            ))
         });
     static LOG: std::sync::LazyLock<gf_runtime::telemetry::LogLimiter> =
         std::sync::LazyLock::new(|| {

@@ -145,9 +145,10 @@ impl Authenticator {
         }
     }
 
-    /// The counter of scrypt runs, for the receiver's registry.
-    pub fn verifications(&self) -> prometheus::IntCounter {
-        self.verifications.clone()
+    /// Counts scrypt runs in `counter` (the receiver's registered one) instead of its own.
+    pub fn counting_into(mut self, counter: prometheus::IntCounter) -> Self {
+        self.verifications = counter;
+        self
     }
 
     /// Runs `change` on the cache unless `lookup` was invalidated since `epoch` (the check that
