@@ -102,16 +102,32 @@ impl Audit {
                 &[&since, &offset, &limit],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| AuditEntry {
-                id: r.get("id"),
-                at: r.get("at"),
-                actor: r.get("actor"),
-                action: r.get("action"),
-                subject_id: r.get("subject_id"),
-                detail: r.get("detail"),
-            })
-            .collect())
+        Ok(rows.iter().map(entry).collect())
+    }
+
+    /// The newest `limit` entries, oldest first (the console's page).
+    pub async fn newest(&self, limit: i64) -> Result<Vec<AuditEntry>, AccessError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT * FROM (
+                     SELECT id, at, actor, action, subject_id, detail FROM audit_log
+                      ORDER BY id DESC LIMIT $1) newest
+                  ORDER BY id",
+                &[&limit],
+            )
+            .await?;
+        Ok(rows.iter().map(entry).collect())
+    }
+}
+
+fn entry(r: &tokio_postgres::Row) -> AuditEntry {
+    AuditEntry {
+        id: r.get("id"),
+        at: r.get("at"),
+        actor: r.get("actor"),
+        action: r.get("action"),
+        subject_id: r.get("subject_id"),
+        detail: r.get("detail"),
     }
 }

@@ -41,7 +41,7 @@ async fn a_key_works_until_it_is_revoked_and_every_change_is_audited() {
     assert!(keys.authenticate(&text).await.unwrap().is_none());
     assert!(keys.revoke(uuid::Uuid::now_v7(), &ops).await.is_err());
 
-    let entries = Audit::new(pool).list(None, 0, 100).await.unwrap();
+    let entries = Audit::new(pool.clone()).list(None, 0, 100).await.unwrap();
     let actions: Vec<(&str, &str)> = entries
         .iter()
         .map(|e| (e.actor.as_str(), e.action.as_str()))
@@ -54,5 +54,15 @@ async fn a_key_works_until_it_is_revoked_and_every_change_is_audited() {
         ]
     );
     assert!(entries.iter().all(|e| e.subject_id == Some(key.id)));
+    // The console's page shows the newest entries, oldest of them first.
+    let audit = Audit::new(pool.clone());
+    let newest = audit.newest(1).await.unwrap();
+    assert_eq!(newest.len(), 1);
+    assert_eq!(newest[0].action, "admin_key.revoke");
+    let both = audit.newest(10).await.unwrap();
+    assert_eq!(
+        both.iter().map(|e| e.id).collect::<Vec<_>>(),
+        entries.iter().map(|e| e.id).collect::<Vec<_>>()
+    );
     assert!(!serde_json::to_string(&entries).unwrap().contains(&text));
 }

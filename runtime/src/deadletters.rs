@@ -260,7 +260,8 @@ fn read_all(
     // Where `since` starts, by the broker's time index: a letter is produced after it failed, so
     // every letter that failed at or after `since` is at or after this offset.
     let mut from_time = BTreeMap::new();
-    if let Some(since) = filter.since {
+    // Kafka reads negative times as "latest"/"earliest": a `since` before 1970 reads from the start.
+    if let Some(since) = filter.since.filter(|t| t.timestamp_millis() > 0) {
         let mut query = TopicPartitionList::new();
         for &partition in &partitions {
             query.add_partition_offset(

@@ -592,7 +592,7 @@ async fn deadletters(req: HttpRequest, state: Data) -> HttpResponse {
 
 async fn audit(req: HttpRequest, state: Data) -> HttpResponse {
     signed_in(req, state, |caller, state| async move {
-        let entries = state.settings.audit.list(None, 0, 500).await?;
+        let entries = state.settings.audit.newest(500).await?;
         Ok(ok(pages::audit(&caller.session.csrf, &entries)))
     })
     .await

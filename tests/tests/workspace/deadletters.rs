@@ -86,6 +86,15 @@ async fn a_listing_reads_only_the_window_it_shows() {
         ..Filter::default()
     };
     assert_eq!(reasons(&since, &settings, &topics), (expect(20..30), false));
+    // A time before 1970 (Kafka's special negative offsets) reads from the start.
+    let long_ago = Filter {
+        since: Some("0176-01-20T23:57:01+08:43".parse().unwrap()),
+        ..Filter::default()
+    };
+    assert_eq!(
+        reasons(&long_ago, &settings, &topics),
+        (expect(0..30), false)
+    );
     let stage_since = Filter {
         stage: Some("normalizer".into()),
         since: Some(boundary),
