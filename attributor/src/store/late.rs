@@ -192,10 +192,9 @@ pub(super) async fn reattribute(
 
 fn stored_event(r: &tokio_postgres::Row) -> Result<AttributedEvent, StoreError> {
     let corrupt = |what: &str, e: serde_json::Error| {
-        StoreError::Postgres(gf_runtime::stage::StageError::refused(
-            gf_runtime::classify::ReasonClass::DatabaseRefused,
-            format!("a stored event's {what} cannot be read back: {e}"),
-        ))
+        StoreError::Db(gf_runtime::db::DbError::Corrupt(format!(
+            "a stored event's {what} cannot be read back: {e}"
+        )))
     };
     let named = |i: usize| serde_json::Value::String(r.get::<_, String>(i));
     let event: CanonicalEvent = serde_json::from_value(r.get(0)).map_err(|e| corrupt("row", e))?;

@@ -7,6 +7,7 @@
 //! attributors lock in the same order; a deadlock, or a new user another writer created first,
 //! rolls the transaction back and runs it again.
 
+use gf_runtime::db::DbError;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 
@@ -62,48 +63,32 @@ pub struct Written {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// PostgreSQL failed, classified once ([`gf_runtime::classify`]): an outage or a refusal.
+    /// PostgreSQL failed (a deadlock among them); classified once, by [`DbError::class`].
     #[error(transparent)]
-    Postgres(StageError),
+    Db(#[from] DbError),
     #[error("attributed events were not published: {0}")]
     Publish(#[from] OutputError),
-    /// A deadlock or a concurrent creation of the same user: the transaction can simply run again.
+    /// A concurrent creation of the same user or organization, found by our own checks: the
+    /// transaction can simply run again.
     #[error("conflict with a concurrent writer: {0}")]
     Conflict(String),
 }
 
+gf_runtime::db_error_from!(StoreError::Db);
+
 impl StoreError {
     /// Whether PostgreSQL refused the data itself (retrying the same batch cannot help).
     pub fn is_refusal(&self) -> bool {
-        matches!(self, StoreError::Postgres(e) if e.class == Class::Refused)
+        matches!(self, StoreError::Db(e) if e.class() == Class::Refused)
     }
 }
 
 impl From<StoreError> for StageError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Postgres(e) => e,
+            StoreError::Db(e) => e.into(),
             StoreError::Publish(e) => e.into(),
             StoreError::Conflict(reason) => StageError::conflict(reason),
-        }
-    }
-}
-
-impl From<tokio_postgres::Error> for StoreError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        let e = StageError::from(e);
-        match e.class {
-            Class::Conflict => StoreError::Conflict(e.message),
-            _ => StoreError::Postgres(e),
-        }
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for StoreError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        match e {
-            deadpool_postgres::PoolError::Backend(e) => e.into(),
-            other => StoreError::Postgres(other.into()),
         }
     }
 }
