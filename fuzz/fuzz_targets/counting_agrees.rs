@@ -9,7 +9,7 @@ use gf_schemas::Provider;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    for provider in Provider::ALL {
+    for provider in Provider::all() {
         counting::check_counting_agrees(provider, data, 100);
     }
 });

@@ -11,7 +11,7 @@ const MAX_EVENTS: usize = 100;
 const LIMIT: usize = 64 * 1024;
 
 fn check(body: &[u8]) {
-    for provider in Provider::ALL {
+    for provider in Provider::all() {
         let verdict = inspect(provider, body, MAX_EVENTS);
         assert_eq!(verdict, inspect_serde(provider, body, MAX_EVENTS));
         match verdict {
