@@ -12,13 +12,12 @@ pub struct Backoff {
     first: Duration,
     max: Duration,
     next: Duration,
-    /// The share of each wait that is random: a wait is `next × (1 − jitter × u)`, u in [0, 1).
-    jitter: f64,
 }
 
-/// Half of each wait is random ("equal jitter"): retries spread out, and none waits less than
+/// The share of each wait that is random, a wait being `next × (1 − JITTER × u)` with u in
+/// [0, 1): half ("equal jitter"), so retries spread out, and none waits less than
 /// half its turn.
-const DEFAULT_JITTER: f64 = 0.5;
+const JITTER: f64 = 0.5;
 /// A run this long was healthy: its failure starts the waits over ([`Backoff::after_run`]).
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
 
@@ -28,14 +27,7 @@ impl Backoff {
             first,
             max,
             next: first,
-            jitter: DEFAULT_JITTER,
         }
-    }
-
-    /// The same waits with no randomness (polls whose timing tests rely on).
-    pub fn without_jitter(mut self) -> Self {
-        self.jitter = 0.0;
-        self
     }
 
     /// The longest the next wait can be.
@@ -62,7 +54,7 @@ impl Backoff {
     }
 
     fn next_delay_at(&mut self, u: f64) -> Duration {
-        let delay = self.next.mul_f64(1.0 - self.jitter * u.clamp(0.0, 1.0));
+        let delay = self.next.mul_f64(1.0 - JITTER * u.clamp(0.0, 1.0));
         self.next = (self.next * 2).min(self.max);
         delay
     }
@@ -94,19 +86,24 @@ mod tests {
 
     #[test]
     fn waits_double_up_to_the_maximum_and_start_over_on_reset() {
-        let mut b = Backoff::new(100 * MS, 500 * MS).without_jitter();
-        let waits: Vec<_> = (0..5).map(|_| b.next_delay()).collect();
+        // u = 0: no part of the wait is random.
+        let mut b = Backoff::new(100 * MS, 500 * MS);
+        let waits: Vec<_> = (0..5).map(|_| b.next_delay_at(0.0)).collect();
         assert_eq!(waits, [100 * MS, 200 * MS, 400 * MS, 500 * MS, 500 * MS]);
         b.reset();
-        assert_eq!(b.next_delay(), 100 * MS);
+        assert_eq!(b.next_delay_at(0.0), 100 * MS);
         b.after_run(Duration::from_secs(5));
         assert_eq!(
-            b.next_delay(),
+            b.next_delay_at(0.0),
             200 * MS,
             "a short run keeps the waits growing"
         );
         b.after_run(Duration::from_secs(61));
-        assert_eq!(b.next_delay(), 100 * MS, "a healthy run starts them over");
+        assert_eq!(
+            b.next_delay_at(0.0),
+            100 * MS,
+            "a healthy run starts them over"
+        );
     }
 
     #[test]

@@ -36,15 +36,6 @@ impl DbError {
             DbError::Corrupt(_) => crate::classify::Class::Refused,
         }
     }
-
-    /// The SQLSTATE PostgreSQL answered, when it answered one.
-    pub fn sqlstate(&self) -> Option<&tokio_postgres::error::SqlState> {
-        match self {
-            DbError::Query(e) => e.code(),
-            DbError::Unavailable(deadpool_postgres::PoolError::Backend(e)) => e.code(),
-            _ => None,
-        }
-    }
 }
 
 /// The driver's error and the pool's, named for [`db_error_from!`](crate::db_error_from).

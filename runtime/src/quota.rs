@@ -62,11 +62,6 @@ impl<K: Hash + Eq + Clone> KeyedQuota<K> {
             .collect()
     }
 
-    /// At most this many units for one key.
-    pub fn per_key(&self) -> usize {
-        self.per_key
-    }
-
     fn lock(&self) -> MutexGuard<'_, Used<K>> {
         self.used.lock().unwrap_or_else(|e| e.into_inner())
     }

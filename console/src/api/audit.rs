@@ -6,7 +6,7 @@ use gf_control::AuditEntry;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::{Answer, Data, ErrorBody, Page, Paged, ok};
+use super::{Answer, Data, ErrorBody, Page, Paged};
 use crate::auth::Admin;
 
 #[derive(Deserialize, IntoParams)]
@@ -27,13 +27,10 @@ pub(super) async fn list_audit(state: Data, _: Admin, query: web::Query<AuditQue
         after: None,
     };
     let request = page.request()?;
-    let mut entries = state
+    let entries = state
         .settings
         .audit
         .list(query.since, request.offset, request.fetch())
         .await?;
-    let more = entries.len() as i64 > request.limit;
-    entries.truncate(request.limit as usize);
-    let next_offset = more.then(|| request.offset + entries.len() as i64);
-    ok(&serde_json::json!({ "items": entries, "nextCursor": null, "nextOffset": next_offset }))
+    page.rows(&request, entries)
 }

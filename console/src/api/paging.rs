@@ -58,16 +58,17 @@ impl Page {
 
     /// The answer for a page the database read.
     pub(super) fn answer<T: Serialize>(&self, page: paging::Page<T>) -> Answer {
-        let offset = self.offset.unwrap_or(0) as usize;
-        let next_offset = page
-            .next
-            .is_some()
-            .then(|| u32::try_from(offset + page.items.len()).unwrap_or(u32::MAX));
-        Ok(HttpResponse::Ok().json(json!({
-            "items": page.items,
-            "nextCursor": page.next.map(|c| c.to_string()),
-            "nextOffset": next_offset,
-        })))
+        let more = page.next.is_some();
+        self.body(page.items, page.next, more)
+    }
+
+    /// The answer for a list paged by offset only: `rows` are the [`PageRequest::fetch`] rows
+    /// read after `request.offset` (one more than the page tells whether another follows).
+    pub(super) fn rows<T: Serialize>(&self, request: &PageRequest, mut rows: Vec<T>) -> Answer {
+        let limit = usize::try_from(request.limit).unwrap_or(usize::MAX);
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        self.body(rows, None, more)
     }
 
     /// The page of a list that is short and read whole (a delivery's attempts).
@@ -76,12 +77,20 @@ impl Page {
         if request.after.is_some() {
             return Err(ApiError::invalid("after", "this list pages by offset only"));
         }
-        let (offset, limit) = (request.offset as usize, request.limit as usize);
-        let total = all.len();
-        let items: Vec<T> = all.into_iter().skip(offset).take(limit).collect();
-        let next = (offset + items.len() < total).then(|| (offset + items.len()) as u32);
-        Ok(HttpResponse::Ok()
-            .json(json!({ "items": items, "nextCursor": null, "nextOffset": next })))
+        let skip = usize::try_from(request.offset).unwrap_or(usize::MAX);
+        let take = usize::try_from(request.fetch()).unwrap_or(usize::MAX);
+        self.rows(&request, all.into_iter().skip(skip).take(take).collect())
+    }
+
+    /// `{"items", "nextCursor", "nextOffset"}`: the one body every list answers with.
+    fn body<T: Serialize>(&self, items: Vec<T>, next: Option<Cursor>, more: bool) -> Answer {
+        let offset = self.offset.unwrap_or(0) as usize;
+        let next_offset = more.then(|| u32::try_from(offset + items.len()).unwrap_or(u32::MAX));
+        Ok(HttpResponse::Ok().json(json!({
+            "items": items,
+            "nextCursor": next.map(|c| c.to_string()),
+            "nextOffset": next_offset,
+        })))
     }
 }
 

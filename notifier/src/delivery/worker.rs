@@ -12,12 +12,15 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use gf_webhooks::delivery::{
-    ATTEMPT_TIMEOUT, DeliverySettings, POLL_EVERY, attempt, claim, prune, webhook_client,
+    ATTEMPT_TIMEOUT, DeliverySettings, attempt, claim, prune, webhook_client,
 };
 use gf_webhooks::ssrf::AddressPolicy;
 
 use super::recorder;
 use crate::consumer::NotifierError;
+
+/// How often the workers look for due deliveries while PostgreSQL answers.
+const POLL_EVERY: Duration = Duration::from_millis(200);
 
 /// Works the outbox until `stop`; attempts in flight at the stop are finished and logged.
 pub async fn run(

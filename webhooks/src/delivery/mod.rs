@@ -36,7 +36,6 @@ use crate::schedule::{self, Outcome};
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How much of an answer's body is logged.
 pub const MAX_LOGGED_BODY: usize = 16 * 1024;
-pub const POLL_EVERY: Duration = Duration::from_millis(200);
 
 /// The retry schedule and the claim lease, from the configuration.
 #[derive(Clone, Debug)]
