@@ -195,17 +195,17 @@ async fn each_stage_killed_mid_stream() {
     outcome.assert_exactly_once();
 }
 
+/// How long a phase with a broker killed is watched: longer than intake can pause while the dead
+/// broker is fenced (its 6 s session timeout, then produce timeouts and backoff; up to 12 s seen),
+/// so the phase shows whether 200s come back while the broker is still down.
+const KILLED_PHASE_SECS: u64 = 20;
+
 /// Three Kafka nodes (each broker and controller), every topic with three replicas and
 /// `min.insync.replicas=2`, producers with `acks=all` and idempotence, load through the receiver:
 /// the leader of the raw topic's first partition is killed with SIGKILL and later started again,
 /// then another node is killed and started again, then all three restart one after the other.
 /// Every event answered 200 is in PostgreSQL once and in the attributed topic, no stage needed a
 /// restart, and the longest pauses in intake and in attributed output are reported.
-/// How long a phase with a broker killed is watched: longer than intake can pause while the dead
-/// broker is fenced (its 6 s session timeout, then produce timeouts and backoff; up to 12 s seen),
-/// so the phase shows whether 200s come back while the broker is still down.
-const KILLED_PHASE_SECS: u64 = 20;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_brokers_lose_one_under_load() {
     let _alone = one_at_a_time().await;
