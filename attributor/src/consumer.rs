@@ -1,5 +1,5 @@
 //! The attributor as a [`BatchStage`]: `gf.events.v1` and `gf.conversations.v1` in group
-//! `gf-attributor`, to PostgreSQL and `gf.events.attributed.v1`. It only says how to parse a
+//! `gf-attributor`, to PostgreSQL, `gf.events.attributed.v1` and `gf.outcomes.v1`. It only says how to parse a
 //! record and how to write a batch; batching, retries, isolation of refused records, dead
 //! letters and offsets are the runner's ([`gf_runtime::stage`]).
 
@@ -20,11 +20,12 @@ use gf_runtime::topics::Topics;
 use gf_schemas::attributed::AttributedEvent;
 use gf_schemas::canonical::CanonicalEvent;
 use gf_schemas::conversation::ConversationMessage;
+use gf_schemas::outcome::ConversationOutcome;
 use rdkafka::error::KafkaError;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::store::{self, Batch, Publisher};
+use crate::store::{self, Batch, OutcomeRules, Publisher};
 
 /// The stage's name, in its consumer group (`gf-attributor`) and dead letters.
 pub const STAGE: &str = "attributor";
@@ -32,6 +33,9 @@ pub const STAGE: &str = "attributor";
 pub const MAX_BATCH: usize = 1_000;
 /// How long a batch waits for more records once it has one.
 pub const LINGER: Duration = Duration::from_millis(20);
+/// How often open conversations are judged again against their product's watermark, for those
+/// two attributors wrote at once (each batch judges its own products).
+pub const SETTLE_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AttributorError {
@@ -64,16 +68,19 @@ pub async fn run_with(
         topics: Topics::new(&config.topic_prefix),
         pool: pool.clone(),
         producer: producer.clone(),
+        rules: OutcomeRules::from_config(config),
         counts: Counts::default(),
     };
-    stage::run(
-        &attributor,
-        &settings,
-        producer,
-        &config.topic_prefix,
-        &stop,
-    )
-    .await;
+    tokio::join!(
+        stage::run(
+            &attributor,
+            &settings,
+            producer,
+            &config.topic_prefix,
+            &stop,
+        ),
+        settle_silent_churn(&attributor, &stop),
+    );
     tracing::info!(
         written = attributor.counts.written.load(Ordering::Relaxed),
         unchanged = attributor.counts.unchanged.load(Ordering::Relaxed),
@@ -93,7 +100,67 @@ struct Attributor {
     pool: Pool,
     /// Publishes attributed events inside the transaction, before its commit.
     producer: SharedProducer,
+    rules: OutcomeRules,
     counts: Counts,
+}
+
+impl Attributor {
+    fn publisher<'a>(&'a self, traceparents: &'a HashMap<Uuid, String>) -> KafkaPublisher<'a> {
+        KafkaPublisher {
+            producer: &self.producer,
+            topics: &self.topics,
+            traceparents,
+        }
+    }
+}
+
+/// Once, [`store::fill_missing_outcomes`]; then every [`SETTLE_EVERY`] until `stop`,
+/// [`store::settle_silent_churn`]. A failure is logged and tried again next time; nothing is lost
+/// meanwhile (the batches judge their own products).
+async fn settle_silent_churn(attributor: &Attributor, stop: &CancellationToken) {
+    let none = HashMap::new();
+    let publisher = attributor.publisher(&none);
+    // Conversations stored before outcomes were kept get theirs first, a chunk at a time.
+    loop {
+        match store::fill_missing_outcomes(&attributor.pool, &attributor.rules, &publisher, 500)
+            .await
+        {
+            Ok(0) => break,
+            Ok(n) => tracing::info!(
+                conversations = n,
+                "outcomes computed for earlier conversations"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "earlier conversations' outcomes not computed; trying again");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(SETTLE_EVERY) => {}
+                }
+            }
+        }
+        if stop.is_cancelled() {
+            return;
+        }
+    }
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(SETTLE_EVERY) => {}
+        }
+        match store::settle_silent_churn(
+            &attributor.pool,
+            &attributor.rules,
+            &attributor.publisher(&none),
+        )
+        .await
+        {
+            Ok(settled) if !settled.is_empty() => {
+                tracing::info!(conversations = settled.len(), "silent churn settled");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "silent churn could not be settled; trying again"),
+        }
+    }
 }
 
 /// A parsed record.
@@ -201,14 +268,14 @@ impl BatchStage for Attributor {
         if batch.events.is_empty() && batch.conversations.is_empty() {
             return Ok(refused);
         }
-        let publisher = KafkaPublisher {
-            producer: &self.producer,
-            topic: &self.topics.attributed,
-            traceparents: &traceparents,
-        };
-        let written = store::write(&self.pool, &batch, &publisher)
-            .await
-            .map_err(StageError::from)?;
+        let written = store::write_with(
+            &self.pool,
+            &batch,
+            &self.rules,
+            &self.publisher(&traceparents),
+        )
+        .await
+        .map_err(StageError::from)?;
         self.counts
             .written
             .fetch_add(written.attributed.len() as u64, Ordering::Relaxed);
@@ -219,26 +286,42 @@ impl BatchStage for Attributor {
     }
 }
 
-/// Publishes attributed events to `gf.events.attributed.v1` with their input's trace context.
+/// Publishes attributed events to `gf.events.attributed.v1` with their input's trace context,
+/// and changed outcomes to `gf.outcomes.v1` keyed by conversation id.
 struct KafkaPublisher<'a> {
     producer: &'a SharedProducer,
-    topic: &'a str,
+    topics: &'a Topics,
     traceparents: &'a HashMap<Uuid, String>,
 }
 
 impl Publisher for KafkaPublisher<'_> {
-    async fn publish(&self, events: &[AttributedEvent]) -> Result<(), OutputError> {
-        let outputs = events
+    async fn publish(
+        &self,
+        events: &[AttributedEvent],
+        outcomes: &[ConversationOutcome],
+    ) -> Result<(), OutputError> {
+        let mut outputs = events
             .iter()
             .map(|a| {
                 Ok(Output {
-                    topic: self.topic.to_owned(),
+                    topic: self.topics.attributed.clone(),
                     key: a.event.kafka_key(),
                     value: encode(a)?,
                     traceparent: self.traceparents.get(&a.event.id).cloned(),
                 })
             })
             .collect::<Result<Vec<Output>, OutputError>>()?;
+        for outcome in outcomes {
+            outputs.push(Output {
+                topic: self.topics.outcomes.clone(),
+                key: outcome.conversation_id.to_string(),
+                value: encode(outcome)?,
+                traceparent: None,
+            });
+        }
+        if outputs.is_empty() {
+            return Ok(());
+        }
         let lease = self.producer.lease();
         let produced = produce_all(&lease.producer, &outputs).await;
         if let Err(e) = &produced {

@@ -20,3 +20,15 @@ document.querySelectorAll("form[data-confirm]").forEach((form) => {
     if (!confirm(form.dataset.confirm)) event.preventDefault();
   });
 });
+// A live region: <div data-poll="PATH"> replaces its content with PATH's every two seconds.
+document.querySelectorAll("[data-poll]").forEach((region) => {
+  const refresh = async () => {
+    try {
+      const answer = await fetch(region.dataset.poll, { credentials: "same-origin" });
+      if (answer.ok) region.innerHTML = await answer.text();
+    } catch (_) {
+      // Offline for a moment: the next poll tries again.
+    }
+  };
+  setInterval(refresh, 2000);
+});

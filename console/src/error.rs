@@ -52,8 +52,14 @@ impl ApiError {
         )
     }
 
-    fn not_found(message: String) -> Self {
+    pub fn not_found(message: String) -> Self {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 403: the admin key may not do this (a read-only key changing something, a key limited
+    /// to products reading what spans products).
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 }
 
@@ -92,6 +98,9 @@ impl From<gf_control::AccessError> for ApiError {
         match e {
             gf_control::AccessError::AdminKeyNotFound(_) => ApiError::not_found(e.to_string()),
             gf_control::AccessError::BadName => ApiError::invalid("name", e.to_string()),
+            gf_control::AccessError::NoProducts | gf_control::AccessError::UnknownProducts(_) => {
+                ApiError::invalid("productIds", e.to_string())
+            }
             _ => ApiError::unavailable(e),
         }
     }
@@ -145,6 +154,20 @@ impl From<gf_control::settings::SettingsError> for ApiError {
             SettingsError::Test(e) => e.into(),
             SettingsError::Db(e) => e.into(),
             SettingsError::Access(e) => e.into(),
+        }
+    }
+}
+
+impl From<gf_control::outcomes::OutcomeError> for ApiError {
+    fn from(e: gf_control::outcomes::OutcomeError) -> Self {
+        use gf_control::outcomes::OutcomeError;
+        match e {
+            OutcomeError::Db(e) => e.into(),
+            OutcomeError::Corrupt(_) => ApiError::new(
+                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                e.to_string(),
+            ),
         }
     }
 }

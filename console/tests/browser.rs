@@ -3,7 +3,8 @@
 //! receiver, PostgreSQL and the broker. The flow of the product documents: log in, create a
 //! product and an Amplitude source, copy its URL, post an event and see the row turn Active,
 //! rotate, pause, create an endpoint to a local sink, press Test Delivery, read the attempt in the
-//! webhook logs. A product named like an XSS attack is shown as text.
+//! webhook logs. A product named like an XSS attack is shown as text. The Outcomes page shows
+//! the demo's conversation converted, with its revenue, its chart and its timeline.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -159,16 +160,28 @@ async fn row_status_becomes(client: &Client, status: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_product_team_does_everything_in_the_console() {
+/// PostgreSQL, the topics, a receiver and the console, on ports of their own; stopped on drop.
+struct Stack {
+    db: TestDb,
+    /// The console's base URL.
+    console: String,
+    /// The receiver's base URL (`GF_PUBLIC_URL`: ingest URLs point here).
+    receiver: String,
+    settings: gf_control::settings::Settings,
+    keys: AdminKeys,
+    actor: Actor,
+    _stop: tokio_util::sync::DropGuard,
+}
+
+async fn stack() -> Stack {
     let _ = gf_runtime::telemetry::init("test", "warn");
     let db = TestDb::migrated().await;
     let receiver_listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let receiver_base = format!("http://{}", receiver_listener.local_addr().unwrap());
+    let receiver = format!("http://{}", receiver_listener.local_addr().unwrap());
     let config = test_config(&[
         ("DATABASE_URL", &db.url),
         ("GF_WEBHOOK_ALLOWED_NETS", "127.0.0.0/8"),
-        ("GF_PUBLIC_URL", &receiver_base),
+        ("GF_PUBLIC_URL", &receiver),
         ("GF_TOPIC_PARTITIONS", "1"),
     ]);
     let kafka = gf_runtime::kafka::KafkaSettings::from_config(&config).unwrap();
@@ -183,31 +196,46 @@ async fn a_product_team_does_everything_in_the_console() {
     .await
     .unwrap();
     let stop = CancellationToken::new();
-    let _stop_on_drop = stop.clone().drop_guard();
-    let receiver = Receiver::new(
+    let serving = Receiver::new(
         &config,
         ReceiverOptions::from_config(&config),
         prometheus::Registry::new(),
         stop.clone(),
     )
     .unwrap();
-    tokio::spawn(receiver.serve(receiver_listener).unwrap());
+    tokio::spawn(serving.serve(receiver_listener).unwrap());
     let console_listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let console = format!("http://{}", console_listener.local_addr().unwrap());
-    tokio::spawn(gf_console::serve(
-        console_listener,
-        gf_console::state(&config).unwrap(),
-        stop.clone(),
-    ));
-    let (_, key) = AdminKeys::new(gf_runtime::db::pool(&db.url, 1).unwrap())
-        .create(
-            "browser",
-            &Actor::Cli {
-                user: "test".into(),
-            },
-        )
-        .await
-        .unwrap();
+    let state = gf_console::state(&config).unwrap();
+    let settings = state.settings.clone();
+    tokio::spawn(gf_console::serve(console_listener, state, stop.clone()));
+    let keys = AdminKeys::new(gf_runtime::db::pool(&db.url, 1).unwrap());
+    Stack {
+        db,
+        console,
+        receiver,
+        settings,
+        keys,
+        actor: Actor::Cli {
+            user: "test".into(),
+        },
+        _stop: stop.drop_guard(),
+    }
+}
+
+impl Stack {
+    /// A new admin key for every product, revealed.
+    async fn admin_key(&self) -> String {
+        let (_, key) = self.keys.create("browser", &self.actor).await.unwrap();
+        key.reveal()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_product_team_does_everything_in_the_console() {
+    let s = stack().await;
+    let (console, receiver_base, key) =
+        (s.console.clone(), s.receiver.clone(), s.admin_key().await);
 
     let (_driver, client) = browser().await;
     // Log in with the admin key.
@@ -221,7 +249,7 @@ async fn a_product_team_does_everything_in_the_console() {
             .contains("not a live admin key")
     );
     let field = client.find(Locator::Css("input[name=key]")).await.unwrap();
-    field.send_keys(&key.reveal()).await.unwrap();
+    field.send_keys(&key).await.unwrap();
     click(&client, "form[action='/login'] button").await;
     // The login answers with a redirect: wait for it rather than read the URL mid-navigation
     // (a CI run read it too early).
@@ -230,7 +258,7 @@ async fn a_product_team_does_everything_in_the_console() {
     // A product whose name is an attack is shown as text.
     let attack = "<img src=x onerror=\"window.__xss=1\">";
     type_into(&client, "input[name=name]", attack).await;
-    click(&client, "form[action='/products'] button").await;
+    click(&client, "form[action='/products'][method=post] button").await;
     text_becomes(&client, "h1", attack).await;
     assert!(
         client
@@ -246,7 +274,10 @@ async fn a_product_team_does_everything_in_the_console() {
     assert_eq!(xss, json!(true));
 
     // Connect → Events: one card per provider; Create source shows the URL once.
-    let cards = client.find_all(Locator::Css(".cards .card")).await.unwrap();
+    let cards = client
+        .find_all(Locator::Css(".cards .card[data-provider]"))
+        .await
+        .unwrap();
     assert_eq!(cards.len(), 4);
     click(&client, "div[data-provider=amplitude] button").await;
     let url = text(&client, "#secret").await;
@@ -288,7 +319,7 @@ async fn a_product_team_does_everything_in_the_console() {
     row_status_becomes(&client, "paused").await;
 
     // Webhooks: create an endpoint, press Test Delivery, read the attempt in the logs.
-    click(&client, "main p a").await;
+    click(&client, "main p a[href$='/webhooks']").await;
     on_page(&client, "/webhooks").await;
     type_into(&client, "input[name=url]", &sink().await).await;
     click(&client, "form[action$='/endpoints'] button").await;
@@ -318,6 +349,406 @@ async fn a_product_team_does_everything_in_the_console() {
             "{action} missing from the audit log"
         );
     }
-    assert!(!client.source().await.unwrap().contains(&key.reveal()));
+    assert!(!client.source().await.unwrap().contains(&key));
+    client.close().await.unwrap();
+}
+
+/// The demo's conversation (user_test_123 starts it; a purchase, its refund, then an upgrade),
+/// written through the attributor's store, as the Outcomes page shows it. Screenshots of the
+/// page and the conversation go to `target/screenshots/`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outcomes_page_shows_what_the_demo_conversation_led_to() {
+    let s = stack().await;
+    let (console, db, actor) = (&s.console, &s.db, &s.actor);
+    let product = s
+        .settings
+        .create_product(actor, "Demo product")
+        .await
+        .unwrap()
+        .id;
+    let key = s.admin_key().await;
+
+    let message: gf_schemas::conversation::ConversationMessage = serde_json::from_value(json!({
+        "id": uuid::Uuid::new_v4(), "kind": "started", "productId": product,
+        "externalConversationId": "demo-conversation", "externalUserId": "user_test_123",
+        "email": "ada@example.com", "name": null, "occurredAt": "2025-05-18T11:58:00.000Z",
+        "role": "user", "metadata": {}
+    }))
+    .unwrap();
+    let event = |insert_id: &str, kind: &str, minute: u32, revenue: f64, influence: &str| {
+        serde_json::from_value::<gf_schemas::canonical::CanonicalEvent>(json!({
+            "id": gf_schemas::canonical::CanonicalEvent::derive_id(product, insert_id),
+            "productId": product, "connectionId": uuid::Uuid::nil(), "source": "amplitude",
+            "eventType": kind, "externalUserId": "user_test_123",
+            "eventAt": format!("2025-05-18T12:{minute:02}:00.000Z"), "insertId": insert_id,
+            "value": revenue, "valueType": "currency", "properties": {}, "userHints": {},
+            "externalOrganizationId": null, "organizationHints": {}, "influence": influence,
+            "influenceRule": "revenue", "qualityImpactScore": null,
+            "externalConversationId": null, "receivedAt": "2025-05-18T12:10:00.000Z",
+            "mapperVersion": 1,
+            "origin": {"topic": "gf.raw.v1", "partition": 0, "offset": 0, "index": 0},
+            "warnings": []
+        }))
+        .unwrap()
+    };
+    let batch = gf_attributor::store::Batch {
+        conversations: vec![message],
+        events: vec![
+            event(
+                "amplitude:demo_purchase_001",
+                "purchase",
+                0,
+                49.0,
+                "positive",
+            ),
+            event(
+                "amplitude:demo_refund_001",
+                "Order Refunded",
+                1,
+                -49.0,
+                "negative",
+            ),
+            event(
+                "posthog:demo_upgrade",
+                "subscription upgraded",
+                5,
+                20.0,
+                "positive",
+            ),
+        ],
+    };
+    let pool = gf_runtime::db::pool(&db.url, 2).unwrap();
+    gf_attributor::store::write(&pool, &batch, &gf_attributor::store::NoPublish)
+        .await
+        .unwrap();
+
+    let (_driver, client) = browser().await;
+    client.goto(console).await.unwrap();
+    type_into(&client, "input[name=key]", &key).await;
+    click(&client, "form[action='/login'] button").await;
+    on_page(&client, "/products").await;
+    click(&client, "main table a").await;
+    click(&client, "main p a[href$='/outcomes']").await;
+    on_page(&client, "/outcomes").await;
+
+    let row = "#conversations tr[data-verdict]";
+    assert_eq!(
+        text(&client, &format!("{row} td:first-child")).await,
+        "demo-conversation"
+    );
+    assert_eq!(text(&client, &format!("{row} .verdict")).await, "converted");
+    assert_eq!(text(&client, &format!("{row} td.revenue")).await, "69.00");
+    assert_eq!(text(&client, "div[data-total=converted] .big").await, "1");
+    // The chart: one day, revenue 69 and refunds 49 drawn to scale (69 is the top).
+    let bars = client
+        .find_all(Locator::Css("#chart rect.revenue"))
+        .await
+        .unwrap();
+    assert_eq!(bars.len(), 1);
+    assert_eq!(
+        bars[0].attr("data-value").await.unwrap().as_deref(),
+        Some("69")
+    );
+    assert_eq!(
+        bars[0].attr("height").await.unwrap().as_deref(),
+        Some("164.0")
+    );
+    let refunds = client
+        .find(Locator::Css("#chart rect.refunds"))
+        .await
+        .unwrap();
+    assert_eq!(
+        refunds.attr("data-value").await.unwrap().as_deref(),
+        Some("49")
+    );
+    save_screenshot(&client, "outcomes").await;
+
+    // Filtered by verdict: nothing refunded (the upgrade came after the refund).
+    click(&client, "p.filters a[href$='verdict=refunded']").await;
+    on(&client, "main", |e| async move {
+        match e.text().await?.contains("No conversations yet.") {
+            true => Ok(()),
+            false => Err(fantoccini::error::CmdError::InvalidArgument(
+                "wait".into(),
+                "not yet".into(),
+            )),
+        }
+    })
+    .await;
+    click(&client, "p.filters a[href$='verdict=converted']").await;
+    click(&client, "#conversations td a").await;
+    on_page(&client, "").await;
+    let timeline = text(&client, "#timeline").await;
+    for what in [
+        "conversation started",
+        "purchase",
+        "Order Refunded",
+        "subscription upgraded",
+    ] {
+        assert!(timeline.contains(what), "{what} missing from {timeline}");
+    }
+    assert_eq!(text(&client, "#outcome .verdict").await, "converted");
+    save_screenshot(&client, "conversation").await;
+    client.close().await.unwrap();
+}
+
+/// Saves the browser's view as `target/screenshots/{name}.png` for a person to look at.
+async fn save_screenshot(client: &Client, name: &str) {
+    let png = client.screenshot().await.unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.png"));
+    std::fs::write(&path, png).unwrap();
+    println!("screenshot: {}", path.display());
+}
+
+/// A sender's first requests appear in the connection's live log without a reload (a refusal
+/// with its code and message), and the product's overview counts them; screenshots of both go
+/// to `target/screenshots/`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_log_and_the_overview_show_what_a_sender_was_answered() {
+    let s = stack().await;
+    let (console, actor) = (&s.console, &s.actor);
+    let product = s
+        .settings
+        .create_product(actor, "Live product")
+        .await
+        .unwrap()
+        .id;
+    let created = s
+        .settings
+        .create_connection(actor, product, gf_schemas::Provider::Segment, None)
+        .await
+        .unwrap();
+    let (connection, url) = (created.connection.id, created.url);
+    let key = s.admin_key().await;
+
+    let (_driver, client) = browser().await;
+    client.goto(console).await.unwrap();
+    type_into(&client, "input[name=key]", &key).await;
+    click(&client, "form[action='/login'] button").await;
+    on_page(&client, "/products").await;
+    client
+        .goto(&format!("{console}/connections/{connection}/requests"))
+        .await
+        .unwrap();
+    assert!(
+        text(&client, "#waiting")
+            .await
+            .contains("Waiting for the first request")
+    );
+
+    // The sender's first requests, while the page is open.
+    let http = reqwest::Client::new();
+    let accepted = http
+        .post(&url)
+        .body(r#"[{"type":"track","event":"Order Completed","userId":"u1"},{"type":"identify","userId":"u1"}]"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 200);
+    let refused = http
+        .post(&url)
+        .body(r#"{"no":"type"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while client
+        .find_all(Locator::Css("#requests tr[data-request]"))
+        .await
+        .unwrap()
+        .len()
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the live log did not show the requests"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let refusal = text(&client, "#requests tr[data-status='400'] .refusal").await;
+    assert!(refusal.contains("invalid_shape"), "{refusal}");
+    assert!(refusal.contains("type"), "{refusal}");
+    let stored = text(&client, "#requests tr[data-status='200']").await;
+    assert!(stored.contains("Dropped: identify"), "{stored}");
+    assert!(
+        !client
+            .source()
+            .await
+            .unwrap()
+            .contains(url.rsplit('_').next().unwrap())
+    );
+    save_screenshot(&client, "live-log").await;
+
+    // The overview counts them.
+    client
+        .goto(&format!("{console}/products/{product}"))
+        .await
+        .unwrap();
+    assert_eq!(text(&client, "div[data-total=requests] .big").await, "2");
+    assert_eq!(text(&client, "div[data-total=received] .big").await, "2");
+    assert_eq!(text(&client, "div[data-total=accepted] .big").await, "1");
+    assert_eq!(text(&client, "div[data-total=dropped] .big").await, "1");
+    let answers = text(&client, "#traffic td.answers").await;
+    assert!(
+        answers.contains("200 × 1") && answers.contains("400 × 1"),
+        "{answers}"
+    );
+    let accepted_bar = client
+        .find(Locator::Css("#events-chart rect.accepted"))
+        .await
+        .unwrap();
+    assert_eq!(
+        accepted_bar.attr("data-value").await.unwrap().as_deref(),
+        Some("1")
+    );
+    save_screenshot(&client, "overview").await;
+    client.close().await.unwrap();
+}
+
+/// A read-only key limited to one product sees only it, and its page without a form that changes
+/// it; posting the Rotate URL form anyway (from the page, with the session's CSRF token, and over
+/// plain HTTP with the session's cookie) is refused 403 and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_key_sees_no_rotate_button_and_cannot_rotate() {
+    let s = stack().await;
+    let (console, db, actor) = (&s.console, &s.db, &s.actor);
+    let product = s
+        .settings
+        .create_product(actor, "Read only")
+        .await
+        .unwrap()
+        .id;
+    let connection = s
+        .settings
+        .create_connection(actor, product, gf_schemas::Provider::Amplitude, None)
+        .await
+        .unwrap()
+        .connection
+        .id;
+    let hidden = s.settings.create_product(actor, "Hidden").await.unwrap().id;
+    let (reader, key) = s
+        .keys
+        .create_scoped(
+            "dashboard",
+            &gf_control::Scope::new(gf_control::Role::Read, Some(vec![product])),
+            actor,
+        )
+        .await
+        .unwrap();
+    let database = db.client().await;
+    let stored = "SELECT token_lookup, rotated_at IS NULL FROM connections WHERE id = $1";
+    let row = database.query_one(stored, &[&connection]).await.unwrap();
+    let before: (String, bool) = (row.get(0), row.get(1));
+
+    let (_driver, client) = browser().await;
+    client.goto(console).await.unwrap();
+    type_into(&client, "input[name=key]", &key.reveal()).await;
+    click(&client, "form[action='/login'] button").await;
+    on_page(&client, "/products").await;
+    // Limited to one product: only it is listed, and no form makes another.
+    assert_eq!(text(&client, "main table a").await, "Read only");
+    assert!(!client.source().await.unwrap().contains("Hidden"));
+    assert!(
+        client
+            .find_all(Locator::Css("main form[method=post]"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    client
+        .goto(&format!("{console}/products/{hidden}"))
+        .await
+        .unwrap();
+    text_becomes(&client, "h1", "That did not work").await;
+    assert_eq!(
+        text(&client, ".error").await,
+        format!("no product with id {hidden}")
+    );
+    client
+        .goto(&format!("{console}/products/{product}"))
+        .await
+        .unwrap();
+    text_becomes(&client, "h1", "Read only").await;
+    // The connection is listed, with no button that changes anything.
+    assert_eq!(
+        text(&client, "#connections tr[data-connection] .status").await,
+        "pending"
+    );
+    let page = client.source().await.unwrap();
+    for change in ["Rotate URL", "Pause", "Disconnect", "Create source"] {
+        assert!(!page.contains(change), "a read key is shown {change:?}");
+    }
+    let forms = client
+        .find_all(Locator::Css("main form[method=post]"))
+        .await
+        .unwrap();
+    assert!(forms.is_empty(), "a read key is shown a form");
+
+    // The form posted anyway, from the page, with the session's CSRF token (the logout form
+    // carries it).
+    client
+        .execute(
+            r#"const form = document.createElement("form");
+               form.method = "post";
+               form.action = "/connections/" + arguments[0] + "/rotate";
+               const csrf = document.createElement("input");
+               csrf.type = "hidden";
+               csrf.name = "csrf";
+               csrf.value = document.querySelector("input[name=csrf]").value;
+               form.appendChild(csrf);
+               document.body.appendChild(form);
+               form.submit();"#,
+            vec![json!(connection)],
+        )
+        .await
+        .unwrap();
+    on_page(&client, "/rotate").await;
+    text_becomes(&client, "h1", "That did not work").await;
+    assert!(text(&client, ".error").await.contains("read-only"));
+
+    // And over plain HTTP with the session's cookie: 403.
+    client
+        .goto(&format!("{console}/products/{product}"))
+        .await
+        .unwrap();
+    let csrf = on(&client, "input[name=csrf]", |e| async move {
+        e.attr("value").await
+    })
+    .await
+    .expect("the session's CSRF token");
+    let cookie = client
+        .get_named_cookie(gf_console::ui::session::COOKIE)
+        .await
+        .unwrap();
+    let answer = reqwest::Client::new()
+        .post(format!("{console}/connections/{connection}/rotate"))
+        .header(
+            "cookie",
+            format!("{}={}", gf_console::ui::session::COOKIE, cookie.value()),
+        )
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 403);
+    assert!(!answer.text().await.unwrap().contains("gft_"));
+
+    // Nothing changed, and nothing is audited for the key.
+    let row = database.query_one(stored, &[&connection]).await.unwrap();
+    let after: (String, bool) = (row.get(0), row.get(1));
+    assert_eq!(after, before, "the connection was rotated");
+    let named: i64 = database
+        .query_one(
+            "SELECT count(*) FROM audit_log WHERE actor LIKE $1",
+            &[&format!("admin_key:{}%", reader.id)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(named, 0, "a refused change is audited");
     client.close().await.unwrap();
 }

@@ -174,14 +174,32 @@ impl ControlPlane {
 
     /// Products in creation order, one page read by PostgreSQL.
     pub async fn list_products(&self, page: &PageRequest) -> Result<Page<Product>, ControlError> {
+        self.list_products_in(None, None, page).await
+    }
+
+    /// [`ControlPlane::list_products`] of those in `visible` (every product when `None`: an
+    /// admin key's [`Scope::products`](crate::Scope::products)).
+    /// `search`: only products whose name holds it (any case).
+    pub async fn list_products_in(
+        &self,
+        visible: Option<&[Uuid]>,
+        search: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<Product>, ControlError> {
         let client = self.pool.get().await?;
         let (at, id) = page.after_parts();
+        let pattern = search
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| format!("%{}%", like_literal(s)));
         let rows = client
             .query(
                 "SELECT id, name, created_at FROM products
-                  WHERE $1::timestamptz IS NULL OR (created_at, id) > ($1, $2)
+                  WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1, $2))
+                    AND ($5::uuid[] IS NULL OR id = ANY($5))
+                    AND ($6::text IS NULL OR name ILIKE $6)
                   ORDER BY created_at, id OFFSET $3 LIMIT $4",
-                &[&at, &id, &page.offset, &page.fetch()],
+                &[&at, &id, &page.offset, &page.fetch(), &visible, &pattern],
             )
             .await?;
         let products = rows.iter().map(product_from_row).collect();
@@ -255,6 +273,17 @@ impl ControlPlane {
         product_id: Option<Uuid>,
         page: &PageRequest,
     ) -> Result<Page<Connection>, ControlError> {
+        self.list_connections_in(None, product_id, page).await
+    }
+
+    /// [`ControlPlane::list_connections`] of the products in `visible` (every product when
+    /// `None`: an admin key's [`Scope::products`](crate::Scope::products)).
+    pub async fn list_connections_in(
+        &self,
+        visible: Option<&[Uuid]>,
+        product_id: Option<Uuid>,
+        page: &PageRequest,
+    ) -> Result<Page<Connection>, ControlError> {
         let client = self.pool.get().await?;
         let (at, id) = page.after_parts();
         let rows = client
@@ -262,10 +291,11 @@ impl ControlPlane {
                 &format!(
                     "SELECT {CONNECTION_COLUMNS} FROM connections
                       WHERE ($1::uuid IS NULL OR product_id = $1)
+                        AND ($6::uuid[] IS NULL OR product_id = ANY($6))
                         AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))
                       ORDER BY created_at, id OFFSET $4 LIMIT $5"
                 ),
-                &[&product_id, &at, &id, &page.offset, &page.fetch()],
+                &[&product_id, &at, &id, &page.offset, &page.fetch(), &visible],
             )
             .await?;
         let connections = rows
@@ -490,4 +520,24 @@ fn connection_from_row(row: &Row) -> Result<Connection, ControlError> {
         first_event_at: row.get("first_event_at"),
         last_event_at: row.get("last_event_at"),
     })
+}
+
+/// `text` as a literal inside a LIKE pattern (`%`, `_` and `\\` escaped).
+fn like_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod like_tests {
+    #[test]
+    fn like_wildcards_are_taken_literally() {
+        assert_eq!(super::like_literal(r"50%_off\x"), r"50\%\_off\\x");
+    }
 }

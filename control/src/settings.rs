@@ -51,6 +51,10 @@ pub struct Settings {
     pub control: ControlPlane,
     pub endpoints: Endpoints,
     pub audit: Audit,
+    /// Read-only: the attributor writes them.
+    pub outcomes: crate::outcomes::Outcomes,
+    /// Read-only: the receiver writes it.
+    pub traffic: crate::traffic::Traffic,
     pool: Pool,
     policy: AddressPolicy,
     delivery: DeliverySettings,
@@ -93,6 +97,8 @@ impl Settings {
             ),
             endpoints: Endpoints::new(pool.clone()),
             audit: Audit::new(pool.clone()),
+            outcomes: crate::outcomes::Outcomes::new(pool.clone()),
+            traffic: crate::traffic::Traffic::new(pool.clone()),
             policy: AddressPolicy::parse(&config.webhook_allowed_nets)?,
             delivery: DeliverySettings::from_config(config),
             public_url: config.public_url.clone(),
@@ -289,6 +295,32 @@ impl Settings {
         page: &PageRequest,
     ) -> Result<Page<DeliveryView>, SettingsError> {
         Ok(gf_webhooks::delivery::list(&self.pool, scope, page).await?)
+    }
+
+    /// [`Settings::deliveries`] of the products in `visible` (every product when `None`: an admin
+    /// key's [`Scope::products`](crate::Scope::products)).
+    pub async fn deliveries_in(
+        &self,
+        visible: Option<&[Uuid]>,
+        scope: DeliveryScope<'_>,
+        page: &PageRequest,
+    ) -> Result<Page<DeliveryView>, SettingsError> {
+        let scope = DeliveryScope {
+            products: visible,
+            ..scope
+        };
+        self.deliveries(scope, page).await
+    }
+
+    /// Endpoints (of one product, when given) of the products in `visible` (every product when
+    /// `None`), in creation order, one page.
+    pub async fn endpoints_in(
+        &self,
+        visible: Option<&[Uuid]>,
+        product: Option<Uuid>,
+        page: &PageRequest,
+    ) -> Result<Page<Endpoint>, SettingsError> {
+        Ok(self.endpoints.list_in(visible, product, page).await?)
     }
 
     /// Every attempt of a delivery; `None` when there is no such delivery.

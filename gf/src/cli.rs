@@ -37,6 +37,9 @@ pub enum Command {
     Run(RunCommand),
     /// Re-normalize a time range of the raw topic with the current mapper.
     Replay(ReplayArgs),
+    /// Bring a customer's exported analytics history (Amplitude Export API zips, Segment or
+    /// PostHog JSON lines) into a connection through the raw topic, as live traffic comes.
+    Import(ImportArgs),
     /// Publish an input event (demos, tests, integrations).
     #[command(subcommand)]
     Emit(EmitCommand),
@@ -49,6 +52,10 @@ pub enum Command {
     /// Records a stage refused (gf.deadletter.v1): list them, replay them after a fix.
     #[command(subcommand)]
     Deadletters(DeadlettersCommand),
+    /// Conversation outcomes: which conversations converted, refunded, turned negative or
+    /// churned silently, and for how much.
+    #[command(subcommand)]
+    Outcomes(OutcomesCommand),
     /// Follow a topic from the terminal, decoded: "did my event arrive?". Reads without a consumer
     /// group, so it never takes records from a stage. With --json, one JSON document per record.
     Tail(TailArgs),
@@ -78,11 +85,22 @@ pub enum AdminKeyCommand {
     Create {
         #[arg(long)]
         name: String,
+        /// admin (reads and changes) or read (reads only).
+        #[arg(long, default_value = "admin", value_parser = parse_role)]
+        role: gf_control::Role,
+        /// Limit the key to this product (repeat for several); without it, every product.
+        #[arg(long = "product", value_name = "ID")]
+        products: Vec<Uuid>,
     },
     /// List keys (never their secrets).
     List,
     /// Revoke a key at once.
     Revoke { id: Uuid },
+}
+
+fn parse_role(text: &str) -> Result<gf_control::Role, String> {
+    text.parse()
+        .map_err(|_| "expected admin or read".to_owned())
 }
 
 #[derive(Subcommand)]
@@ -152,6 +170,33 @@ pub enum DeliveriesCommand {
     },
 }
 
+#[derive(Subcommand)]
+pub enum OutcomesCommand {
+    /// A product's conversations with their outcome, newest first.
+    List {
+        #[arg(long)]
+        product: Uuid,
+        /// converted, refunded, negative, churned_silently or open.
+        #[arg(long, value_parser = parse_verdict)]
+        verdict: Option<gf_schemas::outcome::Verdict>,
+        /// Conversations quiet since this time or later (RFC 3339 or epoch milliseconds).
+        #[arg(long, value_parser = parse_time)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// ... and before this time.
+        #[arg(long, value_parser = parse_time)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// One conversation's outcome and timeline.
+    Show { conversation: Uuid },
+}
+
+fn parse_verdict(text: &str) -> Result<gf_schemas::outcome::Verdict, String> {
+    text.parse()
+        .map_err(|_| "expected converted, refunded, negative, churned_silently or open".to_owned())
+}
+
 #[derive(Args)]
 pub struct TailArgs {
     /// The topic to follow.
@@ -179,6 +224,7 @@ pub enum TailTopic {
     Conversations,
     Signals,
     Deadletter,
+    Outcomes,
 }
 
 #[derive(Subcommand)]
@@ -319,6 +365,27 @@ pub struct ReplayArgs {
     /// Count what would be replayed; produce nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// The connection the history belongs to; its provider decides how lines are read.
+    #[arg(long)]
+    pub connection: Uuid,
+    /// Export files: a .zip of .json.gz files (Amplitude's Export API), .gz, or plain JSON
+    /// lines, one event per line.
+    #[arg(required = true)]
+    pub files: Vec<std::path::PathBuf>,
+    /// Where to keep the resume states (default: beside each file,
+    /// FILE.gf-import-CONNECTION.json).
+    #[arg(long)]
+    pub state_dir: Option<std::path::PathBuf>,
+    /// Import every file from its first line, even one an earlier run finished.
+    #[arg(long)]
+    pub restart: bool,
+    /// Events per batch at most (default and ceiling: GF_MAX_BATCH_EVENTS).
+    #[arg(long)]
+    pub batch_events: Option<usize>,
 }
 
 fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use gf_runtime::token::{IngestToken, verify_hash};
 use gf_tests::{TestDb, infra, json_output, unique_topic_prefix};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio_postgres::{AsyncMessage, NoTls};
 
 const PUBLIC_URL: &str = "https://ingest.example.test";
@@ -421,6 +421,7 @@ async fn topics_ensure_creates_every_topic_once() {
         "conversations.v1",
         "signals.v1",
         "deadletter.v1",
+        "outcomes.v1",
     ]
     .iter()
     .map(|s| format!("{p}.{s}"))
@@ -507,11 +508,13 @@ async fn topics_ensure_sets_each_topics_config() {
         .unwrap();
     let p = &gf.topic_prefix;
     let (raw, events) = (format!("{p}.raw.v1"), format!("{p}.events.v1"));
+    let outcomes = format!("{p}.outcomes.v1");
     let configs = admin
         .describe_configs(
             [
                 &ResourceSpecifier::Topic(&raw),
                 &ResourceSpecifier::Topic(&events),
+                &ResourceSpecifier::Topic(&outcomes),
             ],
             &AdminOptions::new(),
         )
@@ -526,6 +529,9 @@ async fn topics_ensure_sets_each_topics_config() {
     };
     assert_eq!(value(0, "retention.ms").as_deref(), Some("172800000"));
     assert_eq!(value(1, "retention.ms").as_deref(), Some("604800000"));
+    assert_eq!(value(1, "cleanup.policy").as_deref(), Some("delete"));
+    // Outcomes keep each conversation's last record however old.
+    assert_eq!(value(2, "cleanup.policy").as_deref(), Some("compact"));
     assert_eq!(value(0, "min.insync.replicas").as_deref(), Some("1"));
     assert_eq!(
         value(0, "unclean.leader.election.enable").as_deref(),
@@ -1137,4 +1143,165 @@ async fn tail_follows_a_topic_decoded_and_filtered_by_product_and_connection() {
 
     let error = gf.json_error(&["tail", "signals", "--connection", &c1.to_string()]);
     assert!(error.contains("--connection"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_are_listed_by_verdict_and_shown_with_their_timeline() {
+    let db = TestDb::migrated().await;
+    let gf = Gf::new(&db);
+    let product = gf.json(&["product", "create", "--name", "Outcomes"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let p: uuid::Uuid = product.parse().unwrap();
+    let message: gf_schemas::conversation::ConversationMessage = serde_json::from_value(json!({
+        "id": uuid::Uuid::new_v4(), "kind": "started", "productId": p,
+        "externalConversationId": "chat-1", "externalUserId": "u1", "email": null, "name": null,
+        "occurredAt": "2026-05-18T12:00:00.000Z", "role": "user", "metadata": {}
+    }))
+    .unwrap();
+    let purchase: gf_schemas::canonical::CanonicalEvent = serde_json::from_value(json!({
+        "id": gf_schemas::canonical::CanonicalEvent::derive_id(p, "a:1"), "productId": p,
+        "connectionId": uuid::Uuid::nil(), "source": "amplitude", "eventType": "purchase",
+        "externalUserId": "u1", "eventAt": "2026-05-18T12:01:00.000Z", "insertId": "a:1",
+        "value": 49.0, "valueType": "currency", "properties": {}, "userHints": {},
+        "externalOrganizationId": null, "organizationHints": {}, "influence": "positive",
+        "influenceRule": "revenue", "qualityImpactScore": null, "externalConversationId": null,
+        "receivedAt": "2026-05-18T12:01:00.000Z", "mapperVersion": 1,
+        "origin": {"topic": "gf.raw.v1", "partition": 0, "offset": 0, "index": 0},
+        "warnings": []
+    }))
+    .unwrap();
+    let pool = gf_runtime::db::pool(&db.url, 1).unwrap();
+    let batch = gf_attributor::store::Batch {
+        conversations: vec![message],
+        events: vec![purchase],
+    };
+    gf_attributor::store::write(&pool, &batch, &gf_attributor::store::NoPublish)
+        .await
+        .unwrap();
+
+    let converted = gf.json(&[
+        "outcomes",
+        "list",
+        "--product",
+        &product,
+        "--verdict",
+        "converted",
+    ]);
+    let rows = converted.as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["externalConversationId"], "chat-1");
+    assert_eq!(rows[0]["revenue"], 49.0);
+    let none = gf.json(&[
+        "outcomes",
+        "list",
+        "--product",
+        &product,
+        "--verdict",
+        "refunded",
+    ]);
+    assert_eq!(none, json!([]));
+    let id = rows[0]["conversationId"].as_str().unwrap();
+    let shown = gf.run(&["outcomes", "show", id]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{text}");
+    assert!(text.contains("verdict converted"), "{text}");
+    assert!(
+        text.contains("conversation started") && text.contains("purchase"),
+        "{text}"
+    );
+    let refused = gf.run(&[
+        "outcomes",
+        "list",
+        "--product",
+        &product,
+        "--verdict",
+        "maybe",
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("churned_silently"));
+    let missing = gf.json_error(&["outcomes", "show", &uuid::Uuid::new_v4().to_string()]);
+    assert!(missing.contains("no conversation"), "{missing}");
+}
+
+#[tokio::test]
+async fn admin_keys_take_a_role_and_products() {
+    let db = TestDb::migrated().await;
+    let gf = Gf::new(&db);
+    let (first, second) = (gf.product(), gf.product());
+    let read = gf.json(&[
+        "admin-key",
+        "create",
+        "--name",
+        "dashboard",
+        "--role",
+        "read",
+        "--product",
+        &first,
+        "--product",
+        &second,
+    ]);
+    let mut products = vec![first.clone(), second.clone()];
+    products.sort();
+    assert_eq!(read["role"], "read", "{read}");
+    assert_eq!(read["productIds"], json!(products));
+    assert!(read["key"].as_str().unwrap().starts_with("gfa_"));
+    let admin = gf.json(&["admin-key", "create", "--name", "ops"]);
+    assert_eq!(
+        (&admin["role"], &admin["productIds"]),
+        (&json!("admin"), &Value::Null)
+    );
+
+    let listed = gf.json(&["admin-key", "list"]);
+    assert_eq!(listed[0]["id"], read["id"]);
+    assert_eq!(listed[0]["role"], "read");
+    assert_eq!(listed[0]["productIds"], json!(products));
+    assert_eq!(listed[1]["productIds"], Value::Null);
+    let text = String::from_utf8(gf.run(&["admin-key", "list"]).stdout).unwrap();
+    for shown in [
+        "ROLE",
+        "PRODUCTS",
+        "read",
+        "admin",
+        &first,
+        &second,
+        "every product",
+    ] {
+        assert!(text.contains(shown), "{shown} missing from:\n{text}");
+    }
+
+    // An unknown product or role is refused, and no key is made.
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let message = gf.json_error(&[
+        "admin-key",
+        "create",
+        "--name",
+        "typo",
+        "--product",
+        &first,
+        "--product",
+        &unknown,
+    ]);
+    assert_eq!(message, format!("no product with id {unknown}"));
+    let refused = gf.run(&["admin-key", "create", "--name", "x", "--role", "owner"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("admin or read"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert_eq!(gf.json(&["admin-key", "list"]).as_array().unwrap().len(), 2);
+
+    // The audit log says what the key may do.
+    let audit = gf.json(&["audit", "list"]);
+    let made = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["subjectId"] == read["id"])
+        .expect("the key's creation is audited");
+    assert_eq!(made["action"], "admin_key.create");
+    assert_eq!(made["detail"]["role"], "read");
+    assert_eq!(made["detail"]["productIds"], json!(products));
 }

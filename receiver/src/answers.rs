@@ -33,6 +33,20 @@ pub enum IngestError {
 
 impl IngestError {
     /// Short machine-readable reason.
+    /// The message the sender is answered (and its connection's request log shows). Never the
+    /// token: no error variant carries request text; internal causes are not told.
+    pub fn public_message(&self) -> String {
+        match self {
+            IngestError::Auth(AuthError::LookupFailed(_)) => {
+                "the connection could not be looked up; safe to retry".to_owned()
+            }
+            IngestError::Sink(SinkError::Unavailable(_) | SinkError::Setup(_)) => {
+                "the event store did not acknowledge the batch in time; nothing was stored, retry later".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             IngestError::NotFound => "not_found",
@@ -94,16 +108,7 @@ impl ResponseError for IngestError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        // Messages never hold the token: no error variant carries request text.
-        let message = match self {
-            IngestError::Auth(AuthError::LookupFailed(_)) => {
-                "the connection could not be looked up; safe to retry".to_owned()
-            }
-            IngestError::Sink(SinkError::Unavailable(_) | SinkError::Setup(_)) => {
-                "the event store did not acknowledge the batch in time; nothing was stored, retry later".to_owned()
-            }
-            other => other.to_string(),
-        };
+        let message = self.public_message();
         let mut body = json!({
             "code": status.as_u16(),
             "error": self.code(),

@@ -18,6 +18,7 @@ use crate::budget::Reservation;
 use crate::payload::{self, BatchSummary, PayloadError};
 use crate::server::AppState;
 use crate::trace::child_traceparent;
+use gf_control::traffic::RequestRecord;
 
 pub const SHARED_SECRET_HEADER: &str = "x-greenflash-secret";
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -121,14 +122,43 @@ async fn serve(
     );
     // The record's header is made inside the span (a child of it, or of ours when not recording).
     let _ = gf_runtime::telemetry::continue_trace(&span, incoming_traceparent(&req));
+    let mut seen = None;
     let result = match provider {
         Some(p) => {
-            handle(&req, p, &token, body, &state, &request_id)
+            handle(&req, p, &token, body, &state, &request_id, &mut seen)
                 .instrument(span.clone())
                 .await
         }
         None => Err(IngestError::NotFound),
     };
+    // The connection's request log: what it was sent and answered, once its token was known.
+    if let Some(seen) = seen {
+        let status = match &result {
+            Ok(response) => response.status(),
+            Err(e) => e.status_code(),
+        };
+        let summary = seen.summary.unwrap_or_default();
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        state.activity.note(RequestRecord {
+            id: Uuid::now_v7(),
+            connection_id: seen.connection_id,
+            product_id: seen.product_id,
+            at: seen.at,
+            method: req.method().as_str().to_owned(),
+            status: status.as_u16(),
+            received: count(summary.received),
+            accepted: count(if seen.raw.is_some() {
+                summary.accepted
+            } else {
+                0
+            }),
+            dropped: count(summary.dropped),
+            error_code: result.as_ref().err().map(|e| e.code().to_owned()),
+            error_message: result.as_ref().err().map(IngestError::public_message),
+            bytes: count(seen.bytes),
+            raw: seen.raw,
+        });
+    }
     let mut response = match result {
         Ok(response) => response,
         Err(e) => {
@@ -163,6 +193,18 @@ async fn serve(
     response
 }
 
+/// What the request log needs to know of a request whose connection is known.
+struct Seen {
+    connection_id: Uuid,
+    product_id: Uuid,
+    at: chrono::DateTime<chrono::Utc>,
+    /// The body's size, decoded (or as declared, when refused before it was read).
+    bytes: usize,
+    summary: Option<BatchSummary>,
+    /// Where the body was stored.
+    raw: Option<(i32, i64)>,
+}
+
 async fn handle(
     req: &HttpRequest,
     provider: Provider,
@@ -170,13 +212,23 @@ async fn handle(
     body: web::Payload,
     state: &AppState,
     request_id: &str,
+    seen: &mut Option<Seen>,
 ) -> Result<HttpResponse, IngestError> {
     let headers = req.headers();
     // A header that is not text cannot match any secret.
     let secret = headers
         .get(SHARED_SECRET_HEADER)
         .map(|v| v.to_str().unwrap_or(""));
+    // Before this, nothing says whose request it is: it is in no connection's log.
     let caller = state.auth.authenticate(provider, token, secret).await?;
+    let seen = seen.insert(Seen {
+        connection_id: caller.connection_id,
+        product_id: caller.product_id,
+        at: chrono::Utc::now(),
+        bytes: 0,
+        summary: None,
+        raw: None,
+    });
     if !caller.status.accepts_events() {
         return Ok(answers::not_taking_events());
     }
@@ -186,6 +238,7 @@ async fn handle(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
+    seen.bytes = declared.unwrap_or(0);
     if declared.is_some_and(|len| len > limit) {
         return Err(PayloadError::TooLarge { limit }.into());
     }
@@ -211,6 +264,7 @@ async fn handle(
         Some(other) => return Err(PayloadError::UnsupportedEncoding(other).into()),
     };
 
+    seen.bytes = body.len();
     let max_events = state.options.max_batch_events;
     let summary = if body.len() <= INLINE_INSPECT_BYTES {
         payload::inspect(provider, &body, max_events)?
@@ -221,6 +275,7 @@ async fn handle(
             .map_err(|e| IngestError::BodyRead(e.to_string()))??
     };
     count_events(state, provider, summary);
+    seen.summary = Some(summary);
 
     if summary.accepted > 0 {
         let received_at = chrono::Utc::now();
@@ -238,13 +293,14 @@ async fn handle(
             traceparent: gf_runtime::telemetry::traceparent(&tracing::Span::current(), None)
                 .or_else(|| Some(child_traceparent(incoming_traceparent(req)))),
         };
-        let took = state.sink.append(&meta, &body).await?;
+        let appended = state.sink.append(&meta, &body).await?;
         state
             .metrics
             .produce_seconds
             .with_label_values(&[provider.as_str()])
-            .observe(took.as_secs_f64());
-        state.activity.note(caller.connection_id, received_at);
+            .observe(appended.took.as_secs_f64());
+        seen.at = received_at;
+        seen.raw = Some((appended.partition, appended.offset));
     }
     tracing::debug!(
         request_id,

@@ -132,9 +132,12 @@ impl Receiver {
         tokio::spawn(listen_for_changes(database_url, auth.clone(), stop.clone()));
         // A pool of its own: its connections then live on this runtime, not on an HTTP worker's,
         // and survive the workers at shutdown for the last flush.
-        let activity_control =
-            ControlPlane::new(gf_runtime::db::pool(&database_url_for_activity, 2)?, hasher);
-        let (activity, activity_writer) = ActivityRecorder::spawn(activity_control, stop.clone());
+        let activity_pool = gf_runtime::db::pool(&database_url_for_activity, 2)?;
+        let (activity, activity_writer) = ActivityRecorder::spawn(
+            ControlPlane::new(activity_pool.clone(), hasher),
+            gf_control::traffic::Traffic::new(activity_pool),
+            stop.clone(),
+        );
         let readiness = Arc::new(crate::readiness::Readiness::default());
         readiness.spawn(sink.clone(), pool.clone(), stop.clone());
         let state = AppState {

@@ -1438,6 +1438,17 @@ async fn every_senders_shape_is_answered_and_stored_byte_for_byte() {
         .unwrap();
     expect_counts(response, 1, 0, 1).await;
     assert_eq!(h.raw_records().len(), before, "a user object was stored");
+    // A PostHog engage body (person properties, no event) is answered like `$identify`.
+    let (_, token) = h.connection(Provider::Posthog, None).await;
+    let response = h
+        .post(
+            "posthog",
+            &token,
+            r#"{"api_key":"phc_x","distinct_id":"u","$set":{"email":"a@b.co"}}"#,
+        )
+        .await;
+    expect_counts(response, 1, 0, 1).await;
+    assert_eq!(h.raw_records().len(), before, "an engage body was stored");
 }
 
 #[tokio::test]
@@ -1598,4 +1609,95 @@ async fn the_public_api_takes_a_bearer_token_and_fails_loudly() {
         before,
         "a refused request was stored"
     );
+}
+
+/// Every request of a known connection lands in its request log within seconds: what it was
+/// answered, its counts and size, where its body is in the raw topic; never the token.
+#[tokio::test]
+async fn each_request_of_a_connection_is_logged_with_its_answer() {
+    let h = Harness::start().await;
+    let (connection, token) = h.connection(Provider::Segment, None).await;
+    let good = r#"[{"type":"track","event":"Order Completed","userId":"u"},{"type":"identify","userId":"u"}]"#;
+    expect_counts(h.post("segment", &token, good).await, 2, 1, 1).await;
+    let refused = h.post("segment", &token, r#"{"no":"type"}"#).await;
+    assert_eq!(refused.status(), 400);
+    // A request with an unknown token belongs to no connection's log.
+    assert_eq!(
+        h.post("segment", "gft_0000000000000000_x", good)
+            .await
+            .status(),
+        401
+    );
+    let client = h.db.client().await;
+    let logged = h
+        .eventually(Duration::from_secs(10), async || {
+            client
+                .query_one(
+                    "SELECT count(*) FROM connection_requests WHERE connection_id = $1",
+                    &[&connection],
+                )
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+                == 2
+        })
+        .await;
+    assert!(logged, "the two requests were not logged");
+    let rows = client
+        .query(
+            "SELECT status, received, accepted, dropped, error_code, error_message, bytes,
+                    raw_offset, method
+               FROM connection_requests WHERE connection_id = $1 ORDER BY at, id",
+            &[&connection],
+        )
+        .await
+        .unwrap();
+    let stored = &rows[0];
+    assert_eq!(
+        (
+            stored.get::<_, i16>(0),
+            stored.get::<_, i32>(1),
+            stored.get::<_, i32>(2),
+            stored.get::<_, i32>(3)
+        ),
+        (200, 2, 1, 1)
+    );
+    assert_eq!(stored.get::<_, i32>(6), good.len() as i32);
+    assert!(stored.get::<_, Option<i64>>(7).is_some(), "no raw position");
+    assert_eq!(stored.get::<_, String>(8), "POST");
+    let refusal = &rows[1];
+    assert_eq!(refusal.get::<_, i16>(0), 400);
+    assert_eq!(
+        refusal.get::<_, Option<String>>(4).as_deref(),
+        Some("invalid_shape")
+    );
+    assert!(
+        refusal
+            .get::<_, Option<String>>(5)
+            .unwrap()
+            .contains("type")
+    );
+    assert_eq!(refusal.get::<_, Option<i64>>(7), None);
+    // Hourly counts by status.
+    let hourly: Vec<(i16, i64)> = client
+        .query(
+            "SELECT status, requests FROM connection_hourly WHERE connection_id = $1 ORDER BY status",
+            &[&connection],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(hourly, [(200, 1), (400, 1)]);
+    let secret_part = token.rsplit('_').next().unwrap();
+    let everything: String = client
+        .query_one(
+            "SELECT string_agg(r::text, ' ') FROM connection_requests r",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!everything.contains(secret_part), "the token is in the log");
 }

@@ -55,6 +55,9 @@ pub struct Config {
     /// How long a claimed delivery is reserved for its attempt; after a crash it is retried this
     /// long after the claim. More than the 5-second attempt limit.
     pub webhook_lease_secs: u64,
+    /// Days without any event from a conversation's user, after it went quiet, before an outcome
+    /// with no positive or negative event counts as churned silently (`GF_SILENT_CHURN_DAYS`).
+    pub silent_churn_days: u32,
     /// Where a stage without the receiver serves `/metrics` (`GF_METRICS_ADDR`); the receiver
     /// serves it on its own address.
     pub metrics_addr: Option<SocketAddr>,
@@ -96,6 +99,7 @@ pub const VARIABLES: &[&str] = &[
     "GF_WEBHOOK_RETRY_DELAYS",
     "GF_WEBHOOK_LEASE_SECS",
     "GF_WEBHOOK_LOG_RETENTION_DAYS",
+    "GF_SILENT_CHURN_DAYS",
 ];
 
 /// Variables read by the logging and tracing set-up ([`crate::telemetry`]).
@@ -288,6 +292,7 @@ impl Config {
             },
             webhook_lease_secs: number("GF_WEBHOOK_LEASE_SECS", 300, 10, 86_400, "10 to 86400")?
                 as u64,
+            silent_churn_days: number("GF_SILENT_CHURN_DAYS", 14, 1, 3_650, "1 to 3650")? as u32,
             webhook_log_retention_days: number(
                 "GF_WEBHOOK_LOG_RETENTION_DAYS",
                 30,

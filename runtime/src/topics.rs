@@ -15,6 +15,8 @@ pub struct Topics {
     pub conversations: String,
     pub signals: String,
     pub deadletter: String,
+    /// Compacted: each conversation's current outcome.
+    pub outcomes: String,
 }
 
 /// How the pipeline's topics are laid out on the cluster.
@@ -83,10 +85,11 @@ impl Topics {
             conversations: name(topic::CONVERSATIONS),
             signals: name(topic::SIGNALS),
             deadletter: name(topic::DEADLETTER),
+            outcomes: name(topic::OUTCOMES),
         }
     }
 
-    pub fn names(&self) -> [&str; 6] {
+    pub fn names(&self) -> [&str; 7] {
         [
             &self.raw,
             &self.events,
@@ -94,12 +97,14 @@ impl Topics {
             &self.conversations,
             &self.signals,
             &self.deadletter,
+            &self.outcomes,
         ]
     }
 
     /// Every topic with its settings. All take records as large as a raw record, since canonical
     /// events and dead letters carry properties and excerpts from raw bodies. Retention is by
-    /// time only: the raw topic's bounds how far back `gf replay` reaches.
+    /// time only, except for outcomes, which are compacted (the last record per conversation is
+    /// kept however old): the raw topic's retention bounds how far back `gf replay` reaches.
     pub fn specs(&self, layout: &TopicLayout) -> Vec<TopicSpec> {
         self.names()
             .into_iter()
@@ -111,6 +116,11 @@ impl Topics {
                 } else {
                     DERIVED_RETENTION_HOURS
                 };
+                let cleanup = if name == self.outcomes {
+                    "compact"
+                } else {
+                    "delete"
+                };
                 TopicSpec {
                     name: name.to_owned(),
                     partitions: layout.partitions,
@@ -118,7 +128,7 @@ impl Topics {
                     config: vec![
                         ("max.message.bytes", layout.max_record_bytes.to_string()),
                         ("min.insync.replicas", layout.min_insync.to_string()),
-                        ("cleanup.policy", "delete".into()),
+                        ("cleanup.policy", cleanup.into()),
                         ("retention.ms", (retention_hours * HOUR_MS).to_string()),
                         ("retention.bytes", "-1".into()),
                         // A replica that missed writes never becomes leader: no acknowledged
@@ -146,7 +156,8 @@ mod tests {
                 "gf.events.attributed.v1",
                 "gf.conversations.v1",
                 "gf.signals.v1",
-                "gf.deadletter.v1"
+                "gf.deadletter.v1",
+                "gf.outcomes.v1"
             ]
         );
         assert_eq!(Topics::new("test-1").raw, "test-1.raw.v1");
@@ -164,7 +175,7 @@ mod tests {
             max_record_bytes: 11_534_336,
         };
         let specs = t.specs(&layout);
-        assert_eq!(specs.len(), 6);
+        assert_eq!(specs.len(), 7);
         let config = |spec: &TopicSpec, key: &str| {
             spec.config
                 .iter()
@@ -189,5 +200,14 @@ mod tests {
         assert_eq!(retention("gf.raw.v1"), (720 * HOUR_MS).to_string());
         assert_eq!(retention("gf.events.v1"), (168 * HOUR_MS).to_string());
         assert_eq!(retention("gf.deadletter.v1"), (720 * HOUR_MS).to_string());
+        let cleanup = |name: &str| {
+            config(
+                specs.iter().find(|s| s.name == name).unwrap(),
+                "cleanup.policy",
+            )
+            .unwrap()
+        };
+        assert_eq!(cleanup("gf.outcomes.v1"), "compact");
+        assert_eq!(cleanup("gf.events.v1"), "delete");
     }
 }

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | Amplitude | an object whose `event_type` is an [`event_name`] | anything else (a user object of the Webhook destination's "Send Users") |
 //! | Segment | `track` with an [`event_name`] in `event`; `page`; `screen` | `identify`, `group`, `alias`, other types, a `track` without a name |
-//! | PostHog | an `event` that is an [`event_name`] and not a [`POSTHOG_TRAIT_ONLY`] event (in a CDP webhook body: `event.event`) | `$identify`, `$set`, `$groupidentify`, `$create_alias`, `$merge_dangerously`, events without a name |
+//! | PostHog | an `event` that is an [`event_name`] and not a [`POSTHOG_TRAIT_ONLY`] event (in a CDP webhook body: `event.event`) | `$identify`, `$set`, `$groupidentify`, `$create_alias`, `$merge_dangerously`, events without a name, an engage body (one object with [`POSTHOG_PERSON_KEYS`] and no `event`) |
 //! | public API | an `eventType` that is an [`event_name`] (the receiver refuses the request otherwise) | — |
 //!
 //! An event name is a JSON string that is not blank; it is used trimmed. Numbers, `null`,
@@ -71,9 +71,31 @@ pub const POSTHOG_TRAIT_ONLY: [&str; 5] = [
     "$merge_dangerously",
 ];
 
+/// The keys of a PostHog engage body (`{"distinct_id", "$set": {...}}`, no `event`): one
+/// message of person properties, received and dropped like `$identify`.
+pub const POSTHOG_PERSON_KEYS: [&str; 3] = ["$set", "$set_once", "$unset"];
+
 /// Whether a PostHog event named `name` is an event (not blank, not trait-only).
 pub fn posthog_accepts(name: &str) -> bool {
     event_name(name).is_some_and(|n| !POSTHOG_TRAIT_ONLY.contains(&n))
+}
+
+/// Why a sender's events were dropped, in words, for the people reading a request log.
+pub fn dropped_because(provider: crate::Provider) -> Option<&'static str> {
+    use crate::Provider;
+    match provider {
+        Provider::Amplitude => Some(
+            "objects without an event_type name (user objects of the Webhook destination) are not events",
+        ),
+        Provider::Segment => Some(
+            "identify, group and alias messages (traits), unknown types and a track without an event name are not events",
+        ),
+        Provider::Posthog => Some(
+            "$identify, $set, $groupidentify, $create_alias and $merge_dangerously (traits), engage bodies and events without a name are not events",
+        ),
+        // The receiver refuses a request with an event it would drop.
+        Provider::Api => None,
+    }
 }
 
 /// A Segment message type, as far as counting goes.

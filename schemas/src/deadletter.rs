@@ -63,6 +63,22 @@ pub struct SourceRecord {
 }
 
 impl DeadLetter {
+    /// The product the failed record belongs to: from its raw headers, else from the event it
+    /// quotes (a canonical event's `productId`); `None` when neither says.
+    pub fn product_id(&self) -> Option<uuid::Uuid> {
+        let parse = |v: Option<&str>| v.and_then(|s| uuid::Uuid::parse_str(s).ok());
+        parse(
+            self.source
+                .headers
+                .get(crate::raw::header::PRODUCT_ID)
+                .map(String::as_str),
+        )
+        .or_else(|| {
+            let quoted: serde_json::Value = serde_json::from_str(&self.excerpt).ok()?;
+            parse(quoted["productId"].as_str())
+        })
+    }
+
     /// The excerpt of a value: at most [`EXCERPT_BYTES`], cut on a character boundary; and
     /// whether it was cut.
     pub fn excerpt_of(value: &[u8]) -> (String, bool) {

@@ -13,6 +13,7 @@
 //! | `gf.conversations.v1`     | [`conversation::ConversationMessage`]  | `conversation.v1.schema.json` |
 //! | `gf.signals.v1`           | [`signal::Signal`]                     | `signal.v1.schema.json` |
 //! | `gf.deadletter.v1`        | [`deadletter::DeadLetter`]             | `deadletter.v1.schema.json` |
+//! | `gf.outcomes.v1`          | [`outcome::ConversationOutcome`]       | `outcome.v1.schema.json` |
 //! | public events API (HTTP)  | request body, checked by [`public_event::check`] | `public-event.v1.schema.json` |
 //!
 //! Consumers must ignore fields they do not know: new optional fields may appear within `v1`.
@@ -25,6 +26,7 @@ pub mod attributed;
 pub mod canonical;
 pub mod conversation;
 pub mod deadletter;
+pub mod outcome;
 pub mod provider;
 pub mod public_event;
 pub mod raw;
@@ -63,6 +65,10 @@ pub const SCHEMA_FILES: &[(&str, &str)] = &[
     (
         "deadletter.v1.schema.json",
         include_str!("../json/deadletter.v1.schema.json"),
+    ),
+    (
+        "outcome.v1.schema.json",
+        include_str!("../json/outcome.v1.schema.json"),
     ),
     (
         "public-event.v1.schema.json",

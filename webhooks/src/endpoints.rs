@@ -214,6 +214,16 @@ impl Endpoints {
         product_id: Option<Uuid>,
         page: &PageRequest,
     ) -> Result<Page<Endpoint>, EndpointError> {
+        self.list_in(None, product_id, page).await
+    }
+
+    /// [`Endpoints::list`] of the products in `visible` (every product when `None`).
+    pub async fn list_in(
+        &self,
+        visible: Option<&[Uuid]>,
+        product_id: Option<Uuid>,
+        page: &PageRequest,
+    ) -> Result<Page<Endpoint>, EndpointError> {
         let client = self.pool.get().await?;
         let (at, id) = page.after_parts();
         let rows = client
@@ -222,9 +232,10 @@ impl Endpoints {
                     "SELECT {COLUMNS} FROM webhook_endpoints
                       WHERE ($1::uuid IS NULL OR product_id = $1)
                         AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))
+                        AND ($6::uuid[] IS NULL OR product_id = ANY($6))
                       ORDER BY created_at, id OFFSET $4 LIMIT $5"
                 ),
-                &[&product_id, &at, &id, &page.offset, &page.fetch()],
+                &[&product_id, &at, &id, &page.offset, &page.fetch(), &visible],
             )
             .await?;
         let endpoints = rows.iter().map(endpoint).collect();

@@ -24,6 +24,8 @@ pub enum Bench {
     Notifier,
     /// `gf run all` under a sustained load for 60 s, then the scaling runs (partitions, batch size).
     E2e,
+    /// `gf import` of a generated Amplitude Export API zip (200,000 events) into the broker.
+    Import,
     /// Every benchmark above, one after the other.
     All,
 }
@@ -141,6 +143,7 @@ pub fn run(root: &Path, bench: Bench) -> anyhow::Result<()> {
             Bench::Attributor,
             Bench::Notifier,
             Bench::E2e,
+            Bench::Import,
         ],
         one => vec![one],
     };
@@ -161,6 +164,7 @@ pub fn run(root: &Path, bench: Bench) -> anyhow::Result<()> {
                 Bench::Attributor => ("attributor", attributor(root, &vars)?),
                 Bench::Notifier => ("notifier", notifier(root, &vars)?),
                 Bench::E2e => ("e2e", e2e(root, &vars)?),
+                Bench::Import => ("import", import(root, &vars)?),
                 Bench::All => unreachable!("expanded above"),
             };
             write_report(
@@ -503,6 +507,319 @@ fn e2e(root: &Path, vars: &[(String, String)]) -> anyhow::Result<(Vec<Figure>, V
         // "highest attempt" lines are each attempt's raw result, kept in the details.
     }
     Ok((figures, results))
+}
+
+/// Events in the generated export, and timed imports of it.
+const IMPORT_EVENTS: usize = 200_000;
+const IMPORT_ROUNDS: usize = 3;
+/// A topic prefix of the bench's own, so its records stay out of the pipeline's topics.
+const IMPORT_TOPIC_PREFIX: &str = "gfbench-import";
+
+/// `gf import` (the release binary) of an Amplitude Export API zip made here, into a connection
+/// of its own: events/s and MB/s as the command measures them, and the process's peak RSS.
+fn import(root: &Path, vars: &[(String, String)]) -> anyhow::Result<(Vec<Figure>, Vec<Value>)> {
+    eprintln!("==> gf import: {IMPORT_EVENTS} Amplitude export events, {IMPORT_ROUNDS} rounds");
+    let status = cargo(root, vars)
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "--package",
+            "gf",
+            "--bin",
+            "gf",
+        ])
+        .status()?;
+    if !status.success() {
+        bail!("building gf failed ({status})");
+    }
+    let gf = root.join("target/release/gf");
+    let mut vars = vars.to_vec();
+    vars.push(("GF_TOPIC_PREFIX".into(), IMPORT_TOPIC_PREFIX.into()));
+    // The bench's raw records are of no use once measured.
+    vars.push(("GF_RAW_RETENTION_HOURS".into(), "1".into()));
+    let gf_json = |args: &[&str]| -> anyhow::Result<Value> {
+        let out = Command::new(&gf)
+            .envs(vars.iter().map(|(k, v)| (k, v)))
+            .arg("--json")
+            .args(args)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "gf {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    };
+    gf_json(&["topics", "ensure"])?;
+    let product = gf_json(&["product", "create", "--name", "import bench"])?;
+    let product = product["id"].as_str().context("no product id")?;
+    let connection = gf_json(&[
+        "connection",
+        "create",
+        "--product",
+        product,
+        "--provider",
+        "amplitude",
+    ])?;
+    let connection = connection["id"]
+        .as_str()
+        .context("no connection id")?
+        .to_owned();
+
+    let dir = root.join("target/bench/import");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let file = export_zip(&dir, IMPORT_EVENTS)?;
+    let file_bytes = std::fs::metadata(&file)?.len();
+    let state_dir = dir.join("state");
+    let (mut events, mut file_rate, mut body_rate, mut rss) = (vec![], vec![], vec![], vec![]);
+    let mut details = Vec::new();
+    for round in 1..=IMPORT_ROUNDS {
+        let (summary, peak_kib) = measured(
+            Command::new(&gf)
+                .envs(vars.iter().map(|(k, v)| (k, v)))
+                .args(["--json", "import", "--restart", "--connection", &connection])
+                .arg("--state-dir")
+                .arg(&state_dir)
+                .arg(&file),
+        )?;
+        let seconds = number(&summary, "seconds")?;
+        if number(&summary, "accepted")? as usize != IMPORT_EVENTS {
+            bail!("round {round} accepted fewer events than the export holds: {summary}");
+        }
+        events.push(number(&summary, "events")? / seconds);
+        file_rate.push(number(&summary, "bytes")? / seconds / 1e6);
+        body_rate.push(number(&summary, "bodyBytes")? / seconds / 1e6);
+        rss.push(peak_kib / 1024.0);
+        eprintln!(
+            "round {round}: {:.0} events/s, {:.1} s, peak RSS {:.0} MiB",
+            events[events.len() - 1],
+            seconds,
+            peak_kib / 1024.0
+        );
+        details.push(serde_json::json!({
+            "run": "import",
+            "round": round,
+            "file_bytes": file_bytes,
+            "peak_rss_kib": peak_kib,
+            "summary": {
+                "events": summary["events"], "batches": summary["batches"],
+                "bytes": summary["bytes"], "bodyBytes": summary["bodyBytes"],
+                "seconds": summary["seconds"],
+            },
+        }));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let label = format!(
+        "import of an Amplitude export zip ({IMPORT_EVENTS} events, {:.1} MB)",
+        file_bytes as f64 / 1e6
+    );
+    let figures = vec![
+        Figure::median(format!("{label}: events"), &events, "events/s"),
+        Figure::median(format!("{label}: file read"), &file_rate, "MB/s"),
+        Figure::median(
+            format!("{label}: JSON lines appended to the raw topic"),
+            &body_rate,
+            "MB/s",
+        ),
+        Figure::median(format!("{label}: peak RSS of gf import"), &rss, "MiB"),
+    ];
+    Ok((figures, details))
+}
+
+/// Runs `command` to its end; its stdout as JSON and its peak RSS in KiB (from `wait4`, the
+/// child's own, not cargo's or ours).
+fn measured(command: &mut Command) -> anyhow::Result<(Value, f64)> {
+    use std::io::Read;
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run gf import")?;
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    let err_pipe = child.stderr.take();
+    let err_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut pipe) = err_pipe {
+            let _ = pipe.read_to_string(&mut text);
+        }
+        text
+    });
+    if let Some(mut pipe) = child.stdout.take() {
+        pipe.read_to_string(&mut stdout)?;
+    }
+    let mut status: libc::c_int = 0;
+    // SAFETY: a zeroed rusage is a valid value for wait4 to fill in; the pid is our child's,
+    // which nothing else waits for.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    if waited < 0 {
+        bail!("wait4 failed: {}", std::io::Error::last_os_error());
+    }
+    stderr.push_str(&err_reader.join().unwrap_or_default());
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        bail!("gf import failed: {}{}", stdout.trim(), stderr.trim());
+    }
+    let summary = serde_json::from_str(&stdout)
+        .with_context(|| format!("gf import printed no JSON summary: {stdout}"))?;
+    // ru_maxrss is in KiB on Linux.
+    Ok((summary, usage.ru_maxrss as f64))
+}
+
+/// An Amplitude Export API archive of `events` events in `dir`: hourly `.json.gz` entries in a
+/// zip, as the Export API answers. The system's `gzip` compresses (xtask has no compression
+/// library); the zip container is written here, its entries stored, as they are gzip already.
+fn export_zip(dir: &Path, events: usize) -> anyhow::Result<std::path::PathBuf> {
+    const HOURS: usize = 24;
+    let mut entries = Vec::new();
+    for hour in 0..HOURS {
+        let range = (hour * events / HOURS)..((hour + 1) * events / HOURS);
+        let mut text = String::with_capacity(range.len() * 1200);
+        for i in range {
+            text.push_str(&export_line(i, hour, events));
+            text.push('\n');
+        }
+        let name = format!("187520_2024-01-01_{hour}#0.json");
+        let plain = dir.join(&name);
+        std::fs::write(&plain, text)?;
+        let status = Command::new("gzip")
+            .arg("-6")
+            .arg("-f")
+            .arg(&plain)
+            .status();
+        match status {
+            Ok(s) if s.success() => {}
+            _ => bail!("`gzip` is needed to build the bench's export (apt-get install gzip)"),
+        }
+        let gz = dir.join(format!("{name}.gz"));
+        entries.push((format!("187520/{name}.gz"), std::fs::read(&gz)?));
+        std::fs::remove_file(&gz)?;
+    }
+    let path = dir.join("export.zip");
+    std::fs::write(&path, stored_zip(&entries))?;
+    Ok(path)
+}
+
+/// One line as the Export API writes it: every field it exports, most of them empty.
+fn export_line(i: usize, hour: usize, events: usize) -> String {
+    let second = i * 3600 / events.max(1) % 3600;
+    let at = format!(
+        "2024-01-01 {hour:02}:{:02}:{:02}.{:06}",
+        second / 60,
+        second % 60,
+        i % 1_000_000
+    );
+    let user = i % 5000;
+    let kinds = ["page_view", "feature_used", "signup", "purchase"];
+    let mut properties = serde_json::json!({"path": "/pricing", "plan": "pro", "referrer": "https://www.example.com/blog/launch"});
+    if i % 4 == 3 {
+        properties["$revenue"] = serde_json::json!(49.0);
+        properties["$price"] = serde_json::json!(49.0);
+        properties["$quantity"] = serde_json::json!(1);
+    }
+    // Two halves: one json! of every field passes the macro's recursion limit.
+    let mut line = serde_json::json!({
+        "$insert_id": format!("bench-{i:08}"), "$schema": 12, "adid": null,
+        "amplitude_attribution_ids": null, "amplitude_event_type": null,
+        "amplitude_id": 500_000_000 + user, "app": 187520, "city": "Berlin",
+        "client_event_time": at, "client_upload_time": at, "country": "Germany",
+        "data": {"group_first_event": {}, "group_ids": {}, "path": "/2/httpapi"},
+        "device_brand": null, "device_carrier": null, "device_family": "Mac OS",
+        "device_id": format!("d{user:07}-2f6c-4b55-9d8e-0c5a1e9b7f31"), "device_manufacturer": null,
+        "device_model": "Mac OS", "device_type": "Mac", "dma": null, "event_id": i,
+        "event_properties": properties, "event_time": at, "event_type": kinds[i % kinds.len()],
+    });
+    let rest = serde_json::json!({
+        "global_user_properties": {}, "group_properties": {},
+        "groups": {"organization": format!("org-{}", user % 300)}, "idfa": null,
+        "ip_address": "203.0.113.7", "is_attribution_event": false, "language": "English",
+        "library": "amplitude-ts/2.11.0", "location_lat": null, "location_lng": null,
+        "os_name": "Chrome", "os_version": "131", "partner_id": null, "paying": null,
+        "platform": "Web", "processed_time": at, "region": "Land Berlin", "sample_rate": null,
+        "server_received_time": at, "server_upload_time": at,
+        "session_id": 1_704_067_200_000u64 + (user as u64) * 1000, "source_id": null,
+        "start_version": null, "user_creation_time": "2023-06-01 08:00:00.000000",
+        "user_id": format!("user-{user}"),
+        "user_properties": {"email": format!("user-{user}@example.com"), "plan": "pro", "organization_name": format!("Org {}", user % 300)},
+        "uuid": format!("{i:08x}-6b3f-11ec-90d6-0242ac120003"), "version_name": null,
+    });
+    if let (Some(line), Value::Object(rest)) = (line.as_object_mut(), rest) {
+        line.extend(rest);
+    }
+    line.to_string()
+}
+
+/// A zip of `entries`, each stored (not compressed again): local headers, the central
+/// directory, its end record. Sizes stay far below the 4 GiB that would need Zip64.
+fn stored_zip(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
+    fn u16le(out: &mut Vec<u8>, v: usize) {
+        out.extend_from_slice(&(v as u16).to_le_bytes());
+    }
+    fn u32le(out: &mut Vec<u8>, v: u64) {
+        out.extend_from_slice(&(v as u32).to_le_bytes());
+    }
+    // 1980-01-01 00:00, the format's first day.
+    const DOS_DATE: usize = 0x21;
+    let mut out = Vec::new();
+    let mut central = Vec::new();
+    for (name, data) in entries {
+        let offset = out.len() as u64;
+        let crc = u64::from(crc32(data));
+        let size = data.len() as u64;
+        out.extend_from_slice(b"PK\x03\x04");
+        for v in [20, 0, 0, 0, DOS_DATE] {
+            u16le(&mut out, v);
+        }
+        for v in [crc, size, size] {
+            u32le(&mut out, v);
+        }
+        u16le(&mut out, name.len());
+        u16le(&mut out, 0);
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(data);
+
+        central.extend_from_slice(b"PK\x01\x02");
+        for v in [20, 20, 0, 0, 0, DOS_DATE] {
+            u16le(&mut central, v);
+        }
+        for v in [crc, size, size] {
+            u32le(&mut central, v);
+        }
+        for v in [name.len(), 0, 0, 0, 0] {
+            u16le(&mut central, v);
+        }
+        u32le(&mut central, 0);
+        u32le(&mut central, offset);
+        central.extend_from_slice(name.as_bytes());
+    }
+    let (central_offset, central_size) = (out.len() as u64, central.len() as u64);
+    out.extend_from_slice(&central);
+    out.extend_from_slice(b"PK\x05\x06");
+    for v in [0, 0, entries.len(), entries.len()] {
+        u16le(&mut out, v);
+    }
+    u32le(&mut out, central_size);
+    u32le(&mut out, central_offset);
+    u16le(&mut out, 0);
+    out
+}
+
+/// CRC-32 (IEEE), as zip entries carry it.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
 }
 
 /// CPU microseconds and bytes written to storage per event, per process measured (write

@@ -360,6 +360,37 @@ fn scripted(root: &Path, env: &infra::InfraEnv, options: &Options) -> anyhow::Re
         );
     }
 
+    step("What each conversation led to (gf outcomes list; gf.outcomes.v1)");
+    let outcomes = db.query(
+        "SELECT c.external_conversation_id, o.verdict, o.revenue, o.refunds, o.positive_events,
+                o.negative_events, o.neutral_events
+           FROM conversation_outcomes o JOIN conversations c ON c.id = o.conversation_id
+          WHERE o.product_id = $1::text::uuid ORDER BY c.external_conversation_id",
+        &[&product],
+    )?;
+    println!(
+        "  {:<22} {:<17} {:>8} {:>8}  events +/-/=",
+        "conversation", "verdict", "revenue", "refunds"
+    );
+    for r in &outcomes {
+        println!(
+            "  {:<22} {:<17} {:>8.2} {:>8.2}  {}/{}/{}",
+            r.get::<_, String>(0),
+            r.get::<_, String>(1),
+            r.get::<_, f64>(2),
+            r.get::<_, f64>(3),
+            r.get::<_, i32>(4),
+            r.get::<_, i32>(5),
+            r.get::<_, i32>(6)
+        );
+    }
+    if !outcomes
+        .iter()
+        .any(|r| r.get::<_, String>(0) == "demo-conversation")
+    {
+        bail!("the demo conversation has no outcome");
+    }
+
     step("Webhooks the demo sink received");
     for hook in webhooks(&log_path) {
         println!(

@@ -13,14 +13,14 @@ use uuid::Uuid;
 use super::{CONVERSATION_WINDOW, StoreError, all_found, execute, explicit_key, ids_by_key, query};
 
 /// Upserts the conversations the SDK reported and records each message's time, which the
-/// 15-minute window is decided against.
+/// 15-minute window is decided against; returns the conversations' ids.
 pub(super) async fn record_conversation_activity(
     txn: &Transaction<'_>,
     messages: &[ConversationMessage],
     users: &[(Option<Uuid>, gf_schemas::attributed::UserResolution)],
-) -> Result<(), StoreError> {
+) -> Result<Vec<Uuid>, StoreError> {
     if messages.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     // One row per conversation, merged over the batch, in key order.
     let mut conversations: BTreeMap<(Uuid, &str), Value> = BTreeMap::new();
@@ -51,7 +51,7 @@ pub(super) async fn record_conversation_activity(
             "user_id": user_id, "kind": <&str>::from(message.kind), "occurred_at": at}),
         );
     }
-    execute(
+    let recorded = query(
         txn,
         "INSERT INTO conversations (id, product_id, external_conversation_id, user_id, started_at,
                                     ended_at, last_activity_at, created_from)
@@ -64,7 +64,8 @@ pub(super) async fn record_conversation_activity(
              user_id = COALESCE(conversations.user_id, EXCLUDED.user_id),
              started_at = LEAST(conversations.started_at, EXCLUDED.started_at),
              ended_at = GREATEST(conversations.ended_at, EXCLUDED.ended_at),
-             last_activity_at = GREATEST(conversations.last_activity_at, EXCLUDED.last_activity_at)",
+             last_activity_at = GREATEST(conversations.last_activity_at, EXCLUDED.last_activity_at)
+         RETURNING id",
         &[&Value::Array(conversations.into_values().collect())],
     )
     .await?;
@@ -82,7 +83,7 @@ pub(super) async fn record_conversation_activity(
         &[&Value::Array(activity)],
     )
     .await?;
-    Ok(())
+    Ok(recorded.iter().map(|r| r.get(0)).collect())
 }
 
 fn merge_time(

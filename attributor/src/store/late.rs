@@ -3,7 +3,7 @@
 //! conversation message gives the events of its user in the 15 minutes after it their window
 //! conversation (or a later one than they had). Those events are re-attributed in the same
 //! transaction and published again with the same ids, so consumers replace them and the
-//! outcome summaries move with them: attribution is a function of the data, not of the order in
+//! outcomes are recomputed: attribution is a function of the data, not of the order in
 //! which partitions and topics deliver it.
 
 use std::collections::HashMap;
@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::conversations::conversations_in_window;
 use super::events::wire_name;
-use super::outcomes::{Contribution, OutcomeDeltas, previous_contributions, update_outcomes};
+use super::outcomes::Touched;
 use super::{CONVERSATION_WINDOW, StoreError, execute, query};
 
 /// What a batch learned that may concern events stored before it.
@@ -51,10 +51,11 @@ const STORED: &str = "SELECT jsonb_build_object(
   FROM business_events";
 
 /// Re-attributes the stored events what the batch learned concerns; returns those that changed,
-/// as they are now.
+/// as they are now, and adds the conversations they left and joined to `touched`.
 pub(super) async fn reattribute(
     txn: &Transaction<'_>,
     learned: &Learned,
+    touched: &mut Touched,
 ) -> Result<Vec<AttributedEvent>, StoreError> {
     if learned.identified.is_empty() && learned.activity.is_empty() {
         return Ok(Vec::new());
@@ -140,6 +141,8 @@ pub(super) async fn reattribute(
         if user_id == old.user_id && conversation_id == old.conversation_id {
             continue;
         }
+        touched.add(old.conversation_id);
+        touched.add(conversation_id);
         let mut now = old.clone();
         now.user_id = user_id;
         now.resolution.user = user;
@@ -149,14 +152,6 @@ pub(super) async fn reattribute(
     }
     if changed.is_empty() {
         return Ok(changed);
-    }
-    let previous = previous_contributions(txn, &changed).await?;
-    let mut deltas = OutcomeDeltas::default();
-    for event in &changed {
-        if let Some(old) = previous.get(&event.event.id) {
-            deltas.add(old, -1);
-        }
-        deltas.add(&Contribution::of(event), 1);
     }
     let ids: Vec<Uuid> = changed.iter().map(|a| a.event.id).collect();
     let user_ids: Vec<Option<Uuid>> = changed.iter().map(|a| a.user_id).collect();
@@ -186,7 +181,6 @@ pub(super) async fn reattribute(
         ],
     )
     .await?;
-    update_outcomes(txn, deltas).await?;
     Ok(changed)
 }
 

@@ -1,5 +1,5 @@
 //! Writing a batch in one PostgreSQL transaction: conversation activity, users, organizations,
-//! conversation links, business events and the outcome summaries, then publishing what changed
+//! conversation links, business events and the conversation outcomes, then publishing what changed
 //! before the commit (so an offset is only ever committed for published, committed work).
 //!
 //! Every statement works on the whole batch at once (`jsonb_to_recordset`), so a batch of a
@@ -21,6 +21,8 @@ use gf_schemas::attributed::{
 };
 use gf_schemas::canonical::CanonicalEvent;
 use gf_schemas::conversation::ConversationMessage;
+use gf_schemas::outcome::ConversationOutcome;
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use crate::resolve::{Identity, IdentityConflict, IdentityKind, Origin, lock_keys, plan};
@@ -38,7 +40,8 @@ use conversations::{
 use events::upsert_events;
 use late::{Learned, reattribute};
 use organizations::{link_users, upsert_organizations};
-use outcomes::{Contribution, OutcomeDeltas, previous_contributions, update_outcomes};
+pub use outcomes::OutcomeRules;
+use outcomes::{Touched, advance_watermarks, due, recompute, returned_to, stored_conversations};
 use users::{insert_identities, insert_users, lookup_users};
 
 /// How far back an event looks for its user's conversation.
@@ -58,6 +61,8 @@ pub struct Written {
     pub attributed: Vec<AttributedEvent>,
     /// Events already stored with the same or a newer mapper version.
     pub unchanged: usize,
+    /// Conversation outcomes that changed, whole, as published.
+    pub outcomes: Vec<ConversationOutcome>,
     pub users_created: usize,
 }
 
@@ -93,16 +98,25 @@ impl From<StoreError> for StageError {
     }
 }
 
-/// Publishes attributed events; called inside the transaction, before the commit.
+/// Publishes attributed events and changed outcomes; called inside the transaction, before the
+/// commit.
 pub trait Publisher {
-    fn publish(&self, events: &[AttributedEvent]) -> impl Future<Output = Result<(), OutputError>>;
+    fn publish(
+        &self,
+        events: &[AttributedEvent],
+        outcomes: &[ConversationOutcome],
+    ) -> impl Future<Output = Result<(), OutputError>>;
 }
 
 /// For callers that only want the rows (tests, tools).
 pub struct NoPublish;
 
 impl Publisher for NoPublish {
-    async fn publish(&self, _: &[AttributedEvent]) -> Result<(), OutputError> {
+    async fn publish(
+        &self,
+        _: &[AttributedEvent],
+        _: &[ConversationOutcome],
+    ) -> Result<(), OutputError> {
         Ok(())
     }
 }
@@ -124,16 +138,90 @@ pub async fn write(
     batch: &Batch,
     publisher: &impl Publisher,
 ) -> Result<Written, StoreError> {
+    write_with(pool, batch, &OutcomeRules::default(), publisher).await
+}
+
+/// [`write`] with the deployment's outcome rules.
+pub async fn write_with(
+    pool: &Pool,
+    batch: &Batch,
+    rules: &OutcomeRules,
+    publisher: &impl Publisher,
+) -> Result<Written, StoreError> {
     let mut client = pool.get().await?;
     let txn = client.transaction().await?;
-    let written = attribute(&txn, batch).await?;
-    publisher.publish(&written.attributed).await?;
+    let written = attribute(&txn, batch, rules).await?;
+    publisher
+        .publish(&written.attributed, &written.outcomes)
+        .await?;
     txn.commit().await?;
     Ok(written)
 }
 
-/// Everything one batch writes, inside `txn`; returns the events that changed.
-async fn attribute(txn: &Transaction<'_>, batch: &Batch) -> Result<Written, StoreError> {
+/// Judges again the open conversations whose silent-churn time their product's watermark has
+/// passed. A batch does this for its own products; this catches a conversation written by one
+/// attributor while another moved the watermark (neither saw the other's uncommitted row).
+pub async fn settle_silent_churn(
+    pool: &Pool,
+    rules: &OutcomeRules,
+    publisher: &impl Publisher,
+) -> Result<Vec<ConversationOutcome>, StoreError> {
+    let mut client = pool.get().await?;
+    let txn = client.transaction().await?;
+    let products: Vec<Uuid> = query(&txn, "SELECT product_id FROM product_watermarks", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut touched = Touched::default();
+    touched.extend(due(&txn, &products).await?);
+    let outcomes = recompute(&txn, touched, rules).await?;
+    if outcomes.is_empty() {
+        return Ok(outcomes);
+    }
+    publisher.publish(&[], &outcomes).await?;
+    txn.commit().await?;
+    Ok(outcomes)
+}
+
+/// Computes the outcomes of up to `limit` conversations that have none yet (those stored before
+/// outcomes were kept); returns how many it computed, 0 once none is left.
+pub async fn fill_missing_outcomes(
+    pool: &Pool,
+    rules: &OutcomeRules,
+    publisher: &impl Publisher,
+    limit: i64,
+) -> Result<usize, StoreError> {
+    let mut client = pool.get().await?;
+    let txn = client.transaction().await?;
+    let missing: Vec<Uuid> = query(
+        &txn,
+        "SELECT c.id FROM conversations c
+           LEFT JOIN conversation_outcomes o ON o.conversation_id = c.id
+          WHERE o.quiet_since IS NULL
+            AND (c.last_activity_at IS NOT NULL
+                 OR EXISTS (SELECT 1 FROM business_events e WHERE e.conversation_id = c.id))
+          ORDER BY c.id LIMIT $1",
+        &[&limit],
+    )
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    let mut touched = Touched::default();
+    touched.extend(missing.iter().copied());
+    let outcomes = recompute(&txn, touched, rules).await?;
+    publisher.publish(&[], &outcomes).await?;
+    txn.commit().await?;
+    Ok(missing.len())
+}
+
+/// Everything one batch writes, inside `txn`; returns the events and outcomes that changed.
+async fn attribute(
+    txn: &Transaction<'_>,
+    batch: &Batch,
+    rules: &OutcomeRules,
+) -> Result<Written, StoreError> {
     let events = latest_versions(&batch.events);
 
     // Users: every identity of the batch, conversation messages first (the SDK's identity is
@@ -173,7 +261,8 @@ async fn attribute(txn: &Transaction<'_>, batch: &Batch) -> Result<Written, Stor
     }
     let (message_users, event_users) = plan.resolved.split_at(batch.conversations.len());
 
-    record_conversation_activity(txn, &batch.conversations, message_users).await?;
+    let mut touched = Touched::default();
+    touched.extend(record_conversation_activity(txn, &batch.conversations, message_users).await?);
 
     let organizations = upsert_organizations(txn, &events).await?;
     let current: HashMap<Uuid, Option<Uuid>> =
@@ -219,16 +308,15 @@ async fn attribute(txn: &Transaction<'_>, batch: &Batch) -> Result<Written, Stor
         })
         .collect();
 
-    let previous = previous_contributions(txn, &attributed).await?;
+    let ids: Vec<Uuid> = attributed.iter().map(|a| a.event.id).collect();
+    let before = stored_conversations(txn, &ids).await?;
     let changed = upsert_events(txn, &attributed).await?;
-    let mut deltas = OutcomeDeltas::default();
-    for event in attributed.iter().filter(|a| changed.contains(&a.event.id)) {
-        if let Some(old) = previous.get(&event.event.id) {
-            deltas.add(old, -1);
-        }
-        deltas.add(&Contribution::of(event), 1);
+    if !changed.is_empty() {
+        touched.extend(before);
     }
-    update_outcomes(txn, deltas).await?;
+    for event in attributed.iter().filter(|a| changed.contains(&a.event.id)) {
+        touched.add(event.conversation_id);
+    }
 
     // What this batch learned may change events stored before it.
     let learned = Learned {
@@ -246,7 +334,26 @@ async fn attribute(txn: &Transaction<'_>, batch: &Batch) -> Result<Written, Stor
             .collect(),
         written: attributed.iter().map(|a| a.event.id).collect(),
     };
-    let late = reattribute(txn, &learned).await?;
+    let late = reattribute(txn, &learned, &mut touched).await?;
+
+    // Outcomes: every conversation whose events or activity changed, those whose user this
+    // batch shows came back, and those the products' new watermarks make silently churned.
+    let seen: Vec<(Uuid, chrono::DateTime<chrono::Utc>)> = attributed
+        .iter()
+        .filter(|a| changed.contains(&a.event.id))
+        .chain(&late)
+        .filter_map(|a| a.user_id.map(|u| (u, a.event.event_at)))
+        .collect();
+    touched.extend(returned_to(txn, &seen, rules).await?);
+    let mut latest: BTreeMap<Uuid, chrono::DateTime<chrono::Utc>> = BTreeMap::new();
+    for event in &events {
+        let at = latest.entry(event.product_id).or_insert(event.event_at);
+        *at = (*at).max(event.event_at);
+    }
+    advance_watermarks(txn, &latest).await?;
+    let products: Vec<Uuid> = latest.into_keys().collect();
+    touched.extend(due(txn, &products).await?);
+    let outcomes = recompute(txn, touched, rules).await?;
 
     let total = attributed.len();
     let mut attributed: Vec<AttributedEvent> = attributed
@@ -257,6 +364,7 @@ async fn attribute(txn: &Transaction<'_>, batch: &Batch) -> Result<Written, Stor
     attributed.extend(late);
     Ok(Written {
         unchanged,
+        outcomes,
         users_created: plan.new_users.len(),
         attributed,
     })

@@ -11,6 +11,7 @@ use gf_schemas::attributed::{AttributedEvent, ConversationResolution, UserResolu
 use gf_schemas::canonical::CanonicalEvent;
 use gf_schemas::conversation::ConversationKind;
 use gf_schemas::deadletter::DeadLetter;
+use gf_schemas::outcome::{ConversationOutcome, Verdict};
 use gf_tests::net::TcpProxy;
 use gf_tests::{TestDb, read_topic, schema_validator, test_config};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -214,6 +215,23 @@ async fn attributes_publishes_and_dead_letters_what_it_cannot_store() {
         .get(0);
     assert_eq!(ada.conversation_id, Some(conversation));
     assert_eq!(by_id[&anonymous.id].user_id, None);
+
+    // The outcomes topic: keyed by conversation id, schema-valid, the last record of the key is
+    // the conversation's outcome now (opened by the message, then converted by the purchase).
+    let validator = schema_validator("outcome.v1.schema.json");
+    let outcomes = tokio::task::block_in_place(|| s.read(&s.topics.outcomes));
+    let last = outcomes
+        .iter()
+        .rfind(|r| r.key == conversation.to_string())
+        .expect("an outcome record for conv-1");
+    let json: serde_json::Value = serde_json::from_slice(&last.value).unwrap();
+    if let Err(e) = validator.validate(&json) {
+        panic!("outcome does not match its schema: {e}\n{json:#}");
+    }
+    let outcome: ConversationOutcome = serde_json::from_value(json).unwrap();
+    assert_eq!(outcome.verdict, Verdict::Converted);
+    assert_eq!((outcome.revenue, outcome.events.total), (49.0, 1));
+    assert!(outcomes.iter().all(|r| r.key == conversation.to_string()));
 
     // Dead letters: the unknown product, the refused text, the forged id and the garbage, each
     // saying why.

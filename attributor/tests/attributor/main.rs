@@ -6,4 +6,5 @@ mod support;
 
 mod consumer;
 mod order;
+mod outcomes;
 mod store;

@@ -1,11 +1,12 @@
 //! Attribution does not depend on arrival order: one set of events and conversation messages,
 //! applied through `store::write` (real PostgreSQL) in many orders and batch splits, gives every
-//! event the same user, organization and conversation, and the same outcome summaries, in all of
-//! them; and a replay of the whole set (a newer mapper version) gives them again.
+//! event the same user, organization and conversation, and every conversation the same outcome
+//! and verdict (silent churn included), in all of them; and a replay of the whole set (a newer
+//! mapper version) gives them again.
 
 use std::collections::BTreeMap;
 
-use crate::support::{at, event, message, product, with_email, with_org};
+use crate::support::{at, cancel, event, message, neutral, product, refund, with_email, with_org};
 use gf_attributor::store::{Batch, NoPublish, write};
 use gf_schemas::canonical::CanonicalEvent;
 use gf_schemas::conversation::{ConversationKind, ConversationMessage};
@@ -82,8 +83,24 @@ fn inputs(p: Uuid) -> Vec<Input> {
         analytics(explicit),
         // Outside every window: no conversation in any order.
         analytics(event(p, "e7", Some("alice"), at(40, 0))),
+        // dave bought, then was refunded: the latest decides.
+        sdk(p, "c5", "dave", None, 50, 0),
+        analytics(event(p, "e8", Some("dave"), at(52, 0))),
+        analytics(refund(event(p, "e9", Some("dave"), at(55, 0)), 49.0)),
+        // erin's conversation has no event and erin sends nothing for 15 days, while frank's
+        // event moves the product's watermark past her silent-churn time.
+        sdk(p, "c6", "erin", None, 60, 0),
+        analytics(neutral(event(p, "e10", Some("frank"), at(15 * DAY, 0)))),
+        // gina comes back three days later (outside every window): not churned.
+        sdk(p, "c7", "gina", None, 70, 0),
+        analytics(neutral(event(p, "e11", Some("gina"), at(3 * DAY, 0)))),
+        // hank cancels: negative without a refund.
+        sdk(p, "c8", "hank", None, 80, 0),
+        analytics(cancel(event(p, "e12", Some("hank"), at(81, 0)))),
     ]
 }
+
+const DAY: i64 = 24 * 60;
 
 /// Deterministic pseudo-random numbers (xorshift), so a failing order can be replayed.
 struct Rng(u64);
@@ -102,8 +119,20 @@ impl Rng {
 #[derive(Debug, PartialEq)]
 struct Outcome {
     events: BTreeMap<String, (String, Option<String>, Option<String>)>,
-    summaries: BTreeMap<String, (i32, i32, i32, f64)>,
+    summaries: BTreeMap<String, Summary>,
 }
+
+/// counts (total, positive, negative), total value, verdict, revenue, refunds, silent-churn time
+type Summary = (
+    i32,
+    i32,
+    i32,
+    f64,
+    String,
+    f64,
+    f64,
+    Option<chrono::DateTime<chrono::Utc>>,
+);
 
 async fn outcome(client: &tokio_postgres::Client) -> Outcome {
     let rows = client
@@ -135,15 +164,26 @@ async fn outcome(client: &tokio_postgres::Client) -> Outcome {
     let summaries = client
         .query(
             "SELECT c.external_conversation_id, o.events, o.positive_events, o.negative_events,
-                    o.total_value
-               FROM conversation_outcomes o JOIN conversations c ON c.id = o.conversation_id
-              WHERE o.events > 0",
+                    o.total_value, o.verdict, o.revenue, o.refunds, o.silent_churn_at
+               FROM conversation_outcomes o JOIN conversations c ON c.id = o.conversation_id",
             &[],
         )
         .await
         .unwrap()
         .iter()
-        .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4))))
+        .map(|r| {
+            let summary = (
+                r.get(1),
+                r.get(2),
+                r.get(3),
+                r.get(4),
+                r.get(5),
+                r.get(6),
+                r.get(7),
+                r.get(8),
+            );
+            (r.get(0), summary)
+        })
         .collect();
     Outcome { events, summaries }
 }
@@ -174,12 +214,22 @@ async fn the_same_inputs_give_the_same_attribution_in_any_order() {
     let mut expected: Option<Outcome> = None;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     // The worst orders of the report first, then shuffles.
-    let named: [&[usize]; 3] = [
-        &[2, 1, 0, 3, 4, 5, 6, 7, 8, 9, 10],
-        &[1, 2, 0, 5, 7, 9, 10, 3, 4, 6, 8],
-        &[5, 7, 2, 1, 9, 10, 0, 8, 6, 4, 3],
+    let named: [&[usize]; 4] = [
+        &[
+            2, 1, 0, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19,
+        ],
+        &[
+            1, 2, 0, 5, 7, 9, 10, 3, 4, 6, 8, 19, 18, 17, 16, 15, 14, 13, 12, 11,
+        ],
+        &[
+            5, 7, 2, 1, 9, 10, 0, 8, 6, 4, 3, 16, 13, 15, 11, 12, 14, 17, 19, 18,
+        ],
+        // The watermark moves first: erin's conversation churns as it is written.
+        &[
+            15, 17, 14, 16, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 18, 19,
+        ],
     ];
-    for round in 0..16 {
+    for round in 0..20 {
         let db = TestDb::migrated().await;
         let client = db.client().await;
         let p = product(&client).await;
@@ -238,6 +288,20 @@ async fn the_same_inputs_give_the_same_attribution_in_any_order() {
                 assert_eq!(got.events["amplitude:e6"].2.as_deref(), Some("c-explicit"));
                 assert_eq!(got.events["amplitude:e7"].2, None);
                 assert_eq!(got.events["amplitude:e1"].1.as_deref(), Some("acme"));
+                let verdict = |c: &str| got.summaries[c].4.as_str();
+                for c in ["c1", "c2", "c3", "c4", "c-explicit"] {
+                    assert_eq!(verdict(c), "converted", "{c} in order {order:?}");
+                }
+                assert_eq!(verdict("c5"), "refunded", "order {order:?}");
+                assert_eq!((got.summaries["c5"].5, got.summaries["c5"].6), (49.0, 49.0));
+                assert_eq!(verdict("c6"), "churned_silently", "order {order:?}");
+                assert_eq!(
+                    got.summaries["c6"].7,
+                    Some(at(60, 0) + chrono::Duration::days(14))
+                );
+                assert_eq!(verdict("c7"), "open", "order {order:?}: gina came back");
+                assert_eq!(got.summaries["c7"].7, None);
+                assert_eq!(verdict("c8"), "negative", "order {order:?}");
                 expected = Some(got);
             }
             Some(first) => assert_eq!(&got, first, "order {order:?} attributed differently"),

@@ -1,34 +1,12 @@
 //! Every attribution rule against a real PostgreSQL, through `store::write`.
 
-use crate::support::{at, event, message, product, with_email, with_org};
+use crate::support::{Db, at, db, event, message, product, with_email, with_org};
 use gf_attributor::store::{Batch, NoPublish, Written, write};
 use gf_runtime::stage::{RetryPolicy, rerun_conflicts};
 use gf_schemas::attributed::{ConversationResolution, OrganizationResolution, UserResolution};
 use gf_schemas::canonical::{CanonicalEvent, EventValue, Influence};
 use gf_schemas::conversation::ConversationKind;
-use gf_tests::TestDb;
 use uuid::Uuid;
-
-struct Db {
-    _db: TestDb,
-    client: tokio_postgres::Client,
-    pool: deadpool_postgres::Pool,
-    product: Uuid,
-}
-
-async fn db() -> Db {
-    let _ = gf_runtime::telemetry::init("test", "warn");
-    let db = TestDb::migrated().await;
-    let client = db.client().await;
-    let product = product(&client).await;
-    let pool = gf_runtime::db::pool(&db.url, 4).unwrap();
-    Db {
-        _db: db,
-        client,
-        pool,
-        product,
-    }
-}
 
 impl Db {
     async fn events(&self, events: Vec<CanonicalEvent>) -> Written {

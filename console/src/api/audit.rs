@@ -1,4 +1,4 @@
-//! The audit log.
+//! The audit log, for keys over every product (it spans products).
 
 use actix_web::web;
 use chrono::{DateTime, Utc};
@@ -7,7 +7,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::{Answer, Data, ErrorBody, Page, Paged};
-use crate::auth::Admin;
+use crate::auth::EveryProduct;
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -19,8 +19,13 @@ pub struct AuditQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/audit", params(AuditQuery), tag = "audit",
-    responses((status = 200, body = Paged<AuditEntry>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-pub(super) async fn list_audit(state: Data, _: Admin, query: web::Query<AuditQuery>) -> Answer {
+    responses((status = 200, body = Paged<AuditEntry>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "The key is limited to products (the log spans products)")))]
+pub(super) async fn list_audit(
+    state: Data,
+    _: EveryProduct,
+    query: web::Query<AuditQuery>,
+) -> Answer {
     let page = Page {
         limit: query.limit,
         offset: query.offset,

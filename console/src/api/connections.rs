@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::{Answer, ByProduct, Data, ErrorBody, Paged, created, ok};
 use crate::auth::Admin;
+use gf_control::Subject;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -21,12 +22,16 @@ pub struct CreateConnection {
 }
 
 #[utoipa::path(post, path = "/api/v1/connections", request_body = CreateConnection, tag = "connections",
-    responses((status = 201, body = ConnectionWithUrl), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 201, body = ConnectionWithUrl), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "The key is read-only"), (status = 404, body = ErrorBody)))]
 pub(super) async fn create_connection(
     state: Data,
     admin: Admin,
     body: web::Json<CreateConnection>,
 ) -> Answer {
+    admin
+        .check(&state, Subject::Product(body.product_id))
+        .await?;
     created(
         &state
             .settings
@@ -41,17 +46,19 @@ pub(super) async fn create_connection(
 }
 
 #[utoipa::path(get, path = "/api/v1/connections", params(ByProduct), tag = "connections",
-    responses((status = 200, body = Paged<Connection>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Paged<Connection>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "productId names a product the key does not see")))]
 pub(super) async fn list_connections(
     state: Data,
-    _: Admin,
+    admin: Admin,
     query: web::Query<ByProduct>,
 ) -> Answer {
     let page = query.page();
+    let product = admin.product_filter(query.product_id)?;
     let connections = state
         .settings
         .control
-        .list_connections(query.product_id, &page.request()?)
+        .list_connections_in(admin.visible(), product, &page.request()?)
         .await?;
     page.answer(connections)
 }
@@ -63,13 +70,15 @@ pub(super) async fn show_connection(state: Data, _: Admin, id: web::Path<Uuid>) 
 }
 
 #[utoipa::path(post, path = "/api/v1/connections/{id}/rotate", params(("id" = Uuid, Path)), tag = "connections",
-    responses((status = 200, body = ConnectionWithUrl), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = ConnectionWithUrl), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "The key is read-only"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn rotate_connection(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
     ok(&state.settings.rotate(&admin.actor(), *id).await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/connections/{id}/pause", params(("id" = Uuid, Path)), tag = "connections",
-    responses((status = 200, body = Connection), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = Connection), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "The key is read-only"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn pause_connection(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
     ok(&state
         .settings
@@ -78,7 +87,8 @@ pub(super) async fn pause_connection(state: Data, admin: Admin, id: web::Path<Uu
 }
 
 #[utoipa::path(post, path = "/api/v1/connections/{id}/resume", params(("id" = Uuid, Path)), tag = "connections",
-    responses((status = 200, body = Connection), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = Connection), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "The key is read-only"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn resume_connection(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
     ok(&state
         .settings
@@ -87,7 +97,8 @@ pub(super) async fn resume_connection(state: Data, admin: Admin, id: web::Path<U
 }
 
 #[utoipa::path(post, path = "/api/v1/connections/{id}/disconnect", params(("id" = Uuid, Path)), tag = "connections",
-    responses((status = 200, body = Connection), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = Connection), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "The key is read-only"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn disconnect_connection(
     state: Data,
     admin: Admin,
@@ -107,7 +118,8 @@ pub struct SharedSecret {
 }
 
 #[utoipa::path(put, path = "/api/v1/connections/{id}/secret", params(("id" = Uuid, Path)), request_body = SharedSecret, tag = "connections",
-    responses((status = 200, body = Connection), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Connection), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "The key is read-only"), (status = 404, body = ErrorBody)))]
 pub(super) async fn set_secret(
     state: Data,
     admin: Admin,
@@ -121,7 +133,8 @@ pub(super) async fn set_secret(
 }
 
 #[utoipa::path(delete, path = "/api/v1/connections/{id}/secret", params(("id" = Uuid, Path)), tag = "connections",
-    responses((status = 200, body = Connection), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Connection), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "The key is read-only"), (status = 404, body = ErrorBody)))]
 pub(super) async fn clear_secret(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
     ok(&state.settings.set_secret(&admin.actor(), *id, None).await?)
 }

@@ -1,4 +1,5 @@
-//! Dead letters, read from their topic off the HTTP workers.
+//! Dead letters, read from their topic off the HTTP workers; for keys over every product (they
+//! span products).
 
 use actix_web::http::StatusCode;
 use actix_web::web;
@@ -7,7 +8,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::{Answer, Data, ErrorBody, Page, State};
-use crate::auth::Admin;
+use crate::auth::EveryProduct;
 use crate::error::ApiError;
 
 #[derive(Deserialize, IntoParams)]
@@ -22,10 +23,11 @@ pub struct DeadletterQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/deadletters", params(DeadletterQuery), tag = "deadletters",
-    responses((status = 200, description = "A page of dead letters (gf.deadletter.v1 messages), oldest first"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, description = "A page of dead letters (gf.deadletter.v1 messages), oldest first"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "The key is limited to products (dead letters span products)")))]
 pub(super) async fn list_deadletters(
     state: Data,
-    _: Admin,
+    _: EveryProduct,
     query: web::Query<DeadletterQuery>,
 ) -> Answer {
     let filter = window(gf_runtime::deadletters::Filter {

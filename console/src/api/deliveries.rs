@@ -11,6 +11,8 @@ use uuid::Uuid;
 use super::{Answer, Data, ErrorBody, Page, Paged, ok};
 use crate::auth::Admin;
 use crate::error::ApiError;
+use gf_control::Subject;
+use gf_runtime::paging::PageRequest;
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -28,10 +30,11 @@ pub struct DeliveryQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/deliveries", params(DeliveryQuery), tag = "deliveries",
-    responses((status = 200, body = Paged<DeliveryView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Paged<DeliveryView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "endpointId names an endpoint the key does not see")))]
 pub(super) async fn list_deliveries(
     state: Data,
-    _: Admin,
+    admin: Admin,
     query: web::Query<DeliveryQuery>,
 ) -> Answer {
     if let Some(status) = &query.status
@@ -47,12 +50,18 @@ pub(super) async fn list_deliveries(
         offset: query.offset,
         after: query.after.clone(),
     };
+    if let Some(endpoint) = query.endpoint_id {
+        admin.check(&state, Subject::Endpoint(endpoint)).await?;
+    }
     let scope = DeliveryScope {
         endpoint: query.endpoint_id,
         status: query.status.as_deref(),
         ..DeliveryScope::default()
     };
-    let deliveries = state.settings.deliveries(scope, &page.request()?).await?;
+    let deliveries = state
+        .settings
+        .deliveries_in(admin.visible(), scope, &page.request()?)
+        .await?;
     page.answer(deliveries)
 }
 
@@ -73,7 +82,9 @@ pub struct Retried {
 }
 
 #[utoipa::path(post, path = "/api/v1/deliveries/retry", request_body = RetryRequest, tag = "deliveries",
-    responses((status = 200, body = Retried), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Retried), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "The key is read-only"),
+        (status = 404, body = ErrorBody, description = "deliveryId or endpointId names one the key does not see")))]
 pub(super) async fn retry_deliveries(
     state: Data,
     admin: Admin,
@@ -92,7 +103,41 @@ pub(super) async fn retry_deliveries(
             ));
         }
     };
-    let retried = state.settings.retry(&admin.actor(), selection).await?;
+    let retried = match selection {
+        RetrySelection::One(id) => {
+            admin.check(&state, Subject::Delivery(id)).await?;
+            state.settings.retry(&admin.actor(), selection).await?
+        }
+        RetrySelection::FailedSince {
+            endpoint: Some(id), ..
+        } => {
+            admin.check(&state, Subject::Endpoint(id)).await?;
+            state.settings.retry(&admin.actor(), selection).await?
+        }
+        RetrySelection::FailedSince {
+            endpoint: None,
+            since,
+        } => match admin.visible() {
+            None => state.settings.retry(&admin.actor(), selection).await?,
+            // Every endpoint of every product would be more than the key sees: each of its
+            // endpoints instead, as the console's "Retry failed deliveries" does.
+            Some(visible) => {
+                let endpoints = state
+                    .settings
+                    .endpoints_in(Some(visible), None, &PageRequest::everything())
+                    .await?;
+                let mut retried = Vec::new();
+                for endpoint in endpoints.items {
+                    let one = RetrySelection::FailedSince {
+                        endpoint: Some(endpoint.id),
+                        since,
+                    };
+                    retried.extend(state.settings.retry(&admin.actor(), one).await?);
+                }
+                retried
+            }
+        },
+    };
     ok(&Retried { retried })
 }
 

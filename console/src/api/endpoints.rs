@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::{Answer, ByProduct, Data, ErrorBody, Paged, created, ok};
 use crate::auth::Admin;
+use gf_control::Subject;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -21,12 +22,16 @@ pub struct CreateEndpoint {
 }
 
 #[utoipa::path(post, path = "/api/v1/endpoints", request_body = CreateEndpoint, tag = "endpoints",
-    responses((status = 201, body = EndpointWithSecret), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = EndpointWithSecret), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "The key is read-only"), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn create_endpoint(
     state: Data,
     admin: Admin,
     body: web::Json<CreateEndpoint>,
 ) -> Answer {
+    admin
+        .check(&state, Subject::Product(body.product_id))
+        .await?;
     created(
         &state
             .settings
@@ -36,13 +41,18 @@ pub(super) async fn create_endpoint(
 }
 
 #[utoipa::path(get, path = "/api/v1/endpoints", params(ByProduct), tag = "endpoints",
-    responses((status = 200, body = Paged<Endpoint>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-pub(super) async fn list_endpoints(state: Data, _: Admin, query: web::Query<ByProduct>) -> Answer {
+    responses((status = 200, body = Paged<Endpoint>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "productId names a product the key does not see")))]
+pub(super) async fn list_endpoints(
+    state: Data,
+    admin: Admin,
+    query: web::Query<ByProduct>,
+) -> Answer {
     let page = query.page();
+    let product = admin.product_filter(query.product_id)?;
     let endpoints = state
         .settings
-        .endpoints
-        .list(query.product_id, &page.request()?)
+        .endpoints_in(admin.visible(), product, &page.request()?)
         .await?;
     page.answer(endpoints)
 }
@@ -55,7 +65,8 @@ pub struct TestRequest {
 }
 
 #[utoipa::path(post, path = "/api/v1/endpoints/{id}/test", params(("id" = Uuid, Path)), request_body = Option<TestRequest>, tag = "endpoints",
-    responses((status = 200, body = TestOutcome, description = "What the endpoint answered (also when it failed: see status and errorClass)"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = TestOutcome, description = "What the endpoint answered (also when it failed: see status and errorClass)"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "The key is read-only"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn test_endpoint(
     state: Data,
     admin: Admin,
@@ -72,7 +83,8 @@ pub(super) async fn test_endpoint(
 }
 
 #[utoipa::path(post, path = "/api/v1/endpoints/{id}/enable", params(("id" = Uuid, Path)), tag = "endpoints",
-    responses((status = 200, body = Endpoint), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Endpoint), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "The key is read-only"), (status = 404, body = ErrorBody)))]
 pub(super) async fn enable_endpoint(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
     ok(&state
         .settings
@@ -81,7 +93,8 @@ pub(super) async fn enable_endpoint(state: Data, admin: Admin, id: web::Path<Uui
 }
 
 #[utoipa::path(post, path = "/api/v1/endpoints/{id}/disable", params(("id" = Uuid, Path)), tag = "endpoints",
-    responses((status = 200, body = Endpoint), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Endpoint), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "The key is read-only"), (status = 404, body = ErrorBody)))]
 pub(super) async fn disable_endpoint(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
     ok(&state
         .settings
@@ -90,7 +103,8 @@ pub(super) async fn disable_endpoint(state: Data, admin: Admin, id: web::Path<Uu
 }
 
 #[utoipa::path(post, path = "/api/v1/endpoints/{id}/rotate-secret", params(("id" = Uuid, Path)), tag = "endpoints",
-    responses((status = 200, body = EndpointWithSecret), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = EndpointWithSecret), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "The key is read-only"), (status = 404, body = ErrorBody)))]
 pub(super) async fn rotate_endpoint_secret(
     state: Data,
     admin: Admin,

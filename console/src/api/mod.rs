@@ -3,6 +3,9 @@
 //! Lists answer `{"items": [...], "nextOffset"}` and take `limit` (1 to 500, default 100) and
 //! `offset`. Every change is recorded in the audit log with the admin key that made it.
 //!
+//! What a key may do is checked in [`crate::auth`]: a `read` key gets 403 on every change, and a
+//! key limited to products sees only theirs (lists filtered in SQL, others' ids answered 404).
+//!
 //! The OpenAPI 3.1 document (`/api/v1/openapi.json`) is generated from these handlers' `#[utoipa::path]`
 //! attributes and the types they answer with.
 
@@ -23,8 +26,10 @@ mod connections;
 mod deadletters;
 mod deliveries;
 mod endpoints;
+mod outcomes;
 mod paging;
 mod products;
+mod traffic;
 
 use audit::*;
 use connections::*;
@@ -32,8 +37,11 @@ use deadletters::*;
 pub use deadletters::{read_deadletters, window};
 use deliveries::*;
 use endpoints::*;
+use outcomes::*;
 pub use paging::{ByProduct, Page, Paged};
 use products::*;
+use traffic::*;
+pub use traffic::{ProductOverview, overview, requests};
 
 /// What every handler shares.
 pub struct State {
@@ -127,6 +135,14 @@ fn authorized() -> actix_web::Scope<
         )
         .route("/deadletters", web::get().to(list_deadletters))
         .route("/audit", web::get().to(list_audit))
+        .route("/conversations", web::get().to(list_conversations))
+        .route("/conversations/{id}", web::get().to(show_conversation))
+        .route("/products/{id}/outcomes", web::get().to(product_outcomes))
+        .route("/products/{id}/stats", web::get().to(product_stats))
+        .route(
+            "/connections/{id}/requests",
+            web::get().to(connection_requests),
+        )
         .default_service(web::to(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
         }))
@@ -144,13 +160,14 @@ impl IntoResponse for ApiError {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "gf control plane", version = "1", description = "Products, connections, webhook endpoints, deliveries, dead letters and the audit log."),
+    info(title = "gf control plane", version = "1", description = "Products, connections, webhook endpoints, deliveries, dead letters, the audit log and conversation outcomes."),
     paths(
         create_product, list_products, create_connection, list_connections, show_connection,
         rotate_connection, pause_connection, resume_connection, disconnect_connection,
         set_secret, clear_secret, create_endpoint, list_endpoints, test_endpoint,
         enable_endpoint, disable_endpoint, rotate_endpoint_secret, list_deliveries,
-        retry_deliveries, delivery_attempts, list_deadletters, list_audit
+        retry_deliveries, delivery_attempts, list_deadletters, list_audit, list_conversations,
+        show_conversation, product_outcomes, product_stats, connection_requests
     ),
     components(schemas(ErrorBody, ErrorDetail, Provider)),
     modifiers(&BearerKey),

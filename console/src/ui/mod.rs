@@ -2,14 +2,21 @@
 //! the API ([`crate::ops`]), behind a login with an admin key. Every page carries a strict
 //! Content-Security-Policy (scripts and styles from `/assets` only); every form posts a CSRF
 //! token; secrets appear only on the page that answers the action that made them.
+//!
+//! A key's scope applies as in the API ([`crate::auth`]): a `read` key sees every page without
+//! the forms that change things, and is refused 403 if it posts one anyway; a key limited to
+//! products sees only theirs (another product's id in a path is answered 404).
 
+pub mod chart;
+pub mod outcome_pages;
 pub mod pages;
 pub mod session;
+pub mod traffic_pages;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
-use gf_control::Actor;
+use gf_control::{Actor, Scope};
 use gf_runtime::paging::PageRequest;
 use gf_schemas::Provider;
 use gf_webhooks::delivery::{DeliveryScope, RetrySelection};
@@ -41,6 +48,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(create_connection),
         )
         .route("/products/{id}/webhooks", web::get().to(webhooks))
+        .route("/products/{id}/outcomes", web::get().to(outcomes))
+        .route("/conversations/{id}", web::get().to(conversation))
         .route("/products/{id}/endpoints", web::post().to(create_endpoint))
         .route("/products/{id}/retry-failed", web::post().to(retry_failed))
         .route(
@@ -54,6 +63,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/endpoints/{id}/{action}", web::post().to(endpoint_action))
         .route("/deliveries/{id}", web::get().to(attempts))
         .route("/deliveries/{id}/retry", web::post().to(retry_one))
+        .route("/connections/{id}/requests", web::get().to(request_log))
+        .route(
+            "/connections/{id}/requests/rows",
+            web::get().to(request_rows),
+        )
         .route("/deadletters", web::get().to(deadletters))
         .route("/audit", web::get().to(audit));
 }
@@ -106,10 +120,11 @@ async fn js() -> HttpResponse {
     asset("text/javascript", include_str!("../../assets/console.js"))
 }
 
-/// The logged-in caller: its session and who it acts as.
+/// The logged-in caller: its session, who it acts as and what it may touch.
 struct Caller {
     session: Session,
     actor: Actor,
+    scope: Scope,
 }
 
 /// The caller of `req`, when its session is live and its key not revoked.
@@ -122,6 +137,7 @@ async fn caller(req: &HttpRequest, state: &State) -> Result<Option<Caller>, ApiE
     };
     Ok(state.keys.live(session.key_id).await?.map(|key| Caller {
         session,
+        scope: key.scope(),
         actor: Actor::AdminKey {
             id: key.id,
             name: key.name,
@@ -129,21 +145,43 @@ async fn caller(req: &HttpRequest, state: &State) -> Result<Option<Caller>, ApiE
     }))
 }
 
-/// Runs `f` for a logged-in caller; everyone else is sent to the login page.
+/// Runs `f` for a logged-in caller that sees what the path names; everyone else is sent to the
+/// login page.
 async fn signed_in<F, Fut>(req: HttpRequest, state: Data, f: F) -> HttpResponse
 where
     F: FnOnce(Caller, Data) -> Fut,
     Fut: std::future::Future<Output = Result<HttpResponse, ApiError>>,
 {
     match caller(&req, &state).await {
-        Ok(Some(caller)) => f(caller, state).await.unwrap_or_else(failure),
+        Ok(Some(caller)) => {
+            if let Some(subject) = crate::auth::subject_in_path(req.path())
+                && let Err(e) = crate::auth::check(&state.keys, &caller.scope, subject).await
+            {
+                return failure(e);
+            }
+            f(caller, state).await.unwrap_or_else(failure)
+        }
         Ok(None) => redirect("/"),
         Err(e) => failure(e),
     }
 }
 
-/// A change posted from a form: the CSRF token must be the session's.
+/// A change posted from a form: the CSRF token must be the session's, and its key may change
+/// things (the pages hide a read-only key's forms; this refuses one posted anyway).
 async fn posted<F, Fut>(req: HttpRequest, state: Data, csrf: &str, f: F) -> HttpResponse
+where
+    F: FnOnce(Caller, Data) -> Fut,
+    Fut: std::future::Future<Output = Result<HttpResponse, ApiError>>,
+{
+    with_csrf(req, state, csrf, |caller, state| async move {
+        crate::auth::may_change(&caller.scope)?;
+        f(caller, state).await
+    })
+    .await
+}
+
+/// A form posted with the session's CSRF token (logging out too, which any key may).
+async fn with_csrf<F, Fut>(req: HttpRequest, state: Data, csrf: &str, f: F) -> HttpResponse
 where
     F: FnOnce(Caller, Data) -> Fut,
     Fut: std::future::Future<Output = Result<HttpResponse, ApiError>>,
@@ -215,7 +253,7 @@ struct CsrfForm {
 
 async fn logout(req: HttpRequest, state: Data, form: web::Form<CsrfForm>) -> HttpResponse {
     let cookie = req.cookie(COOKIE).map(|c| c.value().to_owned());
-    posted(req, state, &form.csrf, |_, state| async move {
+    with_csrf(req, state, &form.csrf, |_, state| async move {
         if let Some(id) = cookie {
             state.sessions.end(&id);
         }
@@ -228,14 +266,52 @@ async fn logout(req: HttpRequest, state: Data, form: web::Form<CsrfForm>) -> Htt
     .await
 }
 
-async fn products(req: HttpRequest, state: Data) -> HttpResponse {
+#[derive(Deserialize)]
+struct ProductsQuery {
+    q: Option<String>,
+    after: Option<String>,
+}
+
+/// Products per page of the list.
+const PRODUCTS_PER_PAGE: i64 = 100;
+
+async fn products(req: HttpRequest, state: Data, query: web::Query<ProductsQuery>) -> HttpResponse {
+    let query = query.into_inner();
     signed_in(req, state, |caller, state| async move {
+        let after = match query.after.as_deref() {
+            Some(a) => Some(
+                a.parse::<gf_runtime::paging::Cursor>()
+                    .map_err(|e| ApiError::invalid("after", e.to_string()))?,
+            ),
+            None => None,
+        };
+        let request = PageRequest {
+            after,
+            ..PageRequest::first(PRODUCTS_PER_PAGE)
+        };
         let list = state
             .settings
             .control
-            .list_products(&PageRequest::everything())
+            .list_products_in(caller.scope.products(), query.q.as_deref(), &request)
             .await?;
-        Ok(ok(pages::products(&caller.session.csrf, &list.items, None)))
+        let search = query.q.as_deref().unwrap_or_default();
+        let next = list.next.map(|cursor| {
+            let mut url = url::form_urlencoded::Serializer::new(String::new());
+            if !search.is_empty() {
+                url.append_pair("q", search);
+            }
+            url.append_pair("after", &cursor.to_string());
+            format!("/products?{}", url.finish())
+        });
+        let can_create = caller.scope.may_change() && caller.scope.sees_every_product();
+        Ok(ok(pages::products(&pages::ProductsPage {
+            csrf: &caller.session.csrf,
+            can_create,
+            products: &list.items,
+            search,
+            next,
+            error: None,
+        })))
     })
     .await
 }
@@ -253,6 +329,7 @@ async fn create_product(
 ) -> HttpResponse {
     let form = form.into_inner();
     posted(req, state, &form.csrf, |caller, state| async move {
+        crate::auth::every_product(&caller.scope)?;
         let product = state
             .settings
             .create_product(&caller.actor, &form.name)
@@ -271,12 +348,116 @@ async fn product(req: HttpRequest, state: Data, id: web::Path<Uuid>) -> HttpResp
             .control
             .list_connections(Some(id), &PageRequest::everything())
             .await?;
+        let overview = crate::api::overview(&state, id, None).await?;
         Ok(ok(pages::product(&pages::ProductPage {
             csrf: &caller.session.csrf,
+            can_change: caller.scope.may_change(),
             product: &product,
             connections: &connections.items,
             error: None,
+            overview: Some(traffic_pages::overview(&overview)),
         })))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct OutcomesQuery {
+    verdict: Option<String>,
+    after: Option<String>,
+}
+
+/// Conversations per page on the Outcomes page.
+const CONVERSATIONS_PER_PAGE: i64 = 100;
+
+async fn outcomes(
+    req: HttpRequest,
+    state: Data,
+    id: web::Path<Uuid>,
+    query: web::Query<OutcomesQuery>,
+) -> HttpResponse {
+    let (id, query) = (*id, query.into_inner());
+    signed_in(req, state, |caller, state| async move {
+        let product = find_product(&state, id).await?;
+        let verdict = match query.verdict.as_deref().filter(|v| !v.is_empty()) {
+            Some(v) => Some(
+                v.parse::<gf_schemas::outcome::Verdict>()
+                    .map_err(|_| ApiError::invalid("verdict", format!("{v:?} is not a verdict")))?,
+            ),
+            None => None,
+        };
+        let after = match query.after.as_deref() {
+            Some(a) => Some(
+                a.parse::<gf_runtime::paging::Cursor>()
+                    .map_err(|e| ApiError::invalid("after", e.to_string()))?,
+            ),
+            None => None,
+        };
+        let outcomes = &state.settings.outcomes;
+        let totals = outcomes.product(id, None, None).await?;
+        let filter = gf_control::outcomes::OutcomeFilter {
+            product: Some(id),
+            verdict,
+            ..Default::default()
+        };
+        let request = PageRequest {
+            after,
+            ..PageRequest::first(CONVERSATIONS_PER_PAGE)
+        };
+        let conversations = outcomes.list(&filter, &request).await?;
+        let next = conversations.next.map(|cursor| {
+            let verdict = verdict.map_or(String::new(), |v| format!("verdict={}&", v.as_str()));
+            format!("/products/{id}/outcomes?{verdict}after={cursor}")
+        });
+        Ok(ok(outcome_pages::outcomes(&outcome_pages::OutcomesPage {
+            csrf: &caller.session.csrf,
+            product: &product,
+            totals: &totals,
+            conversations: &conversations.items,
+            verdict,
+            next,
+        })))
+    })
+    .await
+}
+
+async fn conversation(req: HttpRequest, state: Data, id: web::Path<Uuid>) -> HttpResponse {
+    let id = *id;
+    signed_in(req, state, |caller, state| async move {
+        let detail = state
+            .settings
+            .outcomes
+            .conversation(id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no conversation with id {id}")))?;
+        Ok(ok(outcome_pages::conversation(
+            &caller.session.csrf,
+            &detail,
+        )))
+    })
+    .await
+}
+
+async fn request_log(req: HttpRequest, state: Data, id: web::Path<Uuid>) -> HttpResponse {
+    let id = *id;
+    signed_in(req, state, |caller, state| async move {
+        let entries = crate::api::requests(&state, id).await?;
+        let connection = state.settings.control.connection(id).await?;
+        Ok(ok(traffic_pages::request_log(
+            &caller.session.csrf,
+            &connection,
+            &entries,
+        )))
+    })
+    .await
+}
+
+/// The log's rows alone, for the page's own polling.
+async fn request_rows(req: HttpRequest, state: Data, id: web::Path<Uuid>) -> HttpResponse {
+    let id = *id;
+    signed_in(req, state, |_, state| async move {
+        let entries = crate::api::requests(&state, id).await?;
+        Ok(ok(traffic_pages::request_rows(&entries)))
     })
     .await
 }
@@ -423,6 +604,7 @@ async fn webhooks(req: HttpRequest, state: Data, id: web::Path<Uuid>) -> HttpRes
             .items;
         Ok(ok(pages::webhooks(&pages::WebhooksPage {
             csrf: &caller.session.csrf,
+            can_change: caller.scope.may_change(),
             product: &product,
             endpoints: &endpoints,
             deliveries: &deliveries,
@@ -559,7 +741,12 @@ async fn attempts(req: HttpRequest, state: Data, id: web::Path<Uuid>) -> HttpRes
                 format!("no delivery with id {id}"),
             )
         })?;
-        Ok(ok(pages::attempts(&caller.session.csrf, &id, &attempts)))
+        Ok(ok(pages::attempts(
+            &caller.session.csrf,
+            caller.scope.may_change(),
+            &id,
+            &attempts,
+        )))
     })
     .await
 }
@@ -583,6 +770,7 @@ async fn retry_one(
 
 async fn deadletters(req: HttpRequest, state: Data) -> HttpResponse {
     signed_in(req, state, |caller, state| async move {
+        crate::auth::every_product(&caller.scope)?;
         let letters =
             crate::api::read_deadletters(&state, crate::api::window(Default::default())).await?;
         Ok(ok(pages::deadletters(&caller.session.csrf, &letters)))
@@ -592,6 +780,7 @@ async fn deadletters(req: HttpRequest, state: Data) -> HttpResponse {
 
 async fn audit(req: HttpRequest, state: Data) -> HttpResponse {
     signed_in(req, state, |caller, state| async move {
+        crate::auth::every_product(&caller.scope)?;
         let entries = state.settings.audit.newest(500).await?;
         Ok(ok(pages::audit(&caller.session.csrf, &entries)))
     })

@@ -78,13 +78,32 @@ fn action(csrf: &str, path: &str, label: &str, confirm: Option<&str>) -> Markup 
     }
 }
 
-pub fn products(csrf: &str, products: &[Product], error: Option<&str>) -> Markup {
+/// `can_create`: the key may make a product (an `admin` key over every product).
+pub struct ProductsPage<'a> {
+    pub csrf: &'a str,
+    pub can_create: bool,
+    pub products: &'a [Product],
+    /// The search the list answers ("" for none).
+    pub search: &'a str,
+    /// The next page's link, when there is one.
+    pub next: Option<String>,
+    pub error: Option<&'a str>,
+}
+
+pub fn products(page: &ProductsPage<'_>) -> Markup {
+    let (csrf, can_create, products, error) =
+        (page.csrf, page.can_create, page.products, page.error);
     layout(
         "Products",
         Some(csrf),
         html! {
             h1 { "Products" }
             @if let Some(error) = error { p.error { (error) } }
+            form #search method="get" action="/products" {
+                input name="q" type="search" value=(page.search) placeholder="Search by name" maxlength="200";
+                " " button type="submit" { "Search" }
+            }
+            @if products.is_empty() && !page.search.is_empty() { p { "No product's name holds “" (page.search) "”." } }
             table {
                 tr { th { "Name" } th { "Created" } th {} }
                 @for p in products {
@@ -95,11 +114,14 @@ pub fn products(csrf: &str, products: &[Product], error: Option<&str>) -> Markup
                     }
                 }
             }
-            h2 { "New product" }
-            form method="post" action="/products" {
-                input type="hidden" name="csrf" value=(csrf);
-                input name="name" required maxlength="200" placeholder="Support bot";
-                " " button type="submit" { "Create product" }
+            @if let Some(next) = &page.next { p { a #next href=(next) { "More products →" } } }
+            @if can_create {
+                h2 { "New product" }
+                form method="post" action="/products" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    input name="name" required maxlength="200" placeholder="Support bot";
+                    " " button type="submit" { "Create product" }
+                }
             }
         },
     )
@@ -149,9 +171,13 @@ fn setup_steps(provider: Provider) -> Markup {
 
 pub struct ProductPage<'a> {
     pub csrf: &'a str,
+    /// Whether the key may change things: a read-only key gets no forms.
+    pub can_change: bool,
     pub product: &'a Product,
     pub connections: &'a [Connection],
     pub error: Option<&'a str>,
+    /// What flowed in the last 24 hours ([`super::traffic_pages::overview`]).
+    pub overview: Option<Markup>,
 }
 
 pub fn product(page: &ProductPage<'_>) -> Markup {
@@ -162,20 +188,23 @@ pub fn product(page: &ProductPage<'_>) -> Markup {
         Some(csrf),
         html! {
             h1 { (page.product.name) }
-            p { a href={ "/products/" (id) "/webhooks" } { "Webhooks →" } }
+            p { a href={ "/products/" (id) "/outcomes" } { "Outcomes →" } " · " a href={ "/products/" (id) "/webhooks" } { "Webhooks →" } }
             @if let Some(error) = page.error { p.error { (error) } }
-            h2 { "Connect → Events" }
-            div.cards {
-                @for provider in Provider::all() {
-                    @let (name, what) = provider_card(provider);
-                    div.card data-provider=(provider.as_str()) {
-                        h3 { (name) }
-                        p { (what) }
-                        form method="post" action={ "/products/" (id) "/connections" } {
-                            input type="hidden" name="csrf" value=(csrf);
-                            input type="hidden" name="provider" value=(provider.as_str());
-                            input name="secret" type="password" placeholder="Shared secret (optional)" autocomplete="off";
-                            " " button type="submit" { "Create source" }
+            @if let Some(overview) = &page.overview { (overview) }
+            @if page.can_change {
+                h2 { "Connect → Events" }
+                div.cards {
+                    @for provider in Provider::all() {
+                        @let (name, what) = provider_card(provider);
+                        div.card data-provider=(provider.as_str()) {
+                            h3 { (name) }
+                            p { (what) }
+                            form method="post" action={ "/products/" (id) "/connections" } {
+                                input type="hidden" name="csrf" value=(csrf);
+                                input type="hidden" name="provider" value=(provider.as_str());
+                                input name="secret" type="password" placeholder="Shared secret (optional)" autocomplete="off";
+                                " " button type="submit" { "Create source" }
+                            }
                         }
                     }
                 }
@@ -191,7 +220,7 @@ pub fn product(page: &ProductPage<'_>) -> Markup {
                         td { (maybe_time(&c.last_event_at)) }
                         td {
                             (if c.has_shared_secret { "required" } else { "none" })
-                            @if c.status != ConnectionStatus::Disconnected {
+                            @if page.can_change && c.status != ConnectionStatus::Disconnected {
                                 form method="post" action={ "/connections/" (c.id) "/secret" } {
                                     input type="hidden" name="csrf" value=(csrf);
                                     input name="secret" type="password" placeholder="New shared secret" autocomplete="off";
@@ -203,7 +232,7 @@ pub fn product(page: &ProductPage<'_>) -> Markup {
                             }
                         }
                         td {
-                            @if c.status != ConnectionStatus::Disconnected {
+                            @if page.can_change && c.status != ConnectionStatus::Disconnected {
                                 (action(csrf, &format!("/connections/{}/rotate", c.id), "Rotate URL", Some("The current URL stops working at once. Rotate?")))
                                 " "
                                 @if c.status == ConnectionStatus::Paused {
@@ -248,6 +277,8 @@ pub fn shown_once(
 
 pub struct WebhooksPage<'a> {
     pub csrf: &'a str,
+    /// Whether the key may change things: a read-only key gets no forms.
+    pub can_change: bool,
     pub product: &'a Product,
     pub endpoints: &'a [Endpoint],
     pub deliveries: &'a [DeliveryView],
@@ -275,30 +306,36 @@ pub fn webhooks(page: &WebhooksPage<'_>) -> Markup {
                             @if e.enabled { "enabled" } @else { "disabled" @if let Some(r) = &e.disabled_reason { ": " (r) } }
                         }
                         td {
-                            (action(csrf, &format!("/endpoints/{}/test", e.id), "Test Delivery", None)) " "
-                            @if e.enabled {
-                                (action(csrf, &format!("/endpoints/{}/disable", e.id), "Disable", None))
-                            } @else {
-                                (action(csrf, &format!("/endpoints/{}/enable", e.id), "Enable", None))
+                            @if page.can_change {
+                                (action(csrf, &format!("/endpoints/{}/test", e.id), "Test Delivery", None)) " "
+                                @if e.enabled {
+                                    (action(csrf, &format!("/endpoints/{}/disable", e.id), "Disable", None))
+                                } @else {
+                                    (action(csrf, &format!("/endpoints/{}/enable", e.id), "Enable", None))
+                                }
+                                " "
+                                (action(csrf, &format!("/endpoints/{}/rotate-secret", e.id), "Rotate secret", Some("Issue a new signing secret? The old one keeps signing for 24 hours.")))
                             }
-                            " "
-                            (action(csrf, &format!("/endpoints/{}/rotate-secret", e.id), "Rotate secret", Some("Issue a new signing secret? The old one keeps signing for 24 hours.")))
                         }
                     }
                 }
             }
-            h2 { "New endpoint" }
-            form method="post" action={ "/products/" (id) "/endpoints" } {
-                input type="hidden" name="csrf" value=(csrf);
-                input name="url" type="url" required placeholder="https://example.com/webhooks" size="40";
-                " "
-                input name="events" required value="*" placeholder="conversation.*, product.quality_index" size="30";
-                " " button type="submit" { "Create endpoint" }
+            @if page.can_change {
+                h2 { "New endpoint" }
+                form method="post" action={ "/products/" (id) "/endpoints" } {
+                    input type="hidden" name="csrf" value=(csrf);
+                    input name="url" type="url" required placeholder="https://example.com/webhooks" size="40";
+                    " "
+                    input name="events" required value="*" placeholder="conversation.*, product.quality_index" size="30";
+                    " " button type="submit" { "Create endpoint" }
+                }
             }
             h2 { "Webhook logs" }
-            form method="post" action={ "/products/" (id) "/retry-failed" } {
-                input type="hidden" name="csrf" value=(csrf);
-                button type="submit" { "Retry failed deliveries (last 7 days)" }
+            @if page.can_change {
+                form method="post" action={ "/products/" (id) "/retry-failed" } {
+                    input type="hidden" name="csrf" value=(csrf);
+                    button type="submit" { "Retry failed deliveries (last 7 days)" }
+                }
             }
             table #deliveries {
                 tr { th { "Created" } th { "Event" } th { "Status" } th { "Attempts" } th { "Last answer" } th {} }
@@ -344,13 +381,18 @@ pub fn test_result(csrf: &str, back: &str, outcome: &TestOutcome) -> Markup {
     )
 }
 
-pub fn attempts(csrf: &str, delivery: &uuid::Uuid, attempts: &[AttemptView]) -> Markup {
+pub fn attempts(
+    csrf: &str,
+    can_change: bool,
+    delivery: &uuid::Uuid,
+    attempts: &[AttemptView],
+) -> Markup {
     layout(
         "Attempts",
         Some(csrf),
         html! {
             h1 { "Delivery " code { (delivery) } }
-            (action(csrf, &format!("/deliveries/{delivery}/retry"), "Retry now", None))
+            @if can_change { (action(csrf, &format!("/deliveries/{delivery}/retry"), "Retry now", None)) }
             table #attempts {
                 tr { th { "#" } th { "Started" } th { "Latency" } th { "Status" } th { "Error" } th { "Body" } }
                 @for a in attempts {

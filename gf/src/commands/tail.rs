@@ -138,6 +138,16 @@ impl TailRecord {
                 ));
             }
             line
+        } else if v.get("verdict").is_some() {
+            format!(
+                "conversation {} ({}) {} revenue {} refunds {} events {}",
+                s("conversationId"),
+                s("externalConversationId"),
+                s("verdict"),
+                v["revenue"],
+                v["refunds"],
+                v["events"]["total"]
+            )
         } else if v.get("reasonClass").is_some() {
             format!(
                 "{} {}: {} (from {} {}@{})",
@@ -187,6 +197,7 @@ pub fn topic_name(topics: &Topics, topic: TailTopic) -> &str {
         TailTopic::Conversations => &topics.conversations,
         TailTopic::Signals => &topics.signals,
         TailTopic::Deadletter => &topics.deadletter,
+        TailTopic::Outcomes => &topics.outcomes,
     }
 }
 
@@ -215,9 +226,14 @@ fn record_of(message: &BorrowedMessage<'_>) -> TailRecord {
 
 pub async fn run(args: TailArgs, config: &Config, out: &Output) -> anyhow::Result<()> {
     if args.connection.is_some()
-        && matches!(args.topic, TailTopic::Signals | TailTopic::Conversations)
+        && matches!(
+            args.topic,
+            TailTopic::Signals | TailTopic::Conversations | TailTopic::Outcomes
+        )
     {
-        anyhow::bail!("--connection does not apply: signals and conversations belong to a product");
+        anyhow::bail!(
+            "--connection does not apply: signals, conversations and outcomes belong to a product"
+        );
     }
     let settings = KafkaSettings::from_config(config)?;
     let topics = Topics::new(&config.topic_prefix);

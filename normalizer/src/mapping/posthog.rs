@@ -17,7 +17,8 @@
 //!
 //! In a CDP webhook body the event's fields are read from `event`, the person's from `person`.
 //! `$identify`, `$set`, `$groupidentify`, `$create_alias`, `$merge_dangerously` (traits, not
-//! events) are dropped, as is an event without a name.
+//! events) are dropped, as is an event without a name and an engage body (`distinct_id` with
+//! `$set`, `$set_once` or `$unset`, no `event`).
 
 use gf_schemas::accept;
 use serde_json::value::RawValue;
@@ -27,10 +28,19 @@ use super::{Draft, InsertId, MapError, fields, properties, revenue};
 
 const SHAPE: &str = "a PostHog capture batch ({\"batch\": [...]}), an array of events, one event or a CDP webhook body";
 
+/// The keys that make an object without `batch` one message: an event, or an engage body's
+/// person properties (dropped).
+const SINGLE: [&str; 4] = [
+    "event",
+    accept::POSTHOG_PERSON_KEYS[0],
+    accept::POSTHOG_PERSON_KEYS[1],
+    accept::POSTHOG_PERSON_KEYS[2],
+];
+
 /// The events of a body (a batch, an array, one event or one CDP webhook body), each as its own
 /// unparsed JSON text.
 pub fn events(body: &str) -> Result<Vec<&RawValue>, MapError> {
-    fields::list_or_single(body, "batch", &["event"], SHAPE)
+    fields::list_or_single(body, "batch", &SINGLE, SHAPE)
 }
 
 /// One event's draft; `None` when it is dropped (trait-only, no name).

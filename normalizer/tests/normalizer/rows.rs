@@ -761,6 +761,18 @@ fn posthog_trait_only_events_are_dropped() {
 }
 
 #[test]
+fn a_posthog_engage_body_is_one_dropped_message() {
+    for body in [
+        json!({"api_key": "phc", "distinct_id": "u", "$set": {"email": "a@b.co"}}),
+        json!({"$distinct_id": "u", "$set_once": {"plan": "pro"}}),
+        json!({"distinct_id": "u", "$unset": ["plan"]}),
+    ] {
+        let mapped = map(Provider::Posthog, &body).unwrap();
+        assert_eq!((mapped.events.len(), mapped.dropped), (0, 1), "{body}");
+    }
+}
+
+#[test]
 fn posthog_cdp_webhook_reads_the_nested_event_and_person() {
     let e = ph(json!({
         "event": {"uuid": "u-1", "event": "purchase", "distinct_id": "d", "properties": {"revenue": 3}, "timestamp": "2026-05-18T12:00:00Z", "elements_chain": "", "url": "https://ph.example/e/1"},

@@ -101,6 +101,7 @@ fn key_of(name: &[u8]) -> Option<Key> {
         b"event_type" => Key::EventType,
         b"user_id" => Key::UserId,
         b"device_id" => Key::DeviceId,
+        b"$set" | b"$set_once" | b"$unset" => Key::PersonProperties,
         _ => Key::Other,
     })
 }
@@ -212,6 +213,10 @@ impl<'a> Scan<'a> {
             Key::UserId | Key::DeviceId => {
                 self.value()?;
                 item.identity = true;
+            }
+            Key::PersonProperties => {
+                self.value()?;
+                item.person = true;
             }
             Key::Events | Key::Batch | Key::Other => self.value()?,
         }

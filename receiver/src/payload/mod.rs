@@ -322,6 +322,8 @@ enum Key {
     EventType,
     UserId,
     DeviceId,
+    /// PostHog's person properties (`$set`, `$set_once`, `$unset`).
+    PersonProperties,
     Other,
 }
 
@@ -342,6 +344,7 @@ impl<'de> serde::Deserialize<'de> for Key {
                     "event_type" => Key::EventType,
                     "user_id" => Key::UserId,
                     "device_id" => Key::DeviceId,
+                    v if accept::POSTHOG_PERSON_KEYS.contains(&v) => Key::PersonProperties,
                     _ => Key::Other,
                 })
             }
@@ -362,6 +365,8 @@ struct ItemProbe {
     event: Option<EventField>,
     /// Amplitude user objects: `user_id` or `device_id` present.
     identity: bool,
+    /// PostHog engage bodies: person properties present.
+    person: bool,
 }
 
 /// What an `event` field holds.
@@ -384,6 +389,10 @@ impl ItemProbe {
             Key::UserId | Key::DeviceId => {
                 map.next_value::<IgnoredAny>()?;
                 self.identity = true;
+            }
+            Key::PersonProperties => {
+                map.next_value::<IgnoredAny>()?;
+                self.person = true;
             }
             _ => {
                 map.next_value::<IgnoredAny>()?;
@@ -415,7 +424,7 @@ impl ItemProbe {
         let is_one = match provider {
             Provider::Amplitude => self.event_type.is_some() || self.identity,
             Provider::Segment => self.kind.is_some(),
-            Provider::Posthog => self.event.is_some(),
+            Provider::Posthog => self.event.is_some() || self.person,
             Provider::Api => false,
         };
         if !is_one {
@@ -424,7 +433,9 @@ impl ItemProbe {
                     "neither an `events` array, an event (`event_type`) nor a user (`user_id` or `device_id`)"
                 }
                 Provider::Segment => "neither a `type` nor a `batch` array",
-                Provider::Posthog => "neither a `batch` array nor an `event`",
+                Provider::Posthog => {
+                    "neither a `batch` array, an `event` nor person properties (`$set`)"
+                }
                 Provider::Api => "no `events` array",
             });
         }
@@ -918,6 +929,16 @@ mod tests {
                 counts(1, 0, 1),
             ),
             (r#"{"event":{"event":{"event":"deeper"}}}"#, counts(1, 0, 1)),
+            // An engage body: person properties, no event; received and dropped.
+            (
+                r#"{"api_key":"phc","distinct_id":"u","$set":{"email":"a@b.c"}}"#,
+                counts(1, 0, 1),
+            ),
+            (
+                r#"{"$distinct_id":"u","$set_once":{"plan":"pro"}}"#,
+                counts(1, 0, 1),
+            ),
+            (r#"{"distinct_id":"u","$unset":["plan"]}"#, counts(1, 0, 1)),
         ];
         for (body, expected) in cases {
             assert_eq!(&ph(body), expected, "{body}");
@@ -925,7 +946,7 @@ mod tests {
         for (body, needle) in [
             (
                 r#"{"api_key":"phc"}"#,
-                "neither a `batch` array nor an `event`",
+                "neither a `batch` array, an `event` nor person properties",
             ),
             (r#"{"batch":[1]}"#, "batch[0]"),
             (r#"true"#, "a JSON object or array"),

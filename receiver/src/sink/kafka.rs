@@ -12,7 +12,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
-use super::{RawSink, SinkError};
+use super::{Appended, RawSink, SinkError};
 
 pub struct KafkaSink {
     /// Shared with the other stages of the process (`gf run all`); renewed when stuck.
@@ -45,7 +45,7 @@ impl KafkaSink {
     }
 
     /// Resolves once the broker acknowledged the record (acks=all) or definitely failed.
-    async fn append_now(&self, meta: &RawRecordMeta, body: &Bytes) -> Result<Duration, SinkError> {
+    async fn append_now(&self, meta: &RawRecordMeta, body: &Bytes) -> Result<Appended, SinkError> {
         let key = meta.connection_id.to_string();
         let headers = meta
             .to_headers()
@@ -77,7 +77,11 @@ impl KafkaSink {
             return Err(SinkError::Unavailable(timed_out.to_string()));
         };
         match sent {
-            Ok(_) => Ok(started.elapsed()),
+            Ok(delivery) => Ok(Appended {
+                took: started.elapsed(),
+                partition: delivery.partition,
+                offset: delivery.offset,
+            }),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
                 Err(SinkError::TooLarge)
             }
@@ -94,7 +98,7 @@ impl RawSink for KafkaSink {
         &'a self,
         meta: &'a RawRecordMeta,
         body: &'a Bytes,
-    ) -> BoxFuture<'a, Result<Duration, SinkError>> {
+    ) -> BoxFuture<'a, Result<Appended, SinkError>> {
         Box::pin(self.append_now(meta, body))
     }
 

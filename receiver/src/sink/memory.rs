@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use gf_schemas::raw::RawRecordMeta;
 
-use super::{RawSink, SinkError};
+use super::{Appended, RawSink, SinkError};
 
 /// How the next appends end.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,11 +43,17 @@ impl RawSink for MemorySink {
         &'a self,
         meta: &'a RawRecordMeta,
         body: &'a Bytes,
-    ) -> BoxFuture<'a, Result<Duration, SinkError>> {
+    ) -> BoxFuture<'a, Result<Appended, SinkError>> {
         let outcome = match *lock(&self.behaviour) {
             Behaviour::Store => {
-                lock(&self.records).push((meta.clone(), body.clone()));
-                Ok(Duration::ZERO)
+                let mut records = lock(&self.records);
+                records.push((meta.clone(), body.clone()));
+                // One partition; the offset is the record's place.
+                Ok(Appended {
+                    took: Duration::ZERO,
+                    partition: 0,
+                    offset: records.len() as i64 - 1,
+                })
             }
             Behaviour::Unavailable => {
                 Err(SinkError::Unavailable("the sink is told to fail".into()))

@@ -24,15 +24,22 @@ pub enum SinkError {
     Setup(#[from] KafkaError),
 }
 
+/// Where a record was stored, and how long it took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub took: Duration,
+    pub partition: i32,
+    pub offset: i64,
+}
+
 /// Appends one request's raw record durably, or says why it could not.
 pub trait RawSink: Send + Sync {
-    /// Resolves once the record is durable (the answer may then be 200), or definitely failed;
-    /// returns how long the append took.
+    /// Resolves once the record is durable (the answer may then be 200), or definitely failed.
     fn append<'a>(
         &'a self,
         meta: &'a RawRecordMeta,
         body: &'a Bytes,
-    ) -> BoxFuture<'a, Result<Duration, SinkError>>;
+    ) -> BoxFuture<'a, Result<Appended, SinkError>>;
 
     /// Whether the sink can take records now (`/readyz`); may block up to `timeout`.
     fn reachable(&self, timeout: Duration) -> bool;

@@ -9,6 +9,7 @@ use gf_schemas::attributed::*;
 use gf_schemas::canonical::*;
 use gf_schemas::conversation::*;
 use gf_schemas::deadletter::*;
+use gf_schemas::outcome::*;
 use gf_schemas::raw::RawRecordMeta;
 use gf_schemas::signal::*;
 use gf_schemas::{Provider, SCHEMA_BASE_URI, SCHEMA_FILES};
@@ -308,4 +309,58 @@ fn stored_names_are_the_wire_names() {
     same::<InfluenceRule>();
     same::<ConversationKind>();
     same::<Provider>();
+    same::<Verdict>();
+}
+
+fn outcome() -> ConversationOutcome {
+    ConversationOutcome {
+        conversation_id: Uuid::from_u128(0x51),
+        product_id: Uuid::from_u128(0x52),
+        external_conversation_id: "conv-1".into(),
+        user_id: Some(Uuid::from_u128(0x53)),
+        verdict: Verdict::Refunded,
+        decided_by_event_id: Some(Uuid::from_u128(0x54)),
+        events: InfluenceCounts {
+            total: 3,
+            positive: 1,
+            negative: 1,
+            neutral: 1,
+        },
+        value: InfluenceValues {
+            total: 0.0,
+            positive: 49.0,
+            negative: -49.0,
+            neutral: 0.0,
+        },
+        revenue: 49.0,
+        refunds: 49.0,
+        quality_impact: -0.5,
+        first_event_at: Some(at(1_000)),
+        last_event_at: Some(at(90_000)),
+        last_activity_at: Some(at(500)),
+        seconds_to_first_positive: Some(0.5),
+        seconds_to_first_negative: Some(89.5),
+        silent_churn_at: None,
+    }
+}
+
+#[test]
+fn outcome_matches() {
+    let value = serde_json::to_value(outcome()).unwrap();
+    assert_valid("outcome.v1.schema.json", &value);
+    assert_declared(&["outcome.v1.schema.json"], &value);
+    assert_eq!(value["lastEventAt"], json!("1970-01-01T00:01:30.000Z"));
+    let back: ConversationOutcome = serde_json::from_value(value.clone()).unwrap();
+    assert_eq!(back, outcome());
+    // PostgreSQL's own timestamp text reads back too.
+    let mut from_db = value.clone();
+    from_db["lastEventAt"] = json!("1970-01-01T00:01:30.000+00:00");
+    let back: ConversationOutcome = serde_json::from_value(from_db).unwrap();
+    assert_eq!(back, outcome());
+    let mut broken = value.clone();
+    broken["verdict"] = json!("maybe");
+    assert!(!validator("outcome.v1.schema.json").is_valid(&broken));
+    let mut broken = value;
+    broken["refunds"] = json!(-49.0);
+    assert!(!validator("outcome.v1.schema.json").is_valid(&broken));
 }

@@ -80,6 +80,8 @@ fn posthog_event(name: Option<Value>, cdp: bool, extra: u8, i: usize) -> String 
     match extra {
         1 => event["distinct_id"] = json!("u".repeat(2000)),
         2 => event["properties"] = json!({"n": "__HUGE__"}),
+        // Person properties: alone (no name), an engage body.
+        4 => event["$set"] = json!({"email": "a@b.co"}),
         _ => {}
     }
     let event = if cdp {

@@ -7,5 +7,6 @@
 mod control_plane;
 mod counting_agrees;
 mod deadletters;
+mod import;
 mod ingest_to_events;
 mod source_rules;

@@ -145,6 +145,8 @@ pub struct DeliveryScope<'a> {
     pub status: Option<&'a str>,
     /// At most this many of each endpoint (the webhooks page shows each endpoint's newest).
     pub per_endpoint: Option<i64>,
+    /// Only these products' (an admin key limited to products).
+    pub products: Option<&'a [Uuid]>,
 }
 
 /// The newest deliveries in `scope`, newest first (ties by id, so pages are stable), one page:
@@ -172,6 +174,7 @@ pub async fn list(
                    JOIN webhook_events ev ON ev.id = d.event_id
                   WHERE ($1::uuid IS NULL OR e.product_id = $1)
                     AND ($2::uuid IS NULL OR e.id = $2)
+                    AND ($9::uuid[] IS NULL OR e.product_id = ANY($9))
                   ORDER BY d.created_at DESC, d.id DESC OFFSET $8 LIMIT $5"
             ),
             &[
@@ -183,6 +186,7 @@ pub async fn list(
                 &at,
                 &id,
                 &page.offset,
+                &scope.products,
             ],
         )
         .await?;

@@ -18,6 +18,28 @@ pub fn at(minutes: i64, seconds: i64) -> DateTime<Utc> {
         + chrono::Duration::seconds(seconds)
 }
 
+/// A migrated database of the test's own with one product, a client and a pool.
+pub struct Db {
+    pub _db: gf_tests::TestDb,
+    pub client: tokio_postgres::Client,
+    pub pool: deadpool_postgres::Pool,
+    pub product: Uuid,
+}
+
+pub async fn db() -> Db {
+    let _ = gf_runtime::telemetry::init("test", "warn");
+    let db = gf_tests::TestDb::migrated().await;
+    let client = db.client().await;
+    let product = product(&client).await;
+    let pool = gf_runtime::db::pool(&db.url, 4).unwrap();
+    Db {
+        _db: db,
+        client,
+        pool,
+        product,
+    }
+}
+
 /// Creates a product row; returns its id.
 pub async fn product(client: &tokio_postgres::Client) -> Uuid {
     let id = Uuid::new_v4();
@@ -106,4 +128,33 @@ pub fn message(
         role: Some("user".into()),
         metadata: Map::new(),
     }
+}
+
+/// The event as a refund: a negative currency value, negative by revenue.
+pub fn refund(mut e: CanonicalEvent, amount: f64) -> CanonicalEvent {
+    e.event_type = "refund".into();
+    e.value = Some(EventValue::Number(-amount));
+    e.influence = Influence::Negative;
+    e.influence_rule = InfluenceRule::Revenue;
+    e
+}
+
+/// The event as a cancellation: negative by name, without a value.
+pub fn cancel(mut e: CanonicalEvent) -> CanonicalEvent {
+    e.event_type = "subscription_cancelled".into();
+    e.value = None;
+    e.value_type = None;
+    e.influence = Influence::Negative;
+    e.influence_rule = InfluenceRule::Name;
+    e
+}
+
+/// The event as a neutral one without a value (a page view).
+pub fn neutral(mut e: CanonicalEvent) -> CanonicalEvent {
+    e.event_type = "page_viewed".into();
+    e.value = None;
+    e.value_type = None;
+    e.influence = Influence::Neutral;
+    e.influence_rule = InfluenceRule::Default;
+    e
 }
