@@ -108,6 +108,8 @@ pub struct Connection {
     pub first_event_at: Option<DateTime<Utc>>,
     #[serde(with = "gf_schemas::time::option")]
     pub last_event_at: Option<DateTime<Utc>>,
+    /// Whether the request log keeps an excerpt of each body (off unless its owner turns it on).
+    pub log_bodies: bool,
 }
 
 /// What the receiver needs to authenticate a request for one token lookup.
@@ -119,6 +121,7 @@ pub struct ConnectionAuth {
     pub status: ConnectionStatus,
     pub token_hash: String,
     pub secret_hash: Option<String>,
+    pub log_bodies: bool,
 }
 
 impl fmt::Debug for ConnectionAuth {
@@ -140,7 +143,7 @@ pub struct IssuedConnection {
 }
 
 const CONNECTION_COLUMNS: &str = "id, product_id, provider, status, secret_hash IS NOT NULL AS has_shared_secret, \
-     created_at, rotated_at, first_event_at, last_event_at";
+     created_at, rotated_at, first_event_at, last_event_at, log_bodies";
 
 #[derive(Clone)]
 pub struct ControlPlane {
@@ -388,6 +391,18 @@ impl ControlPlane {
         .await
     }
 
+    /// Turns body excerpts in the connection's request log on or off.
+    pub async fn set_log_bodies(&self, id: Uuid, on: bool) -> Result<Connection, ControlError> {
+        self.update(
+            id,
+            "change the request log of",
+            "log_bodies = $2",
+            "true",
+            &[&on],
+        )
+        .await
+    }
+
     /// What the receiver needs to authenticate a token with this lookup.
     pub async fn auth_by_lookup(
         &self,
@@ -396,7 +411,7 @@ impl ControlPlane {
         let client = self.pool.get().await?;
         let row = client
             .query_opt(
-                "SELECT id, product_id, provider, status, token_hash, secret_hash \
+                "SELECT id, product_id, provider, status, token_hash, secret_hash, log_bodies \
                  FROM connections WHERE token_lookup = $1",
                 &[&lookup],
             )
@@ -409,6 +424,7 @@ impl ControlPlane {
                 status: parse_column(&row, "status")?,
                 token_hash: row.get("token_hash"),
                 secret_hash: row.get("secret_hash"),
+                log_bodies: row.get("log_bodies"),
             })
         })
         .transpose()
@@ -519,6 +535,7 @@ fn connection_from_row(row: &Row) -> Result<Connection, ControlError> {
         rotated_at: row.get("rotated_at"),
         first_event_at: row.get("first_event_at"),
         last_event_at: row.get("last_event_at"),
+        log_bodies: row.get("log_bodies"),
     })
 }
 

@@ -204,6 +204,24 @@ impl Settings {
         Ok(connection)
     }
 
+    /// Body excerpts in the connection's request log, on or off (audited).
+    pub async fn set_log_bodies(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        on: bool,
+    ) -> Result<Connection, SettingsError> {
+        let connection = self.control.set_log_bodies(id, on).await?;
+        self.audited(
+            actor,
+            "connection.log_bodies",
+            Some(id),
+            json!({ "enabled": on }),
+        )
+        .await?;
+        Ok(connection)
+    }
+
     pub async fn create_endpoint(
         &self,
         actor: &Actor,

@@ -13,6 +13,19 @@ use uuid::Uuid;
 
 /// Requests kept per connection.
 pub const REQUESTS_KEPT: i64 = 100;
+/// The most of a body a request log keeps, where its connection's owner turned excerpts on.
+pub const EXCERPT_BYTES: usize = 2048;
+
+/// The first [`EXCERPT_BYTES`] of a body as text (invalid UTF-8 replaced, cut on a character
+/// boundary); pages escape it when they show it.
+pub fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(EXCERPT_BYTES)]);
+    let mut end = text.len().min(EXCERPT_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
 
 /// One request a connection received, as the receiver answered it.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,6 +44,8 @@ pub struct RequestRecord {
     pub bytes: u32,
     /// Where the stored body is in the raw topic (partition, offset).
     pub raw: Option<(i32, i64)>,
+    /// The body's beginning ([`excerpt`]), only where the connection logs bodies.
+    pub excerpt: Option<String>,
 }
 
 /// Which counter a request adds to: (connection, product, hour, answer status).
@@ -68,6 +83,8 @@ pub struct RequestEntry {
     /// A refusal: the code and message the sender was answered.
     pub error: Option<RequestError>,
     pub bytes: u32,
+    /// The body's beginning, where the connection's owner turned excerpts on.
+    pub excerpt: Option<String>,
     /// Why the dropped events were dropped (the counting rule of the connection's sender).
     pub dropped_because: Option<String>,
     /// The canonical events the request became, once the pipeline stored them.
@@ -168,12 +185,13 @@ impl Traffic {
             txn.execute(
                 "INSERT INTO connection_requests (id, connection_id, product_id, at, method, status,
                         received, accepted, dropped, error_code, error_message, bytes,
-                        raw_partition, raw_offset)
+                        raw_partition, raw_offset, excerpt)
                  SELECT x.* FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[],
                         $5::text[], $6::int2[], $7::int4[], $8::int4[], $9::int4[], $10::text[],
-                        $11::text[], $12::int4[], $13::int4[], $14::int8[])
+                        $11::text[], $12::int4[], $13::int4[], $14::int8[], $15::text[])
                         AS x(id, connection_id, product_id, at, method, status, received, accepted,
-                             dropped, error_code, error_message, bytes, raw_partition, raw_offset)
+                             dropped, error_code, error_message, bytes, raw_partition, raw_offset,
+                             excerpt)
                    JOIN connections c ON c.id = x.connection_id
                  ON CONFLICT (id) DO NOTHING",
                 &[
@@ -191,6 +209,7 @@ impl Traffic {
                     &c.bytes,
                     &c.raw_partition,
                     &c.raw_offset,
+                    &c.excerpt,
                 ],
             )
             .await?;
@@ -272,7 +291,7 @@ impl Traffic {
             .query(
                 "SELECT r.id, r.at, r.method, r.status, r.received, r.accepted, r.dropped,
                         r.error_code, r.error_message, r.bytes,
-                        coalesce(e.events, '[]'::jsonb)
+                        coalesce(e.events, '[]'::jsonb), r.excerpt
                    FROM connection_requests r
                    LEFT JOIN LATERAL (
                        SELECT jsonb_agg(jsonb_build_object('id', b.id, 'eventType', b.event_type,
@@ -304,6 +323,7 @@ impl Traffic {
                         message: message.unwrap_or_default(),
                     }),
                     bytes: r.get::<_, i32>(9) as u32,
+                    excerpt: r.get(11),
                     dropped_because: (r.get::<_, i32>(6) > 0)
                         .then_some(because)
                         .flatten()
@@ -437,6 +457,7 @@ struct RequestColumns {
     bytes: Vec<i32>,
     raw_partition: Vec<Option<i32>>,
     raw_offset: Vec<Option<i64>>,
+    excerpt: Vec<Option<String>>,
 }
 
 impl RequestColumns {
@@ -458,6 +479,7 @@ impl RequestColumns {
             c.bytes.push(int(r.bytes));
             c.raw_partition.push(r.raw.map(|(p, _)| p));
             c.raw_offset.push(r.raw.map(|(_, o)| o));
+            c.excerpt.push(r.excerpt.clone());
         }
         c
     }
@@ -473,4 +495,16 @@ struct HourlyColumns {
     received: Vec<i64>,
     accepted: Vec<i64>,
     dropped: Vec<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_excerpt_is_capped_on_a_character_boundary() {
+        let body = "é".repeat(super::EXCERPT_BYTES);
+        let cut = super::excerpt(body.as_bytes());
+        assert_eq!(cut.len(), super::EXCERPT_BYTES);
+        assert!(cut.chars().all(|c| c == 'é'));
+        assert_eq!(super::excerpt(b"{\"a\":1}\xff"), "{\"a\":1}\u{fffd}");
+    }
 }

@@ -141,6 +141,7 @@ mod tests {
             error_message: None,
             bytes: 10,
             raw: None,
+            excerpt: None,
         }
     }
 

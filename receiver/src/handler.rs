@@ -157,6 +157,7 @@ async fn serve(
             error_message: result.as_ref().err().map(IngestError::public_message),
             bytes: count(seen.bytes),
             raw: seen.raw,
+            excerpt: seen.excerpt,
         });
     }
     let mut response = match result {
@@ -203,6 +204,8 @@ struct Seen {
     summary: Option<BatchSummary>,
     /// Where the body was stored.
     raw: Option<(i32, i64)>,
+    /// The body's beginning, where the connection's owner turned excerpts on.
+    excerpt: Option<String>,
 }
 
 async fn handle(
@@ -228,6 +231,7 @@ async fn handle(
         bytes: 0,
         summary: None,
         raw: None,
+        excerpt: None,
     });
     if !caller.status.accepts_events() {
         return Ok(answers::not_taking_events());
@@ -265,6 +269,9 @@ async fn handle(
     };
 
     seen.bytes = body.len();
+    if caller.log_bodies {
+        seen.excerpt = Some(gf_control::traffic::excerpt(&body));
+    }
     let max_events = state.options.max_batch_events;
     let summary = if body.len() <= INLINE_INSPECT_BYTES {
         payload::inspect(provider, &body, max_events)?

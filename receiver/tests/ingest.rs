@@ -1701,3 +1701,39 @@ async fn each_request_of_a_connection_is_logged_with_its_answer() {
         .get(0);
     assert!(!everything.contains(secret_part), "the token is in the log");
 }
+
+/// A connection's request log keeps the beginning of each body only once its owner turned body
+/// excerpts on; the receiver learns of the change without a restart.
+#[tokio::test]
+async fn body_excerpts_are_logged_only_where_turned_on() {
+    let h = Harness::start().await;
+    let (connection, token) = h.connection(Provider::Posthog, None).await;
+    let body = r#"{"event":"signed up","distinct_id":"u","properties":{"note":"<b>bold</b>"}}"#;
+    expect_counts(h.post("posthog", &token, body).await, 1, 1, 0).await;
+    h.control.set_log_bodies(connection, true).await.unwrap();
+    let client = h.db.client().await;
+    let excerpts = async || -> Vec<Option<String>> {
+        client
+            .query(
+                "SELECT excerpt FROM connection_requests WHERE connection_id = $1 ORDER BY at, id",
+                &[&connection],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    // The change reaches the receiver's cache by a notification: send until it shows.
+    let logged = h
+        .eventually(Duration::from_secs(15), async || {
+            expect_counts(h.post("posthog", &token, body).await, 1, 1, 0).await;
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            excerpts().await.iter().any(Option::is_some)
+        })
+        .await;
+    assert!(logged, "no excerpt was logged after turning them on");
+    let all = excerpts().await;
+    assert_eq!(all[0], None, "a body was kept before excerpts were on");
+    assert_eq!(all.last().unwrap().as_deref(), Some(body));
+}

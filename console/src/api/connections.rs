@@ -138,3 +138,25 @@ pub(super) async fn set_secret(
 pub(super) async fn clear_secret(state: Data, admin: Admin, id: web::Path<Uuid>) -> Answer {
     ok(&state.settings.set_secret(&admin.actor(), *id, None).await?)
 }
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BodyExcerpts {
+    /// Keep the first 2 KiB of each request body in the connection's request log.
+    enabled: bool,
+}
+
+#[utoipa::path(put, path = "/api/v1/connections/{id}/body-excerpts", params(("id" = Uuid, Path)), request_body = BodyExcerpts, tag = "connections",
+    responses((status = 200, body = Connection), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "The key is read-only"), (status = 404, body = ErrorBody)))]
+pub(super) async fn set_body_excerpts(
+    state: Data,
+    admin: Admin,
+    id: web::Path<Uuid>,
+    body: web::Json<BodyExcerpts>,
+) -> Answer {
+    ok(&state
+        .settings
+        .set_log_bodies(&admin.actor(), *id, body.enabled)
+        .await?)
+}

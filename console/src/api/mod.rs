@@ -118,6 +118,10 @@ fn authorized() -> actix_web::Scope<
         )
         .route("/connections/{id}/secret", web::put().to(set_secret))
         .route("/connections/{id}/secret", web::delete().to(clear_secret))
+        .route(
+            "/connections/{id}/body-excerpts",
+            web::put().to(set_body_excerpts),
+        )
         .route("/endpoints", web::post().to(create_endpoint))
         .route("/endpoints", web::get().to(list_endpoints))
         .route("/endpoints/{id}/test", web::post().to(test_endpoint))
@@ -164,7 +168,7 @@ impl IntoResponse for ApiError {
     paths(
         create_product, list_products, create_connection, list_connections, show_connection,
         rotate_connection, pause_connection, resume_connection, disconnect_connection,
-        set_secret, clear_secret, create_endpoint, list_endpoints, test_endpoint,
+        set_secret, clear_secret, set_body_excerpts, create_endpoint, list_endpoints, test_endpoint,
         enable_endpoint, disable_endpoint, rotate_endpoint_secret, list_deliveries,
         retry_deliveries, delivery_attempts, list_deadletters, list_audit, list_conversations,
         show_conversation, product_outcomes, product_stats, connection_requests

@@ -445,6 +445,7 @@ async fn request_log(req: HttpRequest, state: Data, id: web::Path<Uuid>) -> Http
         let connection = state.settings.control.connection(id).await?;
         Ok(ok(traffic_pages::request_log(
             &caller.session.csrf,
+            caller.scope.may_change(),
             &connection,
             &entries,
         )))
@@ -553,6 +554,11 @@ async fn connection_action(
                     .settings
                     .transition(&caller.actor, id, Transition::Disconnect)
                     .await?;
+            }
+            "show-bodies" | "hide-bodies" => {
+                let on = action == "show-bodies";
+                state.settings.set_log_bodies(&caller.actor, id, on).await?;
+                return Ok(redirect(&format!("/connections/{id}/requests")));
             }
             "secret" => {
                 let secret = form.secret.unwrap_or_default();

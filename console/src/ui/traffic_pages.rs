@@ -101,7 +101,18 @@ pub fn overview(overview: &ProductOverview) -> Markup {
 }
 
 /// A connection's live log: the page polls its rows every two seconds (`data-poll`).
-pub fn request_log(csrf: &str, connection: &Connection, entries: &[RequestEntry]) -> Markup {
+/// `can_change`: the caller's key may turn body excerpts on or off.
+pub fn request_log(
+    csrf: &str,
+    can_change: bool,
+    connection: &Connection,
+    entries: &[RequestEntry],
+) -> Markup {
+    let (toggle, label) = if connection.log_bodies {
+        ("hide-bodies", "Stop keeping body excerpts")
+    } else {
+        ("show-bodies", "Keep body excerpts")
+    };
     let poll = format!("/connections/{}/requests/rows", connection.id);
     layout(
         "Live request log",
@@ -110,6 +121,19 @@ pub fn request_log(csrf: &str, connection: &Connection, entries: &[RequestEntry]
             h1 { "Live request log · " (connection.provider.as_str()) }
             p { a href={ "/products/" (connection.product_id) } { "← Product" } }
             p.hint { "The newest 100 requests this connection received and what each was answered. Refreshes by itself." }
+            p #body-excerpts {
+                @if connection.log_bodies {
+                    "Body excerpts are kept: the first 2 KiB of each request body, shown escaped. "
+                } @else {
+                    "Bodies are not kept (only what each request was answered). "
+                }
+                @if can_change {
+                    form.inline method="post" action={ "/connections/" (connection.id) "/" (toggle) } {
+                        input type="hidden" name="csrf" value=(csrf);
+                        button type="submit" { (label) }
+                    }
+                }
+            }
             div #log data-poll=(poll) { (request_rows(entries)) }
         },
     )
@@ -134,6 +158,7 @@ pub fn request_rows(entries: &[RequestEntry]) -> Markup {
                                 span.error.refusal { code { (e.code) } " " (e.message) }
                             }
                             @if let Some(why) = &r.dropped_because { p.hint.dropped { "Dropped: " (why) } }
+                            @if let Some(excerpt) = &r.excerpt { pre.excerpt { (excerpt) } }
                             @if !r.events.is_empty() {
                                 ul.events { @for e in &r.events {
                                     li data-event=(e.id) { (e.event_type) " (" (e.influence) ")"
@@ -150,5 +175,49 @@ pub fn request_rows(entries: &[RequestEntry]) -> Markup {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_excerpt_and_a_refusal_are_shown_as_text() {
+        let entry = RequestEntry {
+            id: uuid::Uuid::nil(),
+            at: chrono::DateTime::UNIX_EPOCH,
+            method: "POST".into(),
+            status: 400,
+            received: 0,
+            accepted: 0,
+            dropped: 0,
+            error: Some(gf_control::traffic::RequestError {
+                code: "invalid_json".into(),
+                message: "<img src=x onerror=alert(1)>".into(),
+            }),
+            bytes: 30,
+            excerpt: Some("<script>alert(1)</script>".into()),
+            dropped_because: None,
+            events: Vec::new(),
+        };
+        let html = request_rows(&[entry]).into_string();
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{html}"
+        );
+        assert!(
+            html.contains("&lt;img src=x onerror=alert(1)&gt;"),
+            "{html}"
+        );
+        assert!(
+            !html.contains("<script>") && !html.contains("<img"),
+            "{html}"
+        );
+        assert!(
+            request_rows(&[])
+                .into_string()
+                .contains("Waiting for the first request")
+        );
     }
 }

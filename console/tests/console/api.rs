@@ -131,6 +131,28 @@ impl Api {
             .clone()
     }
 
+    /// A new product (its id) and a connection of `provider` in it (the API's answer).
+    async fn product_with_connection(&self, name: &str, provider: &str) -> (String, Value) {
+        let product = self
+            .ok(
+                Method::POST,
+                "/api/v1/products",
+                Some(json!({"name": name})),
+            )
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let connection = self
+            .ok(
+                Method::POST,
+                "/api/v1/connections",
+                Some(json!({"productId": product, "provider": provider})),
+            )
+            .await;
+        (product, connection)
+    }
+
     async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
         let (status, value) = self.call(method.clone(), path, body).await;
         assert!(status.is_success(), "{method} {path}: {status} {value}");
@@ -161,6 +183,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/connections/{id}/resume"),
     ("POST", "/api/v1/connections/{id}/disconnect"),
     ("PUT", "/api/v1/connections/{id}/secret"),
+    ("PUT", "/api/v1/connections/{id}/body-excerpts"),
     ("DELETE", "/api/v1/connections/{id}/secret"),
     ("POST", "/api/v1/endpoints"),
     ("GET", "/api/v1/endpoints"),
@@ -981,26 +1004,8 @@ async fn outcomes_are_listed_by_verdict_shown_with_their_timeline_and_totalled_b
 async fn a_products_stats_and_a_connections_requests_show_what_flowed() {
     use gf_control::traffic::{HourlyCount, RequestRecord, Traffic};
     let api = Api::start().await;
-    let product = api
-        .ok(
-            Method::POST,
-            "/api/v1/products",
-            Some(json!({"name": "Flows"})),
-        )
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let connection = api
-        .ok(
-            Method::POST,
-            "/api/v1/connections",
-            Some(json!({"productId": product, "provider": "segment"})),
-        )
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (product, connection) = api.product_with_connection("Flows", "segment").await;
+    let connection = connection["id"].as_str().unwrap().to_owned();
     let (p, c): (uuid::Uuid, uuid::Uuid) = (product.parse().unwrap(), connection.parse().unwrap());
     let now = chrono::Utc::now();
     let request = |status: u16, accepted: u32, raw: Option<(i32, i64)>| RequestRecord {
@@ -1018,6 +1023,7 @@ async fn a_products_stats_and_a_connections_requests_show_what_flowed() {
             .then(|| "the body is not <b>a Segment message</b>".to_owned()),
         bytes: 120,
         raw,
+        excerpt: None,
     };
     let stored = request(200, 1, Some((0, 5)));
     let refused = request(400, 0, None);
@@ -1648,4 +1654,32 @@ async fn products_are_searched_by_name_in_the_database() {
         names(api.ok(Method::GET, "/api/v1/products?q=zzz", None).await),
         Vec::<String>::new()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_excerpts_are_off_until_the_owner_turns_them_on() {
+    let api = Api::start().await;
+    let (_, connection) = api.product_with_connection("Excerpts", "posthog").await;
+    assert_eq!(connection["logBodies"], false);
+    let id = connection["id"].as_str().unwrap();
+    let path = format!("/api/v1/connections/{id}/body-excerpts");
+    let on = api
+        .ok(Method::PUT, &path, Some(json!({"enabled": true})))
+        .await;
+    assert_eq!(on["logBodies"], true);
+    let shown = api
+        .ok(Method::GET, &format!("/api/v1/connections/{id}"), None)
+        .await;
+    assert_eq!(shown["logBodies"], true);
+    let off = api
+        .ok(Method::PUT, &path, Some(json!({"enabled": false})))
+        .await;
+    assert_eq!(off["logBodies"], false);
+    assert_eq!(
+        api.invalid_field(Method::PUT, &path, Some(json!({"enabled": "yes"})))
+            .await,
+        json!("body")
+    );
+    let audit = api.ok(Method::GET, "/api/v1/audit", None).await.to_string();
+    assert!(audit.contains("connection.log_bodies"), "{audit}");
 }

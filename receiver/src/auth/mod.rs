@@ -53,6 +53,8 @@ pub struct Caller {
     pub product_id: Uuid,
     pub provider: Provider,
     pub status: ConnectionStatus,
+    /// Whether the connection's request log keeps an excerpt of each body.
+    pub log_bodies: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -539,6 +541,7 @@ fn caller_of(row: &ConnectionAuth) -> Caller {
         product_id: row.product_id,
         provider: row.provider,
         status: row.status,
+        log_bodies: row.log_bodies,
     }
 }
 
@@ -587,6 +590,7 @@ mod tests {
                 product_id: Uuid::nil(),
                 provider: Provider::Amplitude,
                 status: ConnectionStatus::Active,
+                log_bodies: false,
             },
             token_digest: digest("secret"),
             token_hash: String::new(),
