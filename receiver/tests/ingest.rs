@@ -360,7 +360,7 @@ async fn the_documents_examples_are_stored_byte_for_byte() {
         let id = expect_counts(response, 1, 1, 0).await;
         let raw = h.raw_for(&id);
         assert_eq!(raw.body, body.as_bytes(), "{provider}: body changed");
-        assert_eq!(raw.key, connection.to_string());
+        assert_eq!(raw.key, id, "keyed by request id");
         let meta = RawRecordMeta::from_headers(
             raw.headers
                 .iter()
@@ -1421,7 +1421,8 @@ async fn every_senders_shape_is_answered_and_stored_byte_for_byte() {
         let id = expect_counts(response, *received, *accepted, *dropped).await;
         let raw = h.raw_for(&id);
         assert_eq!(raw.body, body.as_bytes(), "{provider}: body changed");
-        assert_eq!(raw.key, connection.to_string());
+        assert_eq!(raw.key, id);
+        assert_eq!(raw.headers["gf-connection-id"], connection.to_string());
         assert_eq!(raw.headers["gf-provider"], provider.as_str());
     }
     // A user object is answered 200, counted as dropped, and not stored.
@@ -1557,9 +1558,13 @@ async fn the_public_api_takes_a_bearer_token_and_fails_loudly() {
     let id = expect_counts(response, 1, 1, 0).await;
     let raw = h.raw_for(&id);
     assert_eq!(
-        (raw.body.as_slice(), raw.key.as_str()),
+        (
+            raw.body.as_slice(),
+            raw.headers["gf-connection-id"].as_str()
+        ),
         (body.as_bytes(), connection.to_string().as_str())
     );
+    assert_eq!(raw.key, id);
     // The same token in the URL works too.
     expect_counts(h.post("api", &token, body).await, 1, 1, 0).await;
 

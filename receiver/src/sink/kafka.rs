@@ -46,7 +46,9 @@ impl KafkaSink {
 
     /// Resolves once the broker acknowledged the record (acks=all) or definitely failed.
     async fn append_now(&self, meta: &RawRecordMeta, body: &Bytes) -> Result<Appended, SinkError> {
-        let key = meta.connection_id.to_string();
+        // Keyed by request: one connection's requests spread over every partition, so a large
+        // sender is normalized by every normalizer (attribution does not need their order).
+        let key = meta.request_id.as_str();
         let headers = meta
             .to_headers()
             .into_iter()
@@ -57,7 +59,7 @@ impl KafkaSink {
                 })
             });
         let record = FutureRecord::to(&self.topic)
-            .key(&key)
+            .key(key)
             .payload(body.as_ref())
             .headers(headers);
         let started = Instant::now();

@@ -176,7 +176,6 @@ async fn an_amplitude_export_is_imported_as_live_traffic_and_resumes_after_an_in
     let mut insert_ids = Vec::new();
     let (mut received, mut accepted) = (0, 0);
     for record in &records {
-        assert_eq!(record.key, connection.to_string());
         let meta = RawRecordMeta::from_headers(
             record
                 .headers
@@ -196,6 +195,10 @@ async fn an_amplitude_export_is_imported_as_live_traffic_and_resumes_after_an_in
                 .is_some_and(|t| t.starts_with("00-"))
         );
         assert!(request_ids.insert(meta.request_id.clone()));
+        assert_eq!(
+            record.key, meta.request_id,
+            "keyed by request, as the receiver keys it"
+        );
         let counted =
             gf_receiver::payload::inspect(Provider::Amplitude, &record.value, 1000).unwrap();
         received += counted.received;
