@@ -89,6 +89,8 @@ pub struct RequestEntry {
     pub dropped_because: Option<String>,
     /// The canonical events the request became, once the pipeline stored them.
     pub events: Vec<RequestEvent>,
+    /// Their ids, in the same order.
+    pub event_ids: Vec<Uuid>,
 }
 
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -328,8 +330,13 @@ impl Traffic {
                         .then_some(because)
                         .flatten()
                         .map(str::to_owned),
+                    event_ids: Vec::new(),
                     events: serde_json::from_value(r.get(10))
                         .map_err(|e| DbError::Corrupt(format!("a request's events: {e}")))?,
+                })
+                .map(|mut entry: RequestEntry| {
+                    entry.event_ids = entry.events.iter().map(|e| e.id).collect();
+                    entry
                 })
             })
             .collect()

@@ -65,6 +65,8 @@ pub struct InfluenceValues {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConversationOutcome {
+    /// The conversation id, as `conversation_id` (what lists of the API key items by).
+    pub id: Uuid,
     pub conversation_id: Uuid,
     pub product_id: Uuid,
     pub external_conversation_id: String,
@@ -72,7 +74,8 @@ pub struct ConversationOutcome {
     pub verdict: Verdict,
     /// The event whose influence decided a `converted`, `refunded` or `negative` verdict.
     pub decided_by_event_id: Option<Uuid>,
-    pub events: InfluenceCounts,
+    /// Attributed events by influence.
+    pub counts: InfluenceCounts,
     pub value: InfluenceValues,
     /// The sum of positive currency values.
     pub revenue: f64,

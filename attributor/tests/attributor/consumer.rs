@@ -230,7 +230,7 @@ async fn attributes_publishes_and_dead_letters_what_it_cannot_store() {
     }
     let outcome: ConversationOutcome = serde_json::from_value(json).unwrap();
     assert_eq!(outcome.verdict, Verdict::Converted);
-    assert_eq!((outcome.revenue, outcome.events.total), (49.0, 1));
+    assert_eq!((outcome.revenue, outcome.counts.total), (49.0, 1));
     assert!(outcomes.iter().all(|r| r.key == conversation.to_string()));
 
     // Dead letters: the unknown product, the refused text, the forged id and the garbage, each

@@ -81,9 +81,9 @@ async fn a_purchase_converts_and_a_later_refund_decides() {
     assert_eq!((refunded.revenue, refunded.refunds), (49.0, 20.0));
     assert_eq!(
         (
-            refunded.events.total,
-            refunded.events.positive,
-            refunded.events.negative
+            refunded.counts.total,
+            refunded.counts.positive,
+            refunded.counts.negative
         ),
         (2, 1, 1)
     );

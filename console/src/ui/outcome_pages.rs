@@ -83,7 +83,7 @@ pub fn outcomes(page: &OutcomesPage<'_>) -> Markup {
                         td { (badge(o.verdict)) }
                         td.revenue { (money(o.revenue)) }
                         td { (money(o.refunds)) }
-                        td { (o.events.positive) " / " (o.events.negative) " / " (o.events.neutral) }
+                        td { (o.counts.positive) " / " (o.counts.negative) " / " (o.counts.neutral) }
                         td { (o.last_activity_at.as_ref().map(time).unwrap_or_else(|| "—".into())) }
                         td { (o.last_event_at.as_ref().map(time).unwrap_or_else(|| "—".into())) }
                     }
@@ -154,7 +154,7 @@ pub fn conversation(csrf: &str, detail: &ConversationDetail) -> Markup {
             div.panel #outcome {
                 p { "Verdict " (badge(o.verdict)) }
                 p { "Revenue " strong.revenue { (money(o.revenue)) } " · refunds " strong { (money(o.refunds)) } " · quality impact " (o.quality_impact) }
-                p { "Events: " (o.events.positive) " positive, " (o.events.negative) " negative, " (o.events.neutral) " neutral" }
+                p { "Events: " (o.counts.positive) " positive, " (o.counts.negative) " negative, " (o.counts.neutral) " neutral" }
                 @if let Some(s) = o.seconds_to_first_positive { p { "First positive event " (s) " s after the last message" } }
                 @if let Some(s) = o.seconds_to_first_negative { p { "First negative event " (s) " s after the last message" } }
                 @if let Some(at) = &o.silent_churn_at { p { "Churns silently at " (time(at)) " (event time) unless the user sends an event before" } }

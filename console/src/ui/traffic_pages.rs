@@ -200,6 +200,7 @@ mod tests {
             excerpt: Some("<script>alert(1)</script>".into()),
             dropped_because: None,
             events: Vec::new(),
+            event_ids: Vec::new(),
         };
         let html = request_rows(&[entry]).into_string();
         assert!(

@@ -931,6 +931,9 @@ async fn outcomes_are_listed_by_verdict_shown_with_their_timeline_and_totalled_b
         .ok(Method::GET, &format!("/api/v1/conversations/{id}"), None)
         .await;
     assert_eq!(shown["verdict"], "refunded");
+    // Its counts by influence and its events are two keys, each once.
+    assert_eq!(shown["counts"]["total"], 2);
+    assert_eq!(shown["id"], json!(id));
     let events: Vec<&str> = shown["events"]
         .as_array()
         .unwrap()
@@ -1078,6 +1081,7 @@ async fn a_products_stats_and_a_connections_requests_show_what_flowed() {
     assert_eq!(items.len(), 2);
     let by_status = |s: u64| items.iter().find(|r| r["status"] == s).unwrap();
     assert_eq!(by_status(200)["events"][0]["id"], json!(event.id));
+    assert_eq!(by_status(200)["eventIds"], json!([event.id]));
     assert!(
         by_status(200)["droppedBecause"]
             .as_str()

@@ -50,7 +50,7 @@ pub async fn run(cmd: OutcomesCommand, config: &Config, out: &Output) -> anyhow:
                                 format!("{:.2}", o.refunds),
                                 format!(
                                     "{}/{}/{}",
-                                    o.events.positive, o.events.negative, o.events.neutral
+                                    o.counts.positive, o.counts.negative, o.counts.neutral
                                 ),
                                 o.last_event_at.as_ref().map_or("-".into(), time::format),
                             ]

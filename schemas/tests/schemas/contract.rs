@@ -314,13 +314,14 @@ fn stored_names_are_the_wire_names() {
 
 fn outcome() -> ConversationOutcome {
     ConversationOutcome {
+        id: Uuid::from_u128(0x51),
         conversation_id: Uuid::from_u128(0x51),
         product_id: Uuid::from_u128(0x52),
         external_conversation_id: "conv-1".into(),
         user_id: Some(Uuid::from_u128(0x53)),
         verdict: Verdict::Refunded,
         decided_by_event_id: Some(Uuid::from_u128(0x54)),
-        events: InfluenceCounts {
+        counts: InfluenceCounts {
             total: 3,
             positive: 1,
             negative: 1,
