@@ -312,6 +312,8 @@ impl Traffic {
             .map(|r| {
                 let code: Option<String> = r.get(7);
                 let message: Option<String> = r.get(8);
+                let events: Vec<RequestEvent> = serde_json::from_value(r.get(10))
+                    .map_err(|e| DbError::Corrupt(format!("a request's events: {e}")))?;
                 Ok(RequestEntry {
                     id: r.get(0),
                     at: r.get(1),
@@ -330,13 +332,8 @@ impl Traffic {
                         .then_some(because)
                         .flatten()
                         .map(str::to_owned),
-                    event_ids: Vec::new(),
-                    events: serde_json::from_value(r.get(10))
-                        .map_err(|e| DbError::Corrupt(format!("a request's events: {e}")))?,
-                })
-                .map(|mut entry: RequestEntry| {
-                    entry.event_ids = entry.events.iter().map(|e| e.id).collect();
-                    entry
+                    event_ids: events.iter().map(|e| e.id).collect(),
+                    events,
                 })
             })
             .collect()

@@ -272,19 +272,24 @@ struct ProductsQuery {
     after: Option<String>,
 }
 
+/// The `after=` of a console list's "next page" link.
+fn cursor(after: Option<&str>) -> Result<Option<gf_runtime::paging::Cursor>, ApiError> {
+    after
+        .map(|a| {
+            a.parse().map_err(|e: gf_runtime::paging::BadCursor| {
+                ApiError::invalid("after", e.to_string())
+            })
+        })
+        .transpose()
+}
+
 /// Products per page of the list.
 const PRODUCTS_PER_PAGE: i64 = 100;
 
 async fn products(req: HttpRequest, state: Data, query: web::Query<ProductsQuery>) -> HttpResponse {
     let query = query.into_inner();
     signed_in(req, state, |caller, state| async move {
-        let after = match query.after.as_deref() {
-            Some(a) => Some(
-                a.parse::<gf_runtime::paging::Cursor>()
-                    .map_err(|e| ApiError::invalid("after", e.to_string()))?,
-            ),
-            None => None,
-        };
+        let after = cursor(query.after.as_deref())?;
         let request = PageRequest {
             after,
             ..PageRequest::first(PRODUCTS_PER_PAGE)
@@ -386,13 +391,7 @@ async fn outcomes(
             ),
             None => None,
         };
-        let after = match query.after.as_deref() {
-            Some(a) => Some(
-                a.parse::<gf_runtime::paging::Cursor>()
-                    .map_err(|e| ApiError::invalid("after", e.to_string()))?,
-            ),
-            None => None,
-        };
+        let after = cursor(query.after.as_deref())?;
         let outcomes = &state.settings.outcomes;
         let totals = outcomes.product(id, None, None).await?;
         let filter = gf_control::outcomes::OutcomeFilter {
