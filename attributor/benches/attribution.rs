@@ -1,14 +1,24 @@
 //! Attribution throughput against the local PostgreSQL: batches of 1000 canonical events written
 //! by `store::write` (one transaction each), for several mixes of identities. Needs the local
 //! infrastructure (`cargo xtask bench attributor` starts it). Prints one `RESULT {json}` line per
-//! mix. The mixed load also runs with two writers at once, each taking the events of half the
-//! users by their Kafka key, as two attributors on disjoint partitions would.
+//! run, with what it cost: CPU per event of this process and of PostgreSQL (from `/proc`, when
+//! xtask started PostgreSQL) and WAL bytes per event.
+//!
+//! The mixed load runs in rounds, each followed by its ceiling: the rows that round inserted
+//! (users, their identities, the events) are read back in PostgreSQL's binary `COPY` format,
+//! deleted, and written again by `COPY` alone, batch by batch in transactions of the same size:
+//! the fastest way PostgreSQL has to put the same rows into the same tables, with no lookups. The
+//! mixed load also runs with two writers at once, each taking the events of half the users by
+//! their Kafka key, as two attributors on disjoint partitions would.
 
 #[path = "../tests/attributor/support/mod.rs"]
 mod support;
 
 use std::hash::{Hash, Hasher};
 use std::time::Instant;
+
+use futures_util::SinkExt;
+use gf_tests::cost::Processes;
 
 use gf_attributor::store::{Batch, NoPublish, write};
 use gf_runtime::stage::{RetryPolicy, rerun_conflicts};
@@ -22,6 +32,8 @@ use uuid::Uuid;
 const BATCH: usize = 1_000;
 const EVENTS: usize = 20_000;
 const KNOWN_USERS: usize = 5_000;
+/// Rounds of the mixed load and its ceiling, interleaved, for a ratio with a spread.
+const ROUNDS: usize = 3;
 
 #[derive(Clone, Copy)]
 enum Kind {
@@ -54,10 +66,11 @@ fn make(product: Uuid, run: &str, n: usize, kind: Kind) -> CanonicalEvent {
 /// (the partitioner's unit: one user's events stay with one writer, in order).
 async fn measure(
     pool: &deadpool_postgres::Pool,
+    client: &tokio_postgres::Client,
     name: &str,
     events: Vec<CanonicalEvent>,
     writers: usize,
-) {
+) -> serde_json::Value {
     let total = events.len();
     let mut streams = vec![Vec::new(); writers];
     for e in events {
@@ -65,7 +78,7 @@ async fn measure(
         e.kafka_key().hash(&mut hasher);
         streams[(hasher.finish() % writers as u64) as usize].push(e);
     }
-    let started = Instant::now();
+    let cost = Cost::start(client).await;
     let tasks: Vec<_> = streams
         .into_iter()
         .map(|stream| {
@@ -89,13 +102,155 @@ async fn measure(
     for task in tasks {
         task.await.expect("writer finished");
     }
-    let seconds = started.elapsed().as_secs_f64();
-    let rate = total as f64 / seconds;
-    println!(
-        "RESULT {}",
-        json!({"mix": name, "events": total, "batch": BATCH, "writers": writers,
-               "seconds": seconds, "events_per_second": rate})
-    );
+    let result = cost
+        .finish(client, total, json!({"mix": name, "writers": writers}))
+        .await;
+    result
+}
+
+/// What a timed run cost: wall time, CPU of this process and PostgreSQL, WAL written.
+struct Cost {
+    processes: gf_tests::cost::Start,
+    wal: i64,
+    started: Instant,
+}
+
+impl Cost {
+    async fn start(client: &tokio_postgres::Client) -> Cost {
+        let processes = Processes::new(vec![("gf".to_owned(), std::process::id())])
+            .without_broker()
+            .start();
+        Cost {
+            processes,
+            wal: wal_position(client).await,
+            started: Instant::now(),
+        }
+    }
+
+    /// `run`'s fields with the rate and the cost per event added.
+    async fn finish(
+        self,
+        client: &tokio_postgres::Client,
+        events: usize,
+        mut run: serde_json::Value,
+    ) -> serde_json::Value {
+        let seconds = self.started.elapsed().as_secs_f64();
+        let wal = wal_position(client).await - self.wal;
+        run["events"] = json!(events);
+        run["batch"] = json!(BATCH);
+        run["seconds"] = json!(seconds);
+        run["events_per_second"] = json!(events as f64 / seconds);
+        run["cost"] = self.processes.per_event(events as u64, seconds);
+        run["wal_bytes_per_event"] = json!(wal as f64 / events as f64);
+        run
+    }
+}
+
+/// Bytes of WAL PostgreSQL has written since it began.
+async fn wal_position(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint",
+            &[],
+        )
+        .await
+        .expect("WAL position")
+        .get(0)
+}
+
+/// A quoted SQL list of bench-made names (letters, digits, `-` and `_` only).
+fn sql_list(names: impl Iterator<Item = String>) -> String {
+    names
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+async fn copy_out(client: &tokio_postgres::Client, select: &str) -> bytes::Bytes {
+    use futures_util::TryStreamExt;
+    let stream = client
+        .copy_out(&format!("COPY ({select}) TO STDOUT (FORMAT binary)"))
+        .await
+        .expect("COPY out");
+    let chunks: Vec<bytes::Bytes> = stream.try_collect().await.expect("COPY out data");
+    chunks.concat().into()
+}
+
+/// The ceiling for the rows run `run` of `total` events inserted: read back per batch, deleted,
+/// written again by binary `COPY`, one transaction per batch.
+async fn ceiling(
+    client: &tokio_postgres::Client,
+    product: Uuid,
+    run: &str,
+    total: usize,
+) -> serde_json::Value {
+    let mut batches = Vec::new();
+    for start in (0..total).step_by(BATCH) {
+        let range = start..(start + BATCH).min(total);
+        let events = sql_list(range.clone().map(|n| format!("{run}-{n}")));
+        let users = sql_list(range.map(|n| format!("{run}-new-{n}")));
+        let new_users = format!("product_id = '{product}' AND external_user_id IN ({users})");
+        batches.push([
+            (
+                "users",
+                copy_out(client, &format!("SELECT * FROM users WHERE {new_users}")).await,
+            ),
+            (
+                "user_identities",
+                copy_out(
+                    client,
+                    &format!(
+                        "SELECT * FROM user_identities WHERE user_id IN \
+                         (SELECT id FROM users WHERE {new_users})"
+                    ),
+                )
+                .await,
+            ),
+            (
+                "business_events",
+                copy_out(
+                    client,
+                    &format!(
+                        "SELECT * FROM business_events \
+                         WHERE product_id = '{product}' AND insert_id IN ({events})"
+                    ),
+                )
+                .await,
+            ),
+        ]);
+    }
+    client
+        .batch_execute(&format!(
+            "DELETE FROM business_events WHERE product_id = '{product}' AND insert_id LIKE '{run}-%';
+             DELETE FROM users WHERE product_id = '{product}' AND external_user_id LIKE '{run}-new-%';"
+        ))
+        .await
+        .expect("rows deleted");
+    client
+        .batch_execute("VACUUM ANALYZE business_events, users, user_identities")
+        .await
+        .expect("vacuum");
+
+    let cost = Cost::start(client).await;
+    for batch in batches {
+        client.batch_execute("BEGIN").await.expect("begin");
+        for (table, data) in batch {
+            let sink = client
+                .copy_in::<_, bytes::Bytes>(&format!("COPY {table} FROM STDIN (FORMAT binary)"))
+                .await
+                .expect("COPY in");
+            let mut sink = std::pin::pin!(sink);
+            sink.send(data).await.expect("COPY data");
+            sink.as_mut().finish().await.expect("COPY finished");
+        }
+        client.batch_execute("COMMIT").await.expect("commit");
+    }
+    cost.finish(
+        client,
+        total,
+        json!({"mix": "ceiling", "of": run, "writers": 1}),
+    )
+    .await
 }
 
 #[tokio::main]
@@ -149,34 +304,44 @@ async fn main() {
     .await
     .unwrap();
 
-    let mixes: [(&str, &[Kind]); 5] = [
+    // 40 % known, 20 % new with email, 20 % anonymous, 20 % in a conversation window.
+    let mixed = [
+        Kind::Known,
+        Kind::New,
+        Kind::Known,
+        Kind::Anonymous,
+        Kind::Conversation,
+    ];
+    let mixes: [(&str, &[Kind]); 4] = [
         ("known users", &[Kind::Known]),
         ("new users with email", &[Kind::New]),
         ("anonymous", &[Kind::Anonymous]),
         ("conversation window", &[Kind::Conversation]),
-        // 40 % known, 20 % new with email, 20 % anonymous, 20 % in a conversation window.
-        (
-            "mixed",
-            &[
-                Kind::Known,
-                Kind::New,
-                Kind::Known,
-                Kind::Anonymous,
-                Kind::Conversation,
-            ],
-        ),
     ];
     for (name, kinds) in mixes {
         let run = name.replace(' ', "_");
         let events = (0..EVENTS)
             .map(|n| make(product, &run, n, kinds[n % kinds.len()]))
             .collect();
-        measure(&pool, name, events, 1).await;
+        println!("RESULT {}", measure(&pool, &client, name, events, 1).await);
     }
-    let (_, mixed) = mixes[4];
+    // The mixed load, each round followed by its ceiling.
+    for round in 1..=ROUNDS {
+        let run = format!("mixed_round{round}");
+        let events = (0..EVENTS)
+            .map(|n| make(product, &run, n, mixed[n % mixed.len()]))
+            .collect();
+        let mut result = measure(&pool, &client, "mixed", events, 1).await;
+        result["round"] = json!(round);
+        println!("RESULT {result}");
+        let mut ceiling = ceiling(&client, product, &run, EVENTS).await;
+        ceiling["round"] = json!(round);
+        println!("RESULT {ceiling}");
+    }
     let events = (0..EVENTS)
         .map(|n| make(product, "mixed_two_writers", n, mixed[n % mixed.len()]))
         .collect();
-    measure(&pool, "mixed, two writers", events, 2).await;
+    let two = measure(&pool, &client, "mixed, two writers", events, 2).await;
+    println!("RESULT {two}");
     drop(client);
 }

@@ -14,9 +14,6 @@
 //! event (CPU microseconds and bytes written) for every pipeline process, the broker and
 //! PostgreSQL, from the processes' own accounting. Prints one `RESULT {json}` per run.
 
-#[path = "e2e/cost.rs"]
-mod cost;
-
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -415,7 +412,7 @@ async fn sustained(seconds: u64, rate: f64, events: usize) -> Value {
             (timeline, samples)
         }
     });
-    let cost = cost::Processes::new(run.pids()).start();
+    let cost = gf_tests::cost::Processes::new(run.pids()).start();
     let started = Instant::now();
     let (requests, acknowledged, failures) = load(
         &run,
@@ -480,7 +477,7 @@ async fn sustained(seconds: u64, rate: f64, events: usize) -> Value {
 /// what the whole pipeline sustains in this layout.
 async fn saturated(partitions: u32, events: usize, total: u64, layout: Layout) -> Value {
     let run = start(partitions, layout).await;
-    let cost = cost::Processes::new(run.pids()).start();
+    let cost = gf_tests::cost::Processes::new(run.pids()).start();
     let started = Instant::now();
     let (requests, acknowledged, failures) =
         load(&run, events, None, Until::Batches(total / events as u64)).await;

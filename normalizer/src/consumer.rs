@@ -14,7 +14,7 @@ use gf_runtime::Config;
 use gf_runtime::classify::{Class, ReasonClass};
 use gf_runtime::kafka::KafkaSettings;
 use gf_runtime::pipeline::{
-    Output, OutputError, Refusal, acknowledged_or_refused, commit_stored, dead_letter,
+    OffsetGate, Output, OutputError, Refusal, acknowledged_or_refused, commit_stored, dead_letter,
     dead_letter_from, enqueue, headers_of, produce_all, recv, source_of, store,
 };
 use gf_runtime::producer::{SharedProducer, supervise_leasing};
@@ -311,6 +311,7 @@ async fn run_once(
     let mut in_flight: FuturesOrdered<Pending> = FuturesOrdered::new();
     let mut commit = tokio::time::interval(COMMIT_EVERY);
     let mut counts = Counts::default();
+    let mut gate = OffsetGate::default();
     tracing::info!(topic = %topics.raw, group, "normalizer consuming");
 
     let result: Result<(), NormalizerError> = async {
@@ -319,8 +320,10 @@ async fn run_once(
                 biased;
                 _ = stop.cancelled() => return Ok(()),
                 Some((topic, partition, offset, acked)) = in_flight.next(), if !in_flight.is_empty() => {
+                    if gate.settle(&topic, partition, acked.is_ok()) {
+                        store(&consumer, &topic, partition, offset);
+                    }
                     acked?;
-                    store(&consumer, &topic, partition, offset);
                 }
                 message = recv(&consumer), if in_flight.len() < MAX_IN_FLIGHT => {
                     let message = message?;
@@ -334,13 +337,13 @@ async fn run_once(
     }
     .await;
 
-    // Whatever happened, keep what was acknowledged: drain, store and commit it.
+    // Whatever happened, keep what was acknowledged: drain, store and commit it, never past a
+    // record whose outputs failed.
     let drain = async {
         while let Some((topic, partition, offset, acked)) = in_flight.next().await {
-            if acked.is_err() {
-                break;
+            if gate.settle(&topic, partition, acked.is_ok()) {
+                store(&consumer, &topic, partition, offset);
             }
-            store(&consumer, &topic, partition, offset);
         }
     };
     if tokio::time::timeout(Duration::from_secs(30), drain)

@@ -76,37 +76,22 @@ pub fn pool(e: &deadpool_postgres::PoolError) -> Class {
     }
 }
 
-/// librdkafka codes that mean the broker (or the way to it) is unavailable.
-fn kafka_code_is_transient(code: RDKafkaErrorCode) -> bool {
+/// librdkafka codes that blame the record itself: its size, its encoding, its timestamp. Every
+/// other code says something about the brokers or the way to them (a leader moving, a topic's
+/// metadata not yet known, a producer being fenced during a failover) and is waited out:
+/// treating an unforeseen code as the record's fault would dead-letter good events whenever a
+/// broker failover surfaced a code not listed.
+fn kafka_code_blames_the_record(code: RDKafkaErrorCode) -> bool {
     use RDKafkaErrorCode::*;
     matches!(
         code,
-        QueueFull
-            | MessageTimedOut
-            | AllBrokersDown
-            | BrokerTransportFailure
-            | BrokerNotAvailable
-            | Resolve
-            | OperationTimedOut
-            | RequestTimedOut
-            | NetworkException
-            | LeaderNotAvailable
-            | NotLeaderForPartition
-            | NotEnoughReplicas
-            | NotEnoughReplicasAfterAppend
-            | CoordinatorNotAvailable
-            | NotCoordinator
-            | CoordinatorLoadInProgress
-            | UnknownTopicOrPartition
-            | BrokerDestroy
-            | Fatal
-            | KafkaStorageError
-            | OutOfOrderSequenceNumber
-            | InvalidProducerEpoch
-            | UnknownProducerId
-            | ThrottlingQuotaExceeded
-            | PurgeQueue
-            | PurgeInflight
+        BadMessage
+            | InvalidMessage
+            | InvalidMessageSize
+            | MessageSizeTooLarge
+            | MessageBatchTooLarge
+            | InvalidTimestamp
+            | InvalidRecord
     )
 }
 
@@ -115,9 +100,8 @@ fn kafka_code_is_transient(code: RDKafkaErrorCode) -> bool {
 /// it says nothing about the record.
 pub fn kafka(e: &KafkaError) -> Class {
     match e.rdkafka_error_code() {
-        Some(code) if kafka_code_is_transient(code) => Class::Transient,
-        Some(_) => Class::Refused,
-        None => Class::Transient,
+        Some(code) if kafka_code_blames_the_record(code) => Class::Refused,
+        _ => Class::Transient,
     }
 }
 
@@ -170,6 +154,13 @@ mod tests {
             (AllBrokersDown, Class::Transient),
             (BrokerTransportFailure, Class::Transient),
             (NotLeaderForPartition, Class::Transient),
+            // Seen while metadata catches up with a failover: never the record's fault.
+            (UnknownPartition, Class::Transient),
+            (UnknownTopic, Class::Transient),
+            (UnknownTopicId, Class::Transient),
+            (FencedLeaderEpoch, Class::Transient),
+            (UnknownLeaderEpoch, Class::Transient),
+            (State, Class::Transient),
         ];
         for (code, class) in table {
             assert_eq!(

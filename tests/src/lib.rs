@@ -5,6 +5,7 @@
 //! `target/infra/env` file that `cargo xtask infra up` writes. Without either, tests fail with a
 //! message saying how to start them: a test that silently skips proves nothing.
 
+pub mod cost;
 pub mod net;
 pub mod paced;
 

@@ -17,7 +17,7 @@ pub mod supervise;
 
 pub use crate::backoff::Backoff;
 pub use incoming::Incoming;
-pub use offsets::{commit_stored, next_batch, recv, store};
+pub use offsets::{OffsetGate, commit_stored, next_batch, recv, store};
 pub use output::{
     DELIVERY_TIMEOUT, Output, OutputError, acknowledged, acknowledged_or_refused, encode, enqueue,
     produce_all, producer,

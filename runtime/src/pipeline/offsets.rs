@@ -1,5 +1,6 @@
 //! Receiving batches, and storing and committing offsets only for what is durable.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -88,10 +89,52 @@ pub fn store(consumer: &StageConsumer, topic: &str, partition: i32, offset: i64)
     }
 }
 
+/// Which finished records may have their offsets stored, when records of one partition finish
+/// in order but some fail: once a record's outputs failed, nothing after it on its partition is
+/// stored in this run. Storing a later offset would commit past the failed record, and the next
+/// run would start after it: its events would be lost although the sender was answered 200.
+#[derive(Debug, Default)]
+pub struct OffsetGate {
+    failed: HashSet<(String, i32)>,
+}
+
+impl OffsetGate {
+    /// Whether the offset of a record that finished (`ok`: its outputs were acknowledged) may be
+    /// stored.
+    pub fn settle(&mut self, topic: &str, partition: i32, ok: bool) -> bool {
+        if !ok {
+            self.failed.insert((topic.to_owned(), partition));
+            return false;
+        }
+        !self.failed.contains(&(topic.to_owned(), partition))
+    }
+}
+
 /// Commits the stored offsets; a failure is retried by the next commit.
 pub fn commit_stored(consumer: &StageConsumer, mode: CommitMode) {
     match consumer.commit_consumer_state(mode) {
         Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
         Err(e) => tracing::warn!(error = %e, "offset commit failed; will retry"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OffsetGate;
+
+    #[test]
+    fn nothing_after_a_failed_record_of_its_partition_is_stored() {
+        let mut gate = OffsetGate::default();
+        assert!(gate.settle("raw", 0, true), "before any failure");
+        assert!(!gate.settle("raw", 0, false), "the failed record itself");
+        assert!(
+            !gate.settle("raw", 0, true),
+            "a later record of the same partition"
+        );
+        assert!(gate.settle("raw", 1, true), "another partition goes on");
+        assert!(
+            gate.settle("other", 0, true),
+            "the same partition of another topic"
+        );
     }
 }

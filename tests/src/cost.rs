@@ -95,7 +95,7 @@ impl Processes {
             .map(|(name, pid)| (name, pid, false))
             .collect();
         let state: Value =
-            std::fs::read_to_string(gf_tests::workspace_root().join("target/infra/state.json"))
+            std::fs::read_to_string(crate::workspace_root().join("target/infra/state.json"))
                 .ok()
                 .and_then(|s| serde_json::from_str(&s).ok())
                 .unwrap_or_default();
@@ -108,6 +108,12 @@ impl Processes {
             }
         }
         Processes(all)
+    }
+
+    /// The same without the broker (for runs that never touch it).
+    pub fn without_broker(mut self) -> Processes {
+        self.0.retain(|(name, _, _)| name != "broker");
+        self
     }
 
     pub fn start(&self) -> Start {
