@@ -1,6 +1,6 @@
 //! Business events: upserted by (product, insert id); a newer mapper version replaces the row.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
@@ -11,14 +11,15 @@ use uuid::Uuid;
 
 use super::{StoreError, query};
 
-/// Inserts new events and replaces those stored by an older mapper version; returns the ids of
-/// the rows written. The id stands for (product, insert id): see [`CanonicalEvent::derive_id`].
+/// Inserts new events and replaces those stored by an older mapper version; returns the id of
+/// each row written and whether it was inserted (not replaced). The id stands for (product,
+/// insert id): see [`CanonicalEvent::derive_id`].
 pub(super) async fn upsert_events(
     txn: &Transaction<'_>,
     events: &[AttributedEvent],
-) -> Result<HashSet<Uuid>, StoreError> {
+) -> Result<HashMap<Uuid, bool>, StoreError> {
     if events.is_empty() {
-        return Ok(HashSet::new());
+        return Ok(HashMap::new());
     }
     let mut sorted: Vec<&AttributedEvent> = events.iter().collect();
     sorted.sort_by_key(|a| a.event.id);
@@ -61,7 +62,7 @@ pub(super) async fn upsert_events(
                  raw_partition = EXCLUDED.raw_partition, raw_offset = EXCLUDED.raw_offset,
                  raw_index = EXCLUDED.raw_index, attributed_at = now()
                WHERE business_events.mapper_version < EXCLUDED.mapper_version
-             RETURNING id",
+             RETURNING id, xmax = 0",
         &[
             &c.id,
             &c.product_id,
@@ -98,7 +99,9 @@ pub(super) async fn upsert_events(
         ],
     )
     .await?;
-    Ok(written.iter().map(|r| r.get(0)).collect())
+    // A row version an upsert inserted has no xmax; one that replaced a row carries the lock
+    // its update took.
+    Ok(written.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// `business_events` rows as one array per column.

@@ -141,8 +141,8 @@ pub(super) async fn reattribute(
         if user_id == old.user_id && conversation_id == old.conversation_id {
             continue;
         }
-        touched.add(old.conversation_id);
-        touched.add(conversation_id);
+        touched.reread(old.conversation_id);
+        touched.reread(conversation_id);
         let mut now = old.clone();
         now.user_id = user_id;
         now.resolution.user = user;

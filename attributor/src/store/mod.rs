@@ -209,7 +209,9 @@ pub async fn fill_missing_outcomes(
     .map(|r| r.get(0))
     .collect();
     let mut touched = Touched::default();
-    touched.extend(missing.iter().copied());
+    for conversation in &missing {
+        touched.reread(Some(*conversation));
+    }
     let outcomes = recompute(&txn, touched, rules).await?;
     publisher.publish(&[], &outcomes).await?;
     txn.commit().await?;
@@ -310,13 +312,19 @@ async fn attribute(
 
     let ids: Vec<Uuid> = attributed.iter().map(|a| a.event.id).collect();
     let before = stored_conversations(txn, &ids).await?;
-    let changed = upsert_events(txn, &attributed).await?;
-    if !changed.is_empty() {
-        touched.extend(before);
+    let written = upsert_events(txn, &attributed).await?;
+    for event in &attributed {
+        match written.get(&event.event.id) {
+            Some(true) => touched.inserted(event.event.id, event.conversation_id),
+            // A replaced event may have left one conversation and changed what another counts.
+            Some(false) => {
+                touched.reread(before.get(&event.event.id).copied());
+                touched.reread(event.conversation_id);
+            }
+            None => {}
+        }
     }
-    for event in attributed.iter().filter(|a| changed.contains(&a.event.id)) {
-        touched.add(event.conversation_id);
-    }
+    let changed: HashSet<Uuid> = written.into_keys().collect();
 
     // What this batch learned may change events stored before it.
     let learned = Learned {

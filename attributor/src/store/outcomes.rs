@@ -3,7 +3,7 @@
 //! and sums by influence, revenue and refunds, quality impact, first and last event, and the
 //! verdict. Silent churn is judged against the product's event-time watermark, never the clock.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
@@ -39,33 +39,53 @@ impl Default for OutcomeRules {
     }
 }
 
-/// The conversations whose outcome a batch may have changed.
+/// The conversations whose outcome a batch may have changed, and how each is brought up to date.
 #[derive(Debug, Default)]
-pub(super) struct Touched(BTreeSet<Uuid>);
+pub(super) struct Touched {
+    /// Judged again from what its outcome row holds plus the events this batch inserted into it.
+    judged: BTreeSet<Uuid>,
+    /// Events it counts changed other than by insertion (replaced, moved in or out): every
+    /// event it has is read again.
+    reread: BTreeSet<Uuid>,
+    /// The events this batch inserted.
+    inserted: Vec<Uuid>,
+}
 
 impl Touched {
-    pub(super) fn add(&mut self, conversation: Option<Uuid>) {
-        self.0.extend(conversation);
+    pub(super) fn extend(&mut self, conversations: impl IntoIterator<Item = Uuid>) {
+        self.judged.extend(conversations);
     }
 
-    pub(super) fn extend(&mut self, conversations: impl IntoIterator<Item = Uuid>) {
-        self.0.extend(conversations);
+    pub(super) fn reread(&mut self, conversation: Option<Uuid>) {
+        self.reread.extend(conversation);
+    }
+
+    /// An event this batch inserted (not one it replaced).
+    pub(super) fn inserted(&mut self, event: Uuid, conversation: Option<Uuid>) {
+        if let Some(conversation) = conversation {
+            self.judged.insert(conversation);
+            self.inserted.push(event);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.judged.is_empty() && self.reread.is_empty()
     }
 }
 
-/// The conversations the stored rows of `ids` belong to now, before a replacement moves them.
+/// The conversation each stored row of `ids` belongs to now, before a replacement moves it.
 pub(super) async fn stored_conversations(
     txn: &Transaction<'_>,
     ids: &[Uuid],
-) -> Result<Vec<Uuid>, StoreError> {
+) -> Result<HashMap<Uuid, Uuid>, StoreError> {
     let rows = query(
         txn,
-        "SELECT DISTINCT conversation_id FROM business_events
+        "SELECT id, conversation_id FROM business_events
           WHERE id = ANY($1) AND conversation_id IS NOT NULL",
         &[&ids],
     )
     .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// Conversations whose silent-churn period holds one of these (user, event time): the user came
@@ -132,20 +152,23 @@ pub(super) async fn due(txn: &Transaction<'_>, products: &[Uuid]) -> Result<Vec<
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// Recomputes the outcomes of `touched` from what is stored; returns those that changed, whole.
+/// Brings the outcomes of `touched` up to date with what is stored; returns those that changed,
+/// whole.
 ///
 /// Each outcome row is locked (in key order) before the events are read, and under PostgreSQL's
 /// read-committed isolation the reading statement then sees whatever a transaction that held
-/// the lock committed: two attributors writing events of one conversation both count all of them.
+/// the lock committed: two attributors writing events of one conversation both count all of
+/// them, the second from the sums the first left plus its own new events.
 pub(super) async fn recompute(
     txn: &Transaction<'_>,
     touched: Touched,
     rules: &OutcomeRules,
 ) -> Result<Vec<ConversationOutcome>, StoreError> {
-    if touched.0.is_empty() {
+    if touched.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<Uuid> = touched.0.into_iter().collect();
+    let reread: Vec<Uuid> = touched.reread.iter().copied().collect();
+    let ids: Vec<Uuid> = touched.judged.union(&touched.reread).copied().collect();
     execute(
         txn,
         "INSERT INTO conversation_outcomes (conversation_id, product_id)
@@ -161,11 +184,15 @@ pub(super) async fn recompute(
         &[&ids],
     )
     .await?;
-    let changed: Vec<Uuid> = query(txn, RECOMPUTE, &[&ids, &rules.period()])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let changed: Vec<Uuid> = query(
+        txn,
+        RECOMPUTE,
+        &[&ids, &rules.period(), &reread, &touched.inserted],
+    )
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
     documents(txn, &changed).await
 }
 
@@ -195,9 +222,14 @@ async fn documents(
         .collect()
 }
 
-/// The outcome of each conversation in `$1` from its stored events, its activity, its user's
-/// later events and its product's watermark (`$2` is the silent-churn period); rows that did not
-/// change are not written, so nothing is published for them.
+/// The outcome of each conversation in `$1` from its events, its activity, its user's later
+/// events and its product's watermark (`$2` is the silent-churn period); rows that did not change
+/// are not written, so nothing is published for them.
+///
+/// What a conversation counts (counts, exact sums, first and last times, the deciding event) is
+/// read from all its events when it is in `$3` or its row's sums are not known to be exact, and
+/// otherwise is what its row holds plus the events of `$4` (those the batch inserted) now in it.
+/// Both give the same result, so the outcome does not depend on arrival order.
 ///
 /// The verdict is the latest (by event time, then id) positive or negative event's: `converted`,
 /// `refunded` (negative with a negative currency value) or `negative`. With neither, the
@@ -205,46 +237,101 @@ async fn documents(
 /// silently once the watermark passes the end of the period without any event of its user in it.
 const RECOMPUTE: &str = "
 WITH c AS (
-    SELECT id, product_id, user_id, last_activity_at FROM conversations WHERE id = ANY($1)
+    SELECT c.id, c.product_id, c.user_id, c.last_activity_at,
+           (c.id = ANY($3) OR NOT o.sums_exact) AS whole
+      FROM conversations c JOIN conversation_outcomes o ON o.conversation_id = c.id
+     WHERE c.id = ANY($1)
+), counted AS (
+    SELECT conversation_id, id, event_at, influence, value_type, numeric_value,
+           quality_impact_score
+      FROM business_events
+     WHERE conversation_id = ANY(ARRAY(SELECT id FROM c WHERE whole))
+    UNION ALL
+    SELECT conversation_id, id, event_at, influence, value_type, numeric_value,
+           quality_impact_score
+      FROM business_events
+     WHERE id = ANY($4) AND conversation_id = ANY(ARRAY(SELECT id FROM c WHERE NOT whole))
 ), sums AS (
     SELECT conversation_id,
            count(*)::int AS events,
            (count(*) FILTER (WHERE influence = 'positive'))::int AS positive_events,
            (count(*) FILTER (WHERE influence = 'negative'))::int AS negative_events,
            (count(*) FILTER (WHERE influence = 'neutral'))::int AS neutral_events,
-           coalesce(sum(numeric_value::numeric) FILTER (WHERE influence = 'positive'), 0) AS positive_value,
-           coalesce(sum(numeric_value::numeric) FILTER (WHERE influence = 'negative'), 0) AS negative_value,
-           coalesce(sum(numeric_value::numeric) FILTER (WHERE influence = 'neutral'), 0) AS neutral_value,
-           coalesce(sum(numeric_value::numeric), 0) AS total_value,
+           coalesce(sum(numeric_value::numeric) FILTER (WHERE influence = 'positive'), 0) AS positive_sum,
+           coalesce(sum(numeric_value::numeric) FILTER (WHERE influence = 'negative'), 0) AS negative_sum,
+           coalesce(sum(numeric_value::numeric) FILTER (WHERE influence = 'neutral'), 0) AS neutral_sum,
+           coalesce(sum(numeric_value::numeric), 0) AS total_sum,
            coalesce(sum(numeric_value::numeric)
-                    FILTER (WHERE value_type = 'currency' AND numeric_value > 0), 0) AS revenue,
+                    FILTER (WHERE value_type = 'currency' AND numeric_value > 0), 0) AS revenue_sum,
            coalesce(-sum(numeric_value::numeric)
-                    FILTER (WHERE value_type = 'currency' AND numeric_value < 0), 0) AS refunds,
-           coalesce(sum(quality_impact_score::numeric), 0) AS quality_impact,
+                    FILTER (WHERE value_type = 'currency' AND numeric_value < 0), 0) AS refunds_sum,
+           coalesce(sum(quality_impact_score::numeric), 0) AS quality_sum,
            min(event_at) AS first_event_at,
            max(event_at) AS last_event_at,
            min(event_at) FILTER (WHERE influence = 'positive') AS first_positive_at,
            min(event_at) FILTER (WHERE influence = 'negative') AS first_negative_at
-      FROM business_events WHERE conversation_id = ANY($1)
+      FROM counted
      GROUP BY conversation_id
 ), decisive AS (
-    SELECT DISTINCT ON (conversation_id) conversation_id, id,
+    SELECT DISTINCT ON (conversation_id) conversation_id, id, event_at,
            CASE WHEN influence = 'positive' THEN 'converted'
                 WHEN value_type = 'currency' AND numeric_value < 0 THEN 'refunded'
                 ELSE 'negative' END AS verdict
-      FROM business_events
-     WHERE conversation_id = ANY($1) AND influence <> 'neutral'
+      FROM counted
+     WHERE influence <> 'neutral'
      ORDER BY conversation_id, event_at DESC, id DESC
-), facts AS (
-    SELECT c.id, c.product_id, c.user_id, c.last_activity_at, s.*,
-           d.id AS decided_by, d.verdict AS decided,
-           greatest(c.last_activity_at, s.last_event_at) AS quiet_since
+), merged AS (
+    SELECT c.id, c.product_id, c.user_id, c.last_activity_at,
+           CASE WHEN c.whole THEN coalesce(s.events, 0)
+                ELSE o.events + coalesce(s.events, 0) END AS events,
+           CASE WHEN c.whole THEN coalesce(s.positive_events, 0)
+                ELSE o.positive_events + coalesce(s.positive_events, 0) END AS positive_events,
+           CASE WHEN c.whole THEN coalesce(s.negative_events, 0)
+                ELSE o.negative_events + coalesce(s.negative_events, 0) END AS negative_events,
+           CASE WHEN c.whole THEN coalesce(s.neutral_events, 0)
+                ELSE o.neutral_events + coalesce(s.neutral_events, 0) END AS neutral_events,
+           CASE WHEN c.whole THEN coalesce(s.positive_sum, 0)
+                ELSE o.positive_sum + coalesce(s.positive_sum, 0) END AS positive_sum,
+           CASE WHEN c.whole THEN coalesce(s.negative_sum, 0)
+                ELSE o.negative_sum + coalesce(s.negative_sum, 0) END AS negative_sum,
+           CASE WHEN c.whole THEN coalesce(s.neutral_sum, 0)
+                ELSE o.neutral_sum + coalesce(s.neutral_sum, 0) END AS neutral_sum,
+           CASE WHEN c.whole THEN coalesce(s.total_sum, 0)
+                ELSE o.total_sum + coalesce(s.total_sum, 0) END AS total_sum,
+           CASE WHEN c.whole THEN coalesce(s.revenue_sum, 0)
+                ELSE o.revenue_sum + coalesce(s.revenue_sum, 0) END AS revenue_sum,
+           CASE WHEN c.whole THEN coalesce(s.refunds_sum, 0)
+                ELSE o.refunds_sum + coalesce(s.refunds_sum, 0) END AS refunds_sum,
+           CASE WHEN c.whole THEN coalesce(s.quality_sum, 0)
+                ELSE o.quality_sum + coalesce(s.quality_sum, 0) END AS quality_sum,
+           CASE WHEN c.whole THEN s.first_event_at
+                ELSE least(o.first_event_at, s.first_event_at) END AS first_event_at,
+           CASE WHEN c.whole THEN s.last_event_at
+                ELSE greatest(o.last_event_at, s.last_event_at) END AS last_event_at,
+           CASE WHEN c.whole THEN s.first_positive_at
+                ELSE least(o.first_positive_at, s.first_positive_at) END AS first_positive_at,
+           CASE WHEN c.whole THEN s.first_negative_at
+                ELSE least(o.first_negative_at, s.first_negative_at) END AS first_negative_at,
+           -- The latest deciding event of the two: the one held, or this batch's.
+           (c.whole OR o.decided_by_event_id IS NULL
+                    OR (d.event_at, d.id) > (o.decided_at, o.decided_by_event_id)) AS newly_decided,
+           d.id AS new_decided_by, d.event_at AS new_decided_at, d.verdict AS new_decided,
+           o.decided_by_event_id AS held_decided_by, o.decided_at AS held_decided_at,
+           o.verdict AS held_verdict
       FROM c
+      JOIN conversation_outcomes o ON o.conversation_id = c.id
       LEFT JOIN sums s ON s.conversation_id = c.id
       LEFT JOIN decisive d ON d.conversation_id = c.id
+), facts AS (
+    SELECT m.*,
+           CASE WHEN newly_decided THEN new_decided_by ELSE held_decided_by END AS decided_by,
+           CASE WHEN newly_decided THEN new_decided_at ELSE held_decided_at END AS decided_at,
+           CASE WHEN newly_decided THEN new_decided ELSE held_verdict END AS decided,
+           greatest(m.last_activity_at, m.last_event_at) AS quiet_since
+      FROM merged m
 ), judged AS (
     SELECT f.*, back.returned_at, w.event_at AS watermark,
-           CASE WHEN f.decided IS NULL AND back.returned_at IS NULL
+           CASE WHEN f.decided_by IS NULL AND back.returned_at IS NULL
                 THEN f.quiet_since + $2::text::interval END AS churn_at
       FROM facts f
       LEFT JOIN product_watermarks w ON w.product_id = f.product_id
@@ -254,20 +341,13 @@ WITH c AS (
              AND u.event_at <= f.quiet_since + $2::text::interval) back ON true
 ), next AS (
     SELECT id AS conversation_id, user_id,
-           coalesce(decided, CASE WHEN churn_at <= watermark THEN 'churned_silently'
-                                  ELSE 'open' END) AS verdict,
-           decided_by AS decided_by_event_id,
-           coalesce(events, 0) AS events,
-           coalesce(positive_events, 0) AS positive_events,
-           coalesce(negative_events, 0) AS negative_events,
-           coalesce(neutral_events, 0) AS neutral_events,
-           coalesce(positive_value, 0)::float8 AS positive_value,
-           coalesce(negative_value, 0)::float8 AS negative_value,
-           coalesce(neutral_value, 0)::float8 AS neutral_value,
-           coalesce(total_value, 0)::float8 AS total_value,
-           coalesce(revenue, 0)::float8 AS revenue,
-           coalesce(refunds, 0)::float8 AS refunds,
-           coalesce(quality_impact, 0)::float8 AS quality_impact,
+           CASE WHEN decided_by IS NOT NULL THEN decided
+                WHEN churn_at <= watermark THEN 'churned_silently'
+                ELSE 'open' END AS verdict,
+           decided_by AS decided_by_event_id, decided_at,
+           events, positive_events, negative_events, neutral_events,
+           positive_sum, negative_sum, neutral_sum, total_sum, revenue_sum, refunds_sum,
+           quality_sum,
            first_event_at, last_event_at, last_activity_at, first_positive_at,
            first_negative_at, quiet_since, returned_at AS user_returned_at,
            churn_at AS silent_churn_at
@@ -275,27 +355,32 @@ WITH c AS (
 )
 UPDATE conversation_outcomes o SET
        user_id = n.user_id, verdict = n.verdict, decided_by_event_id = n.decided_by_event_id,
+       decided_at = n.decided_at,
        events = n.events, positive_events = n.positive_events,
        negative_events = n.negative_events, neutral_events = n.neutral_events,
-       positive_value = n.positive_value, negative_value = n.negative_value,
-       neutral_value = n.neutral_value, total_value = n.total_value, revenue = n.revenue,
-       refunds = n.refunds, quality_impact = n.quality_impact,
+       positive_sum = n.positive_sum, negative_sum = n.negative_sum,
+       neutral_sum = n.neutral_sum, total_sum = n.total_sum, revenue_sum = n.revenue_sum,
+       refunds_sum = n.refunds_sum, quality_sum = n.quality_sum,
+       positive_value = n.positive_sum::float8, negative_value = n.negative_sum::float8,
+       neutral_value = n.neutral_sum::float8, total_value = n.total_sum::float8,
+       revenue = n.revenue_sum::float8, refunds = n.refunds_sum::float8,
+       quality_impact = n.quality_sum::float8,
        first_event_at = n.first_event_at, last_event_at = n.last_event_at,
        last_activity_at = n.last_activity_at, first_positive_at = n.first_positive_at,
        first_negative_at = n.first_negative_at, quiet_since = n.quiet_since,
        user_returned_at = n.user_returned_at, silent_churn_at = n.silent_churn_at,
-       updated_at = now()
+       sums_exact = true, updated_at = now()
   FROM next n
  WHERE o.conversation_id = n.conversation_id
-   AND (o.user_id, o.verdict, o.decided_by_event_id, o.events, o.positive_events,
-        o.negative_events, o.neutral_events, o.positive_value, o.negative_value,
-        o.neutral_value, o.total_value, o.revenue, o.refunds, o.quality_impact,
+   AND (o.user_id, o.verdict, o.decided_by_event_id, o.decided_at, o.events, o.positive_events,
+        o.negative_events, o.neutral_events, o.positive_sum, o.negative_sum, o.neutral_sum,
+        o.total_sum, o.revenue_sum, o.refunds_sum, o.quality_sum,
         o.first_event_at, o.last_event_at, o.last_activity_at, o.first_positive_at,
-        o.first_negative_at, o.quiet_since, o.user_returned_at, o.silent_churn_at)
+        o.first_negative_at, o.quiet_since, o.user_returned_at, o.silent_churn_at, o.sums_exact)
        IS DISTINCT FROM
-       (n.user_id, n.verdict, n.decided_by_event_id, n.events, n.positive_events,
-        n.negative_events, n.neutral_events, n.positive_value, n.negative_value,
-        n.neutral_value, n.total_value, n.revenue, n.refunds, n.quality_impact,
+       (n.user_id, n.verdict, n.decided_by_event_id, n.decided_at, n.events, n.positive_events,
+        n.negative_events, n.neutral_events, n.positive_sum, n.negative_sum, n.neutral_sum,
+        n.total_sum, n.revenue_sum, n.refunds_sum, n.quality_sum,
         n.first_event_at, n.last_event_at, n.last_activity_at, n.first_positive_at,
-        n.first_negative_at, n.quiet_since, n.user_returned_at, n.silent_churn_at)
+        n.first_negative_at, n.quiet_since, n.user_returned_at, n.silent_churn_at, true)
 RETURNING o.conversation_id";

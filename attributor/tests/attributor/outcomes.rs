@@ -253,3 +253,79 @@ async fn conversations_stored_before_outcomes_get_theirs() {
         ("converted".into(), 49.0)
     );
 }
+
+/// What a conversation's stored events add up to, read independently of the outcome code:
+/// (events, revenue, refunds, the deciding event).
+async fn read_from_every_event(db: &Db, conversation: &str) -> (i64, f64, f64, Option<uuid::Uuid>) {
+    let row = db
+        .client
+        .query_one(
+            "SELECT count(*),
+                    coalesce(sum(e.numeric_value) FILTER (WHERE e.value_type = 'currency'
+                                                           AND e.numeric_value > 0), 0),
+                    coalesce(-sum(e.numeric_value) FILTER (WHERE e.value_type = 'currency'
+                                                            AND e.numeric_value < 0), 0),
+                    (SELECT d.id FROM business_events d
+                      WHERE d.conversation_id = c.id AND d.influence <> 'neutral'
+                      ORDER BY d.event_at DESC, d.id DESC LIMIT 1)
+               FROM conversations c JOIN business_events e ON e.conversation_id = c.id
+              WHERE c.external_conversation_id = $1
+              GROUP BY c.id",
+            &[&conversation],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2), row.get(3))
+}
+
+async fn held(db: &Db, conversation: &str) -> (i64, f64, f64, Option<uuid::Uuid>) {
+    let row = db
+        .client
+        .query_one(
+            "SELECT o.events::bigint, o.revenue, o.refunds, o.decided_by_event_id
+               FROM conversation_outcomes o JOIN conversations c ON c.id = o.conversation_id
+              WHERE c.external_conversation_id = $1",
+            &[&conversation],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2), row.get(3))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_kept_batch_by_batch_adds_up_to_every_event_it_has() {
+    let db = db().await;
+    let p = db.product;
+    let purchase = event(p, "buy", Some("u1"), at(2, 0));
+    let mut batches = vec![
+        (vec![db.says("c1", "u1", 0)], vec![purchase.clone()]),
+        (
+            Vec::new(),
+            vec![
+                neutral(event(p, "look", Some("u1"), at(3, 0))),
+                refund(event(p, "refund", Some("u1"), at(5, 0)), 20.0),
+            ],
+        ),
+        // A later mapper version lowers the purchase: added sums alone would keep the old 49.
+        (Vec::new(), {
+            let mut lower = purchase.clone();
+            lower.mapper_version = 2;
+            lower.value = Some(gf_schemas::canonical::EventValue::Number(10.0));
+            vec![lower, event(p, "buy-again", Some("u1"), at(4, 0))]
+        }),
+        // An event older than the deciding one does not take its place.
+        (Vec::new(), vec![event(p, "early", Some("u1"), at(1, 0))]),
+        (Vec::new(), vec![event(p, "late", Some("u1"), at(9, 0))]),
+    ];
+    for (i, (conversations, events)) in batches.drain(..).enumerate() {
+        db.write(conversations, events).await;
+        assert_eq!(
+            held(&db, "c1").await,
+            read_from_every_event(&db, "c1").await,
+            "after batch {i}"
+        );
+    }
+    let (events, revenue, refunds, decided) = held(&db, "c1").await;
+    assert_eq!((events, revenue, refunds), (6, 10.0 + 49.0 * 3.0, 20.0));
+    assert_eq!(decided, Some(event(p, "late", Some("u1"), at(9, 0)).id));
+}
