@@ -102,10 +102,8 @@ async fn measure(
     for task in tasks {
         task.await.expect("writer finished");
     }
-    let result = cost
-        .finish(client, total, json!({"mix": name, "writers": writers}))
-        .await;
-    result
+    cost.finish(client, total, json!({"mix": name, "writers": writers}))
+        .await
 }
 
 /// What a timed run cost: wall time, CPU of this process and PostgreSQL, WAL written.
@@ -182,12 +180,13 @@ async fn ceiling(
     client: &tokio_postgres::Client,
     product: Uuid,
     run: &str,
-    total: usize,
+    ids: &[Uuid],
 ) -> serde_json::Value {
+    let total = ids.len();
     let mut batches = Vec::new();
     for start in (0..total).step_by(BATCH) {
         let range = start..(start + BATCH).min(total);
-        let events = sql_list(range.clone().map(|n| format!("{run}-{n}")));
+        let events = sql_list(ids[range.clone()].iter().map(Uuid::to_string));
         let users = sql_list(range.map(|n| format!("{run}-new-{n}")));
         let new_users = format!("product_id = '{product}' AND external_user_id IN ({users})");
         batches.push([
@@ -210,22 +209,24 @@ async fn ceiling(
                 "business_events",
                 copy_out(
                     client,
-                    &format!(
-                        "SELECT * FROM business_events \
-                         WHERE product_id = '{product}' AND insert_id IN ({events})"
-                    ),
+                    &format!("SELECT * FROM business_events WHERE id IN ({events})"),
                 )
                 .await,
             ),
         ]);
     }
-    client
-        .batch_execute(&format!(
-            "DELETE FROM business_events WHERE product_id = '{product}' AND insert_id LIKE '{run}-%';
-             DELETE FROM users WHERE product_id = '{product}' AND external_user_id LIKE '{run}-new-%';"
-        ))
+    let deleted = client
+        .execute("DELETE FROM business_events WHERE id = ANY($1)", &[&ids])
         .await
-        .expect("rows deleted");
+        .expect("events deleted");
+    assert_eq!(deleted as usize, total, "the run's events, read back");
+    client
+        .execute(
+            "DELETE FROM users WHERE product_id = $1 AND external_user_id LIKE $2",
+            &[&product, &format!("{run}-new-%")],
+        )
+        .await
+        .expect("users deleted");
     client
         .batch_execute("VACUUM ANALYZE business_events, users, user_identities")
         .await
@@ -328,13 +329,14 @@ async fn main() {
     // The mixed load, each round followed by its ceiling.
     for round in 1..=ROUNDS {
         let run = format!("mixed_round{round}");
-        let events = (0..EVENTS)
+        let events: Vec<CanonicalEvent> = (0..EVENTS)
             .map(|n| make(product, &run, n, mixed[n % mixed.len()]))
             .collect();
+        let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
         let mut result = measure(&pool, &client, "mixed", events, 1).await;
         result["round"] = json!(round);
         println!("RESULT {result}");
-        let mut ceiling = ceiling(&client, product, &run, EVENTS).await;
+        let mut ceiling = ceiling(&client, product, &run, &ids).await;
         ceiling["round"] = json!(round);
         println!("RESULT {ceiling}");
     }

@@ -168,11 +168,15 @@ pub async fn settle_silent_churn(
 ) -> Result<Vec<ConversationOutcome>, StoreError> {
     let mut client = pool.get().await?;
     let txn = client.transaction().await?;
-    let products: Vec<Uuid> = query(&txn, "SELECT product_id FROM product_watermarks", &[])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let products: Vec<Uuid> = query(
+        &txn,
+        "SELECT DISTINCT product_id FROM product_watermarks",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
     let mut touched = Touched::default();
     touched.extend(due(&txn, &products).await?);
     let outcomes = recompute(&txn, touched, rules).await?;

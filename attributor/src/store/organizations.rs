@@ -41,21 +41,31 @@ pub(super) async fn upsert_organizations(
     // Rows are written only when new or renamed; unchanged ones are read, not rewritten.
     let found = query(
         txn,
+        // Only organizations that are new or renamed are written: an upsert of an unchanged
+        // row would still lock it until the commit, and every attributor naming the same
+        // organization would wait for the others' whole transactions.
         "WITH x AS (
              SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, product_id uuid,
                   external_organization_id text, name text, properties jsonb)),
+         existing AS (
+             SELECT o.id, o.product_id, o.external_organization_id,
+                    x.name IS NOT NULL AND o.name IS DISTINCT FROM x.name AS renamed
+               FROM organizations o JOIN x ON o.product_id = x.product_id
+                                          AND o.external_organization_id = x.external_organization_id),
          written AS (
              INSERT INTO organizations (id, product_id, external_organization_id, name, properties)
              SELECT id, product_id, external_organization_id, name, properties FROM x
+              WHERE NOT EXISTS (SELECT 1 FROM existing e
+                                 WHERE e.product_id = x.product_id
+                                   AND e.external_organization_id = x.external_organization_id
+                                   AND NOT e.renamed)
              ON CONFLICT (product_id, external_organization_id) DO UPDATE SET
                  name = EXCLUDED.name, updated_at = now()
                WHERE EXCLUDED.name IS NOT NULL AND organizations.name IS DISTINCT FROM EXCLUDED.name
              RETURNING id, product_id, external_organization_id)
          SELECT id, product_id, external_organization_id FROM written
          UNION ALL
-         SELECT o.id, o.product_id, o.external_organization_id
-           FROM organizations o JOIN x ON o.product_id = x.product_id
-                                      AND o.external_organization_id = x.external_organization_id",
+         SELECT id, product_id, external_organization_id FROM existing",
         &[&Value::Array(rows.into_values().collect())],
     )
     .await?;

@@ -112,7 +112,8 @@ pub(super) async fn returned_to(
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// Moves each product's event-time watermark forward to the latest event time of the batch.
+/// Moves each product's event-time watermark forward to the latest event time of the batch, in
+/// the row of this connection's slot (see migration V17: no two writers wait on one row).
 pub(super) async fn advance_watermarks(
     txn: &Transaction<'_>,
     latest: &BTreeMap<Uuid, DateTime<Utc>>,
@@ -124,9 +125,10 @@ pub(super) async fn advance_watermarks(
         latest.iter().map(|(p, t)| (*p, *t)).unzip();
     execute(
         txn,
-        "INSERT INTO product_watermarks AS w (product_id, event_at)
-         SELECT * FROM unnest($1::uuid[], $2::timestamptz[])
-         ON CONFLICT (product_id) DO UPDATE SET event_at = EXCLUDED.event_at
+        "INSERT INTO product_watermarks AS w (product_id, slot, event_at)
+         SELECT product_id, (pg_backend_pid() % 64)::smallint, event_at
+           FROM unnest($1::uuid[], $2::timestamptz[]) AS x(product_id, event_at)
+         ON CONFLICT (product_id, slot) DO UPDATE SET event_at = EXCLUDED.event_at
           WHERE w.event_at < EXCLUDED.event_at",
         &[&products, &times],
     )
@@ -142,9 +144,10 @@ pub(super) async fn due(txn: &Transaction<'_>, products: &[Uuid]) -> Result<Vec<
     let rows = query(
         txn,
         "SELECT o.conversation_id
-           FROM product_watermarks w
+           FROM (SELECT product_id, max(event_at) AS event_at FROM product_watermarks
+                  WHERE product_id = ANY($1) GROUP BY product_id) w
            JOIN conversation_outcomes o ON o.product_id = w.product_id
-          WHERE w.product_id = ANY($1) AND o.verdict = 'open'
+          WHERE o.verdict = 'open'
             AND o.silent_churn_at IS NOT NULL AND o.silent_churn_at <= w.event_at",
         &[&products],
     )
@@ -334,7 +337,8 @@ WITH c AS (
            CASE WHEN f.decided_by IS NULL AND back.returned_at IS NULL
                 THEN f.quiet_since + $2::text::interval END AS churn_at
       FROM facts f
-      LEFT JOIN product_watermarks w ON w.product_id = f.product_id
+      LEFT JOIN LATERAL (SELECT max(event_at) AS event_at FROM product_watermarks
+                          WHERE product_id = f.product_id) w ON true
       LEFT JOIN LATERAL (
           SELECT min(u.event_at) AS returned_at FROM business_events u
            WHERE u.user_id = f.user_id AND u.event_at > f.quiet_since
