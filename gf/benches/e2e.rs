@@ -84,9 +84,9 @@ fn gf_json(env: &BTreeMap<String, String>, args: &[&str]) -> Value {
     json_output(gf().arg("--json").args(args).envs(env))
 }
 
-/// A fresh database and topics, a product with one Amplitude connection, the pipeline started
-/// in `layout`; returns once the receiver is ready and every consumer process holds partitions.
-async fn start(partitions: u32, layout: Layout) -> Run {
+/// A fresh database and topics, a product with `connections` Amplitude connections, the pipeline
+/// started in `layout`; returns once the receiver is ready and every consumer process holds partitions.
+async fn start(partitions: u32, layout: Layout, connections: usize) -> Run {
     let infra = infra();
     let db = TestDb::migrated().await;
     let addr = gf_tests::net::free_local_addr();
@@ -110,12 +110,6 @@ async fn start(partitions: u32, layout: Layout) -> Run {
         .as_str()
         .unwrap()
         .to_owned();
-    // The raw topic is keyed by connection, so one connection fills one partition: a layout
-    // with more than one normalizer needs several senders to have work for each.
-    let connections = match layout {
-        Layout::All => 1,
-        Layout::Stages { .. } => SCALE_OUT_CONNECTIONS,
-    };
     let ingest_urls = (0..connections)
         .map(|_| {
             gf_json(
@@ -299,11 +293,27 @@ enum Until {
     Batches(u64),
 }
 
-/// Sends batches of `events` from 16 connections until `until`, paced to `rate` events/s
-/// (`None`: as fast as the answers come). Returns (requests answered 200, events acknowledged,
-/// failures).
-async fn load(run: &Run, events: usize, rate: Option<f64>, until: Until) -> (u64, u64, u64) {
-    const CONNECTIONS: usize = 16;
+/// One sending task: the ingest URL it posts to and its pace in events/s (`None`: as fast as the
+/// answers come).
+struct Sender {
+    url: String,
+    rate: Option<f64>,
+}
+
+/// 16 senders taking the run's connections in turn, sharing `rate` evenly.
+fn evenly(run: &Run, rate: Option<f64>) -> Vec<Sender> {
+    const SENDERS: usize = 16;
+    (0..SENDERS)
+        .map(|task| Sender {
+            url: run.ingest_urls[task % run.ingest_urls.len()].clone(),
+            rate: rate.map(|r| r / SENDERS as f64),
+        })
+        .collect()
+}
+
+/// Sends batches of `events` from every sender until `until`, each paced to its rate. Returns
+/// (requests answered 200, events acknowledged, failures).
+async fn load(senders: Vec<Sender>, events: usize, until: Until) -> (u64, u64, u64) {
     let (end, batches) = match until {
         Until::Elapsed(d) => (Instant::now() + d, u64::MAX),
         Until::Batches(n) => (Instant::now() + Duration::from_secs(24 * 3600), n),
@@ -311,20 +321,17 @@ async fn load(run: &Run, events: usize, rate: Option<f64>, until: Until) -> (u64
     let http = reqwest::Client::new();
     let sequence = Arc::new(AtomicU64::new(0));
     let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
-    let interval = rate.map(|r| Duration::from_secs_f64(CONNECTIONS as f64 * events as f64 / r));
+    let count = senders.len();
     let mut tasks = Vec::new();
-    for task in 0..CONNECTIONS {
-        let (http, url, sequence, counts) = (
-            http.clone(),
-            run.ingest_urls[task % run.ingest_urls.len()].clone(),
-            sequence.clone(),
-            counts.clone(),
-        );
+    for (task, sender) in senders.into_iter().enumerate() {
+        let (http, sequence, counts) = (http.clone(), sequence.clone(), counts.clone());
+        let interval = sender
+            .rate
+            .map(|r| Duration::from_secs_f64(events as f64 / r));
         tasks.push(tokio::spawn(async move {
+            // Senders start staggered over one interval, not all at once.
             let mut next = Instant::now()
-                + interval.map_or(Duration::ZERO, |i| {
-                    i.mul_f64(task as f64 / CONNECTIONS as f64)
-                });
+                + interval.map_or(Duration::ZERO, |i| i.mul_f64(task as f64 / count as f64));
             while Instant::now() < end {
                 if let Some(interval) = interval {
                     tokio::time::sleep_until(next.into()).await;
@@ -334,7 +341,7 @@ async fn load(run: &Run, events: usize, rate: Option<f64>, until: Until) -> (u64
                 if n >= batches {
                     break;
                 }
-                match http.post(&url).body(batch(n, events)).send().await {
+                match http.post(&sender.url).body(batch(n, events)).send().await {
                     Ok(r) if r.status() == 200 => {
                         let answer: Value = r.json().await.unwrap_or_default();
                         let accepted = answer["accepted"].as_u64().unwrap_or(0);
@@ -384,7 +391,7 @@ async fn drained(run: &Run, expected: u64) -> (i64, i64, f64) {
 /// A paced load for `seconds` at `rate` events/s against `gf run all` on 3 partitions; returns the
 /// run's result (printed by the caller).
 async fn sustained(seconds: u64, rate: f64, events: usize) -> Value {
-    let run = start(3, Layout::All).await;
+    let run = start(3, Layout::All, 1).await;
     let pid = run.processes[0].child.id();
     let http = reqwest::Client::new();
     let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -415,9 +422,8 @@ async fn sustained(seconds: u64, rate: f64, events: usize) -> Value {
     let cost = gf_tests::cost::Processes::new(run.pids()).start();
     let started = Instant::now();
     let (requests, acknowledged, failures) = load(
-        &run,
+        evenly(&run, Some(rate)),
         events,
-        Some(rate),
         Until::Elapsed(Duration::from_secs(seconds)),
     )
     .await;
@@ -476,11 +482,21 @@ async fn sustained(seconds: u64, rate: f64, events: usize) -> Value {
 /// `total` events sent as fast as the receiver answers, timed until the last one is attributed:
 /// what the whole pipeline sustains in this layout.
 async fn saturated(partitions: u32, events: usize, total: u64, layout: Layout) -> Value {
-    let run = start(partitions, layout).await;
+    // Several connections, as a real deployment has; each request lands on a partition by its
+    // request id either way.
+    let connections = match layout {
+        Layout::All => 1,
+        Layout::Stages { .. } => SCALE_OUT_CONNECTIONS,
+    };
+    let run = start(partitions, layout, connections).await;
     let cost = gf_tests::cost::Processes::new(run.pids()).start();
     let started = Instant::now();
-    let (requests, acknowledged, failures) =
-        load(&run, events, None, Until::Batches(total / events as u64)).await;
+    let (requests, acknowledged, failures) = load(
+        evenly(&run, None),
+        events,
+        Until::Batches(total / events as u64),
+    )
+    .await;
     let ingest_seconds = started.elapsed().as_secs_f64();
     let (rows, distinct, _) = drained(&run, acknowledged).await;
     let pipeline_seconds = started.elapsed().as_secs_f64();
@@ -506,6 +522,111 @@ async fn saturated(partitions: u32, events: usize, total: u64, layout: Layout) -
         "pipeline_events_per_second": rows as f64 / pipeline_seconds,
         "exactly_once": rows as u64 == acknowledged && distinct == rows,
         "cost": cost,
+    })
+}
+
+/// Partitions of the raw topic in the fairness runs.
+const FAIRNESS_PARTITIONS: u32 = 6;
+/// Events/s each of the nine small connections sends; the big one sends ten times as much.
+const FAIRNESS_SMALL_RATE: f64 = 250.0;
+
+/// Nine connections at [`FAIRNESS_SMALL_RATE`] each for `seconds`, alone and then beside one
+/// connection at ten times their rate: the nine's p99 from receive to attributed row in both runs,
+/// and how the big connection's events spread over the raw topic's partitions.
+async fn fairness(seconds: u64) -> Value {
+    let mut runs = Vec::new();
+    for with_big in [false, true] {
+        let run = start(FAIRNESS_PARTITIONS, Layout::All, 10).await;
+        let big = run.ingest_urls[9].clone();
+        let mut senders: Vec<Sender> = run.ingest_urls[..9]
+            .iter()
+            .map(|url| Sender {
+                url: url.clone(),
+                rate: Some(FAIRNESS_SMALL_RATE),
+            })
+            .collect();
+        if with_big {
+            // Ten senders, as a big customer's many clients would be.
+            senders.extend((0..10).map(|_| Sender {
+                url: big.clone(),
+                rate: Some(FAIRNESS_SMALL_RATE),
+            }));
+        }
+        let (_, acknowledged, failures) =
+            load(senders, 100, Until::Elapsed(Duration::from_secs(seconds))).await;
+        let (rows, _, drain_seconds) = drained(&run, acknowledged).await;
+        let client = run.db.client().await;
+        // With the big connection, it is the one with ten times the events of any other.
+        let rows_by_connection = client
+            .query(
+                "SELECT connection_id, count(DISTINCT raw_partition)
+                   FROM business_events GROUP BY connection_id ORDER BY count(*) DESC",
+                &[],
+            )
+            .await
+            .unwrap();
+        let nine: Vec<uuid::Uuid> = if with_big {
+            rows_by_connection
+                .iter()
+                .skip(1)
+                .map(|r| r.get(0))
+                .collect()
+        } else {
+            rows_by_connection.iter().map(|r| r.get(0)).collect()
+        };
+        let p99: Option<f64> = client
+            .query_one(
+                "SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY
+                        extract(epoch FROM attributed_at - received_at) * 1000)
+                   FROM business_events WHERE connection_id = ANY($1)",
+                &[&nine],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let big_partitions: Option<i64> = with_big.then(|| rows_by_connection[0].get(1));
+        // The big one's own p99: equal to the nine's when no connection waits behind another.
+        let big_p99: Option<f64> = if with_big {
+            let big_id: uuid::Uuid = rows_by_connection[0].get(0);
+            client
+                .query_one(
+                    "SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY
+                            extract(epoch FROM attributed_at - received_at) * 1000)
+                       FROM business_events WHERE connection_id = $1",
+                    &[&big_id],
+                )
+                .await
+                .unwrap()
+                .get(0)
+        } else {
+            None
+        };
+        finish(run).await;
+        runs.push(json!({
+            "with_big_connection": with_big,
+            "acknowledged": acknowledged,
+            "stored": rows,
+            "failures": failures,
+            "drain_seconds_after_load": drain_seconds,
+            "nine_latency_p99_ms": p99,
+            "big_connection_partitions": big_partitions,
+            "big_latency_p99_ms": big_p99,
+        }));
+    }
+    let alone = runs[0]["nine_latency_p99_ms"].as_f64();
+    let beside = runs[1]["nine_latency_p99_ms"].as_f64();
+    json!({
+        "run": "fairness",
+        "seconds": seconds,
+        "partitions": FAIRNESS_PARTITIONS,
+        "small_events_per_second": FAIRNESS_SMALL_RATE,
+        "big_events_per_second": FAIRNESS_SMALL_RATE * 10.0,
+        "nine_p99_ms_alone": alone,
+        "nine_p99_ms_beside_the_big_one": beside,
+        "p99_ratio": alone.zip(beside).map(|(a, b)| b / a),
+        "big_connection_partitions": runs[1]["big_connection_partitions"],
+        "big_p99_ms": runs[1]["big_latency_p99_ms"],
+        "runs": runs,
     })
 }
 
@@ -576,6 +697,9 @@ async fn main() {
             sustained_held = Some((rate, result["latency_p99_ms"].as_f64()));
         }
         println!("RESULT {result}");
+    }
+    if !args.iter().any(|a| a == "scaling-only") {
+        println!("RESULT {}", fairness(seconds).await);
     }
     if args.iter().any(|a| a.starts_with("scaling")) {
         let mut best_saturated: f64 = 0.0;

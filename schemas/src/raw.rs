@@ -1,5 +1,5 @@
-//! `gf.raw.v1`: the request body exactly as received (gzip decoded), keyed by connection id,
-//! with everything else in Kafka headers.
+//! `gf.raw.v1`: the request body exactly as received (gzip decoded), keyed by request id (one
+//! connection's requests spread over every partition), with everything else in Kafka headers.
 
 use std::collections::BTreeMap;
 

@@ -392,18 +392,67 @@ fn normalizer(root: &Path, vars: &[(String, String)]) -> anyhow::Result<Vec<Figu
 
 fn attributor(root: &Path, vars: &[(String, String)]) -> anyhow::Result<(Vec<Figure>, Vec<Value>)> {
     let results = cargo_bench(root, vars, "gf-attributor", "attribution", &[])?;
+    let of = |mix: &str| -> Vec<&Value> { results.iter().filter(|r| r["mix"] == mix).collect() };
+    let rounds =
+        |runs: &[&Value], read: &dyn Fn(&Value) -> Option<f64>| -> anyhow::Result<Vec<f64>> {
+            runs.iter()
+                .map(|r| read(r).with_context(|| format!("incomplete attribution result: {r}")))
+                .collect()
+        };
+    let rate = |r: &Value| r["events_per_second"].as_f64();
+    let gf_cpu = |r: &Value| r["cost"]["gf"]["cpu_us_per_event"].as_f64();
+    // PostgreSQL's CPU is known only when xtask started it (its pid is in the state file).
+    let pg_cpu = |r: &Value| r["cost"]["postgresql"]["cpu_us_per_event"].as_f64();
+    let wal = |r: &Value| r["wal_bytes_per_event"].as_f64();
+
     let mut figures = Vec::new();
-    for r in &results {
-        let figure = Figure::new(
-            format!("attribution, {}", r["mix"].as_str().unwrap_or("mix")),
+    for r in results.iter().filter(|r| r["round"].is_null()) {
+        let mix = r["mix"].as_str().unwrap_or("mix");
+        figures.push(Figure::new(
+            format!("attribution, {mix}"),
             number(r, "events_per_second")?,
             "events/s",
-        );
-        figures.push(if r["mix"] == "mixed" {
-            figure.at_least(30_000.0)
-        } else {
-            figure
-        });
+        ));
+    }
+    let (mixed, ceiling) = (of("mixed"), of("ceiling"));
+    if mixed.is_empty() || mixed.len() != ceiling.len() {
+        bail!("the attribution bench printed no paired rounds of the mixed load and its ceiling");
+    }
+    let mixed_rates = rounds(&mixed, &rate)?;
+    let ceiling_rates = rounds(&ceiling, &rate)?;
+    let ratios: Vec<f64> = mixed_rates
+        .iter()
+        .zip(&ceiling_rates)
+        .map(|(m, c)| m / c)
+        .collect();
+    figures.push(
+        Figure::median("attribution, mixed load", &mixed_rates, "events/s").at_least(30_000.0),
+    );
+    figures.push(Figure::median(
+        "attribution ceiling: the same rows by binary COPY",
+        &ceiling_rates,
+        "events/s",
+    ));
+    figures
+        .push(Figure::median("attribution, mixed load / ceiling", &ratios, "ratio").at_least(0.5));
+    for (name, runs) in [("mixed load", &mixed), ("ceiling", &ceiling)] {
+        figures.push(Figure::median(
+            format!("attribution, {name}: gf CPU per event"),
+            &rounds(runs, &gf_cpu)?,
+            "µs",
+        ));
+        if let Ok(cpu) = rounds(runs, &pg_cpu) {
+            figures.push(Figure::median(
+                format!("attribution, {name}: PostgreSQL CPU per event"),
+                &cpu,
+                "µs",
+            ));
+        }
+        figures.push(Figure::median(
+            format!("attribution, {name}: WAL per event"),
+            &rounds(runs, &wal)?,
+            "bytes",
+        ));
     }
     Ok((figures, results))
 }
@@ -480,6 +529,43 @@ fn e2e(root: &Path, vars: &[(String, String)]) -> anyhow::Result<(Vec<Figure>, V
                 "events/s",
             ));
             cost_figures(&mut figures, &run, &r["cost"])?;
+        } else if r["run"] == "fairness" {
+            let partitions = number(r, "partitions")?;
+            if let Some(alone) = r["nine_p99_ms_alone"].as_f64() {
+                figures.push(Figure::new(
+                    "fairness: nine connections' p99 receive to attributed row, alone",
+                    alone,
+                    "ms",
+                ));
+            }
+            if let Some(beside) = r["nine_p99_ms_beside_the_big_one"].as_f64() {
+                figures.push(Figure::new(
+                    "fairness: the same beside one connection at ten times their load",
+                    beside,
+                    "ms",
+                ));
+            }
+            if let Some(big) = r["big_p99_ms"].as_f64() {
+                figures.push(Figure::new(
+                    "fairness: the big connection's own p99 in that run",
+                    big,
+                    "ms",
+                ));
+            }
+            if let Some(ratio) = r["p99_ratio"].as_f64() {
+                figures.push(
+                    Figure::new("fairness: p99 beside the big one / alone", ratio, "ratio")
+                        .at_most(2.0),
+                );
+            }
+            figures.push(
+                Figure::new(
+                    "fairness: raw partitions the big connection's events were on",
+                    r["big_connection_partitions"].as_f64().unwrap_or(0.0),
+                    "partitions",
+                )
+                .at_least(partitions),
+            );
         } else if r["run"] == "highest" {
             let seconds = &r["seconds"];
             let held = r["highest_held_events_per_second"].as_f64();
