@@ -531,26 +531,40 @@ fn e2e(root: &Path, vars: &[(String, String)]) -> anyhow::Result<(Vec<Figure>, V
             cost_figures(&mut figures, &run, &r["cost"])?;
         } else if r["run"] == "fairness" {
             let partitions = number(r, "partitions")?;
-            if let Some(alone) = r["nine_p99_ms_alone"].as_f64() {
-                figures.push(Figure::new(
-                    "fairness: nine connections' p99 receive to attributed row, alone",
-                    alone,
-                    "ms",
-                ));
-            }
-            if let Some(beside) = r["nine_p99_ms_beside_the_big_one"].as_f64() {
-                figures.push(Figure::new(
-                    "fairness: the same beside one connection at ten times their load",
-                    beside,
-                    "ms",
-                ));
-            }
-            if let Some(big) = r["big_p99_ms"].as_f64() {
-                figures.push(Figure::new(
-                    "fairness: the big connection's own p99 in that run",
-                    big,
-                    "ms",
-                ));
+            let warm_up = number(r, "warm_up_seconds")?;
+            for (key, name) in [
+                (
+                    "nine_p99_ms_alone_with_warm_up",
+                    "fairness: nine connections' p99 receive to attributed row, alone, whole run"
+                        .to_owned(),
+                ),
+                (
+                    "nine_p99_ms_beside_the_big_one_with_warm_up",
+                    "fairness: the same beside one connection at ten times their load, whole run"
+                        .to_owned(),
+                ),
+                (
+                    "nine_p99_ms_alone",
+                    format!(
+                        "fairness: nine connections' p99 receive to attributed row, alone, after the first {warm_up} s"
+                    ),
+                ),
+                (
+                    "nine_p99_ms_beside_the_big_one",
+                    format!(
+                        "fairness: the same beside one connection at ten times their load, after the first {warm_up} s"
+                    ),
+                ),
+                (
+                    "big_p99_ms",
+                    format!(
+                        "fairness: the big connection's own p99 in that run, after the first {warm_up} s"
+                    ),
+                ),
+            ] {
+                if let Some(ms) = r[key].as_f64() {
+                    figures.push(Figure::new(name, ms, "ms"));
+                }
             }
             if let Some(ratio) = r["p99_ratio"].as_f64() {
                 figures.push(
