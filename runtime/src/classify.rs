@@ -92,6 +92,10 @@ fn kafka_code_blames_the_record(code: RDKafkaErrorCode) -> bool {
             | MessageBatchTooLarge
             | InvalidTimestamp
             | InvalidRecord
+            // A record sent in the same batch as one the broker refused. Waiting it out would
+            // send the same batch again and again; it is dead-lettered with its sibling, where
+            // a replay recovers it.
+            | InvalidDifferentRecord
     )
 }
 
@@ -149,6 +153,7 @@ mod tests {
             (InvalidMessageSize, Class::Refused),
             (InvalidMessage, Class::Refused),
             (InvalidRecord, Class::Refused),
+            (InvalidDifferentRecord, Class::Refused),
             (QueueFull, Class::Transient),
             (MessageTimedOut, Class::Transient),
             (AllBrokersDown, Class::Transient),

@@ -1,6 +1,6 @@
 //! Business events: upserted by (product, insert id); a newer mapper version replaces the row.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
@@ -11,97 +11,132 @@ use uuid::Uuid;
 
 use super::{StoreError, query};
 
-/// Inserts new events and replaces those stored by an older mapper version; returns the id of
-/// each row written and whether it was inserted (not replaced). The id stands for (product,
-/// insert id): see [`CanonicalEvent::derive_id`].
+/// What [`upsert_events`] wrote.
+#[derive(Debug, Default)]
+pub(super) struct Upserted {
+    /// Events that were not stored before.
+    pub inserted: HashSet<Uuid>,
+    /// Events that replaced a row of an older mapper version, with the conversation that row
+    /// was in (read under the row's lock, so it is the conversation that counted it).
+    pub replaced: HashMap<Uuid, Option<Uuid>>,
+}
+
+const COLUMNS: &str = "id, product_id, connection_id, insert_id, source, event_type, event_at,
+    received_at, external_user_id, external_organization_id, external_conversation_id, value,
+    value_type, numeric_value, influence, influence_rule, quality_impact_score, properties,
+    user_hints, organization_hints, warnings, user_id, organization_id, conversation_id,
+    user_resolution, organization_resolution, conversation_resolution, mapper_version, raw_topic,
+    raw_partition, raw_offset, raw_index";
+
+const ARRAYS: &str = "unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
+    $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], $11::text[],
+    $12::jsonb[], $13::text[], $14::float8[], $15::text[], $16::text[], $17::float8[],
+    $18::jsonb[], $19::jsonb[], $20::jsonb[], $21::jsonb[], $22::uuid[], $23::uuid[],
+    $24::uuid[], $25::text[], $26::text[], $27::text[], $28::int4[], $29::text[], $30::int4[],
+    $31::int8[], $32::int4[])";
+
+/// Inserts new events and replaces those stored by an older mapper version. The id stands for
+/// (product, insert id): see [`CanonicalEvent::derive_id`].
+///
+/// New rows go in first; the ids already stored are then locked and read, so the conversation a
+/// replaced row leaves is the one that counted it, even when another attributor inserted or
+/// moved that row a moment before.
 pub(super) async fn upsert_events(
     txn: &Transaction<'_>,
     events: &[AttributedEvent],
-) -> Result<HashMap<Uuid, bool>, StoreError> {
+) -> Result<Upserted, StoreError> {
+    let mut upserted = Upserted::default();
     if events.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(upserted);
     }
     let mut sorted: Vec<&AttributedEvent> = events.iter().collect();
     sorted.sort_by_key(|a| a.event.id);
     // Typed arrays in PostgreSQL's binary format: far cheaper to decode than JSON rows.
-    let c = EventColumns::of(&sorted);
-    let written = query(
+    let all = EventColumns::of(&sorted);
+    upserted.inserted = query(
         txn,
-        "INSERT INTO business_events (id, product_id, connection_id, insert_id, source,
-                 event_type, event_at, received_at, external_user_id, external_organization_id,
-                 external_conversation_id, value, value_type, numeric_value, influence,
-                 influence_rule, quality_impact_score, properties, user_hints, organization_hints,
-                 warnings, user_id, organization_id, conversation_id, user_resolution,
-                 organization_resolution, conversation_resolution, mapper_version, raw_topic,
-                 raw_partition, raw_offset, raw_index)
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
-                 $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[],
-                 $11::text[], $12::jsonb[], $13::text[], $14::float8[], $15::text[], $16::text[],
-                 $17::float8[], $18::jsonb[], $19::jsonb[], $20::jsonb[], $21::jsonb[],
-                 $22::uuid[], $23::uuid[], $24::uuid[], $25::text[], $26::text[], $27::text[],
-                 $28::int4[], $29::text[], $30::int4[], $31::int8[], $32::int4[])
-             ON CONFLICT (id) DO UPDATE SET
-                 connection_id = EXCLUDED.connection_id, source = EXCLUDED.source,
-                 event_type = EXCLUDED.event_type, event_at = EXCLUDED.event_at,
-                 received_at = EXCLUDED.received_at,
-                 external_user_id = EXCLUDED.external_user_id,
-                 external_organization_id = EXCLUDED.external_organization_id,
-                 external_conversation_id = EXCLUDED.external_conversation_id,
-                 value = EXCLUDED.value, value_type = EXCLUDED.value_type,
-                 numeric_value = EXCLUDED.numeric_value, influence = EXCLUDED.influence,
-                 influence_rule = EXCLUDED.influence_rule,
-                 quality_impact_score = EXCLUDED.quality_impact_score,
-                 properties = EXCLUDED.properties, user_hints = EXCLUDED.user_hints,
-                 organization_hints = EXCLUDED.organization_hints, warnings = EXCLUDED.warnings,
-                 user_id = EXCLUDED.user_id, organization_id = EXCLUDED.organization_id,
-                 conversation_id = EXCLUDED.conversation_id,
-                 user_resolution = EXCLUDED.user_resolution,
-                 organization_resolution = EXCLUDED.organization_resolution,
-                 conversation_resolution = EXCLUDED.conversation_resolution,
-                 mapper_version = EXCLUDED.mapper_version, raw_topic = EXCLUDED.raw_topic,
-                 raw_partition = EXCLUDED.raw_partition, raw_offset = EXCLUDED.raw_offset,
-                 raw_index = EXCLUDED.raw_index, attributed_at = now()
-               WHERE business_events.mapper_version < EXCLUDED.mapper_version
-             RETURNING id, xmax = 0",
-        &[
-            &c.id,
-            &c.product_id,
-            &c.connection_id,
-            &c.insert_id,
-            &c.source,
-            &c.event_type,
-            &c.event_at,
-            &c.received_at,
-            &c.external_user_id,
-            &c.external_organization_id,
-            &c.external_conversation_id,
-            &c.value,
-            &c.value_type,
-            &c.numeric_value,
-            &c.influence,
-            &c.influence_rule,
-            &c.quality_impact_score,
-            &c.properties,
-            &c.user_hints,
-            &c.organization_hints,
-            &c.warnings,
-            &c.user_id,
-            &c.organization_id,
-            &c.conversation_id,
-            &c.user_resolution,
-            &c.organization_resolution,
-            &c.conversation_resolution,
-            &c.mapper_version,
-            &c.raw_topic,
-            &c.raw_partition,
-            &c.raw_offset,
-            &c.raw_index,
-        ],
+        &format!(
+            "INSERT INTO business_events ({COLUMNS}) SELECT * FROM {ARRAYS}
+             ON CONFLICT (id) DO NOTHING RETURNING id"
+        ),
+        &all.params(),
+    )
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    let stored: Vec<&AttributedEvent> = sorted
+        .into_iter()
+        .filter(|a| !upserted.inserted.contains(&a.event.id))
+        .collect();
+    if stored.is_empty() {
+        return Ok(upserted);
+    }
+    let ids: Vec<Uuid> = stored.iter().map(|a| a.event.id).collect();
+    let held: HashMap<Uuid, (Option<Uuid>, i32)> = query(
+        txn,
+        "SELECT id, conversation_id, mapper_version FROM business_events
+          WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        &[&ids],
+    )
+    .await?
+    .iter()
+    .map(|r| (r.get(0), (r.get(1), r.get(2))))
+    .collect();
+    let newer: Vec<&AttributedEvent> = stored
+        .into_iter()
+        .filter(|a| {
+            held.get(&a.event.id)
+                .is_some_and(|(_, version)| *version < mapper_version(a))
+        })
+        .collect();
+    if newer.is_empty() {
+        return Ok(upserted);
+    }
+    let columns = EventColumns::of(&newer);
+    let replaced = query(
+        txn,
+        &format!(
+            "UPDATE business_events b SET
+                 connection_id = x.connection_id, source = x.source, event_type = x.event_type,
+                 event_at = x.event_at, received_at = x.received_at,
+                 external_user_id = x.external_user_id,
+                 external_organization_id = x.external_organization_id,
+                 external_conversation_id = x.external_conversation_id,
+                 value = x.value, value_type = x.value_type, numeric_value = x.numeric_value,
+                 influence = x.influence, influence_rule = x.influence_rule,
+                 quality_impact_score = x.quality_impact_score, properties = x.properties,
+                 user_hints = x.user_hints, organization_hints = x.organization_hints,
+                 warnings = x.warnings, user_id = x.user_id, organization_id = x.organization_id,
+                 conversation_id = x.conversation_id, user_resolution = x.user_resolution,
+                 organization_resolution = x.organization_resolution,
+                 conversation_resolution = x.conversation_resolution,
+                 mapper_version = x.mapper_version, raw_topic = x.raw_topic,
+                 raw_partition = x.raw_partition, raw_offset = x.raw_offset,
+                 raw_index = x.raw_index, attributed_at = now()
+               FROM {ARRAYS} AS x({COLUMNS})
+              WHERE b.id = x.id AND b.mapper_version < x.mapper_version
+             RETURNING b.id"
+        ),
+        &columns.params(),
     )
     .await?;
-    // A row version an upsert inserted has no xmax; one that replaced a row carries the lock
-    // its update took.
-    Ok(written.iter().map(|r| (r.get(0), r.get(1))).collect())
+    upserted.replaced = replaced
+        .iter()
+        .map(|r| {
+            let id: Uuid = r.get(0);
+            (
+                id,
+                held.get(&id).and_then(|(conversation, _)| *conversation),
+            )
+        })
+        .collect();
+    Ok(upserted)
+}
+
+/// Mapper versions are small counters; one past i32 would be a bug upstream.
+fn mapper_version(a: &AttributedEvent) -> i32 {
+    i32::try_from(a.event.mapper_version).unwrap_or(i32::MAX)
 }
 
 /// `business_events` rows as one array per column.
@@ -142,6 +177,44 @@ struct EventColumns {
 }
 
 impl EventColumns {
+    /// The 32 arrays as statement parameters, in [`COLUMNS`] order.
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 32] {
+        [
+            &self.id,
+            &self.product_id,
+            &self.connection_id,
+            &self.insert_id,
+            &self.source,
+            &self.event_type,
+            &self.event_at,
+            &self.received_at,
+            &self.external_user_id,
+            &self.external_organization_id,
+            &self.external_conversation_id,
+            &self.value,
+            &self.value_type,
+            &self.numeric_value,
+            &self.influence,
+            &self.influence_rule,
+            &self.quality_impact_score,
+            &self.properties,
+            &self.user_hints,
+            &self.organization_hints,
+            &self.warnings,
+            &self.user_id,
+            &self.organization_id,
+            &self.conversation_id,
+            &self.user_resolution,
+            &self.organization_resolution,
+            &self.conversation_resolution,
+            &self.mapper_version,
+            &self.raw_topic,
+            &self.raw_partition,
+            &self.raw_offset,
+            &self.raw_index,
+        ]
+    }
+
     fn of(events: &[&AttributedEvent]) -> Self {
         let mut c = EventColumns::default();
         for a in events {
@@ -177,9 +250,7 @@ impl EventColumns {
                 .push(wire_name(&a.resolution.organization));
             c.conversation_resolution
                 .push(wire_name(&a.resolution.conversation));
-            // Mapper versions are small counters; one past i32 would be a bug upstream.
-            c.mapper_version
-                .push(i32::try_from(e.mapper_version).unwrap_or(i32::MAX));
+            c.mapper_version.push(mapper_version(a));
             c.raw_topic.push(e.origin.topic.clone());
             c.raw_partition.push(e.origin.partition);
             c.raw_offset.push(e.origin.offset);

@@ -41,7 +41,7 @@ use events::upsert_events;
 use late::{Learned, reattribute};
 use organizations::{link_users, upsert_organizations};
 pub use outcomes::OutcomeRules;
-use outcomes::{Touched, advance_watermarks, due, recompute, returned_to, stored_conversations};
+use outcomes::{Touched, advance_watermarks, due, recompute, returned_to};
 use users::{insert_identities, insert_users, lookup_users};
 
 /// How far back an event looks for its user's conversation.
@@ -314,21 +314,22 @@ async fn attribute(
         })
         .collect();
 
-    let ids: Vec<Uuid> = attributed.iter().map(|a| a.event.id).collect();
-    let before = stored_conversations(txn, &ids).await?;
-    let written = upsert_events(txn, &attributed).await?;
+    let upserted = upsert_events(txn, &attributed).await?;
     for event in &attributed {
-        match written.get(&event.event.id) {
-            Some(true) => touched.inserted(event.event.id, event.conversation_id),
+        let id = event.event.id;
+        if upserted.inserted.contains(&id) {
+            touched.inserted(id, event.conversation_id);
+        } else if let Some(left) = upserted.replaced.get(&id) {
             // A replaced event may have left one conversation and changed what another counts.
-            Some(false) => {
-                touched.reread(before.get(&event.event.id).copied());
-                touched.reread(event.conversation_id);
-            }
-            None => {}
+            touched.reread(*left);
+            touched.reread(event.conversation_id);
         }
     }
-    let changed: HashSet<Uuid> = written.into_keys().collect();
+    let changed: HashSet<Uuid> = upserted
+        .inserted
+        .into_iter()
+        .chain(upserted.replaced.into_keys())
+        .collect();
 
     // What this batch learned may change events stored before it.
     let learned = Learned {

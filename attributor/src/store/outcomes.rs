@@ -3,7 +3,7 @@
 //! and sums by influence, revenue and refunds, quality impact, first and last event, and the
 //! verdict. Silent churn is judged against the product's event-time watermark, never the clock.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
@@ -71,21 +71,6 @@ impl Touched {
     fn is_empty(&self) -> bool {
         self.judged.is_empty() && self.reread.is_empty()
     }
-}
-
-/// The conversation each stored row of `ids` belongs to now, before a replacement moves it.
-pub(super) async fn stored_conversations(
-    txn: &Transaction<'_>,
-    ids: &[Uuid],
-) -> Result<HashMap<Uuid, Uuid>, StoreError> {
-    let rows = query(
-        txn,
-        "SELECT id, conversation_id FROM business_events
-          WHERE id = ANY($1) AND conversation_id IS NOT NULL",
-        &[&ids],
-    )
-    .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// Conversations whose silent-churn period holds one of these (user, event time): the user came
