@@ -269,45 +269,32 @@ WITH c AS (
      WHERE influence <> 'neutral'
      ORDER BY conversation_id, event_at DESC, id DESC
 ), merged AS (
+    -- h is what the row holds, for a conversation not read whole: the batch's new events add to it.
     SELECT c.id, c.product_id, c.user_id, c.last_activity_at,
-           CASE WHEN c.whole THEN coalesce(s.events, 0)
-                ELSE o.events + coalesce(s.events, 0) END AS events,
-           CASE WHEN c.whole THEN coalesce(s.positive_events, 0)
-                ELSE o.positive_events + coalesce(s.positive_events, 0) END AS positive_events,
-           CASE WHEN c.whole THEN coalesce(s.negative_events, 0)
-                ELSE o.negative_events + coalesce(s.negative_events, 0) END AS negative_events,
-           CASE WHEN c.whole THEN coalesce(s.neutral_events, 0)
-                ELSE o.neutral_events + coalesce(s.neutral_events, 0) END AS neutral_events,
-           CASE WHEN c.whole THEN coalesce(s.positive_sum, 0)
-                ELSE o.positive_sum + coalesce(s.positive_sum, 0) END AS positive_sum,
-           CASE WHEN c.whole THEN coalesce(s.negative_sum, 0)
-                ELSE o.negative_sum + coalesce(s.negative_sum, 0) END AS negative_sum,
-           CASE WHEN c.whole THEN coalesce(s.neutral_sum, 0)
-                ELSE o.neutral_sum + coalesce(s.neutral_sum, 0) END AS neutral_sum,
-           CASE WHEN c.whole THEN coalesce(s.total_sum, 0)
-                ELSE o.total_sum + coalesce(s.total_sum, 0) END AS total_sum,
-           CASE WHEN c.whole THEN coalesce(s.revenue_sum, 0)
-                ELSE o.revenue_sum + coalesce(s.revenue_sum, 0) END AS revenue_sum,
-           CASE WHEN c.whole THEN coalesce(s.refunds_sum, 0)
-                ELSE o.refunds_sum + coalesce(s.refunds_sum, 0) END AS refunds_sum,
-           CASE WHEN c.whole THEN coalesce(s.quality_sum, 0)
-                ELSE o.quality_sum + coalesce(s.quality_sum, 0) END AS quality_sum,
-           CASE WHEN c.whole THEN s.first_event_at
-                ELSE least(o.first_event_at, s.first_event_at) END AS first_event_at,
-           CASE WHEN c.whole THEN s.last_event_at
-                ELSE greatest(o.last_event_at, s.last_event_at) END AS last_event_at,
-           CASE WHEN c.whole THEN s.first_positive_at
-                ELSE least(o.first_positive_at, s.first_positive_at) END AS first_positive_at,
-           CASE WHEN c.whole THEN s.first_negative_at
-                ELSE least(o.first_negative_at, s.first_negative_at) END AS first_negative_at,
-           -- The latest deciding event of the two: the one held, or this batch's.
-           (c.whole OR o.decided_by_event_id IS NULL
-                    OR (d.event_at, d.id) > (o.decided_at, o.decided_by_event_id)) AS newly_decided,
+           coalesce(h.events, 0) + coalesce(s.events, 0) AS events,
+           coalesce(h.positive_events, 0) + coalesce(s.positive_events, 0) AS positive_events,
+           coalesce(h.negative_events, 0) + coalesce(s.negative_events, 0) AS negative_events,
+           coalesce(h.neutral_events, 0) + coalesce(s.neutral_events, 0) AS neutral_events,
+           coalesce(h.positive_sum, 0) + coalesce(s.positive_sum, 0) AS positive_sum,
+           coalesce(h.negative_sum, 0) + coalesce(s.negative_sum, 0) AS negative_sum,
+           coalesce(h.neutral_sum, 0) + coalesce(s.neutral_sum, 0) AS neutral_sum,
+           coalesce(h.total_sum, 0) + coalesce(s.total_sum, 0) AS total_sum,
+           coalesce(h.revenue_sum, 0) + coalesce(s.revenue_sum, 0) AS revenue_sum,
+           coalesce(h.refunds_sum, 0) + coalesce(s.refunds_sum, 0) AS refunds_sum,
+           coalesce(h.quality_sum, 0) + coalesce(s.quality_sum, 0) AS quality_sum,
+           -- least and greatest skip nulls: without h, these are the batch's (or whole) times.
+           least(h.first_event_at, s.first_event_at) AS first_event_at,
+           greatest(h.last_event_at, s.last_event_at) AS last_event_at,
+           least(h.first_positive_at, s.first_positive_at) AS first_positive_at,
+           least(h.first_negative_at, s.first_negative_at) AS first_negative_at,
+           -- The latest deciding event of the two: the one held, or the one read now.
+           (h.decided_by_event_id IS NULL
+            OR (d.event_at, d.id) > (h.decided_at, h.decided_by_event_id)) AS newly_decided,
            d.id AS new_decided_by, d.event_at AS new_decided_at, d.verdict AS new_decided,
-           o.decided_by_event_id AS held_decided_by, o.decided_at AS held_decided_at,
-           o.verdict AS held_verdict
+           h.decided_by_event_id AS held_decided_by, h.decided_at AS held_decided_at,
+           h.verdict AS held_verdict
       FROM c
-      JOIN conversation_outcomes o ON o.conversation_id = c.id
+      LEFT JOIN conversation_outcomes h ON h.conversation_id = c.id AND NOT c.whole
       LEFT JOIN sums s ON s.conversation_id = c.id
       LEFT JOIN decisive d ON d.conversation_id = c.id
 ), facts AS (
