@@ -133,13 +133,17 @@ impl Cost {
         mut run: serde_json::Value,
     ) -> serde_json::Value {
         let seconds = self.started.elapsed().as_secs_f64();
-        let wal = wal_position(client).await - self.wal;
+        let end = wal_position(client).await;
+        let wal = end - self.wal;
         run["events"] = json!(events);
         run["batch"] = json!(BATCH);
         run["seconds"] = json!(seconds);
         run["events_per_second"] = json!(events as f64 / seconds);
         run["cost"] = self.processes.per_event(events as u64, seconds);
         run["wal_bytes_per_event"] = json!(wal as f64 / events as f64);
+        // The range, for `pg_waldump --stats -s FROM -e TO` to say which records wrote it.
+        run["wal_from"] = json!(lsn(self.wal));
+        run["wal_to"] = json!(lsn(end));
         run
     }
 }
@@ -154,6 +158,11 @@ async fn wal_position(client: &tokio_postgres::Client) -> i64 {
         .await
         .expect("WAL position")
         .get(0)
+}
+
+/// A WAL position as PostgreSQL writes it (`16/B374D848`).
+fn lsn(position: i64) -> String {
+    format!("{:X}/{:X}", position >> 32, position & 0xFFFF_FFFF)
 }
 
 /// A quoted SQL list of bench-made names (letters, digits, `-` and `_` only).

@@ -315,6 +315,8 @@ async fn handle(
         received = summary.received,
         accepted = summary.accepted,
         dropped = summary.dropped,
+        partition = seen.raw.map(|(p, _)| p),
+        offset = seen.raw.map(|(_, o)| o),
         "ingest request stored"
     );
     Ok(answers::accepted(summary, body.len()))

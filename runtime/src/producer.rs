@@ -11,6 +11,7 @@ use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use rdkafka::error::KafkaError;
+use rdkafka::producer::future_producer::Delivery;
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +20,20 @@ use crate::pipeline::{DELIVERY_TIMEOUT, supervise};
 
 /// A stuck producer is replaced at most this often, however many callers fail on it.
 pub const RENEW_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Whether a successful delivery report says where the record is: only then is it stored.
+///
+/// librdkafka also reports success without an offset when it infers it: once a later record of
+/// a partition is acknowledged, it marks the earlier ones still unconfirmed as delivered
+/// ("implicitly acked"), trusting the broker to have refused the later one otherwise. A
+/// partition's new leader that has no state for a producer id (a new producer, or one whose
+/// earlier record never reached it) takes a later record alone, so the earlier one is gone
+/// while its caller was told it is stored. The three-broker test lost one acknowledged request
+/// this way. Without an offset the record is produced again; the duplicate this may make is
+/// absorbed by the event ids downstream.
+pub fn stored(delivery: &Delivery) -> bool {
+    delivery.offset >= 0
+}
 
 /// The producer every stage of a process shares; cloning it is cheap and shares it.
 #[derive(Clone)]
@@ -203,5 +218,21 @@ mod tests {
         // A failure on the new one within the interval keeps it: no churn in an outage.
         assert!(!shared.renew(&c, &"broken"));
         assert_eq!(shared.lease().generation, c.generation);
+    }
+
+    #[test]
+    fn only_a_delivery_with_its_offset_is_stored() {
+        let at = |offset| Delivery {
+            partition: 2,
+            offset,
+            timestamp: rdkafka::Timestamp::NotAvailable,
+        };
+        assert!(stored(&at(0)));
+        assert!(stored(&at(41)));
+        // librdkafka's implicit acknowledgement leaves the offset unset (-1001).
+        assert!(!stored(&at(rdkafka::Offset::Invalid
+            .to_raw()
+            .unwrap_or(-1001))));
+        assert!(!stored(&at(-1)));
     }
 }

@@ -63,7 +63,9 @@ impl Pipeline {
                 ("GF_KAFKA_SESSION_TIMEOUT_MS", "6000".into()),
                 ("GF_SCRYPT_LOG_N", "12".into()),
                 ("GF_PRODUCE_TIMEOUT_MS", "3000".into()),
-                ("RUST_LOG", "info".into()),
+                // The receiver's line per stored request names its raw partition and offset, so
+                // a missing acknowledged request can be followed to where the broker put it.
+                ("RUST_LOG", "info,gf_receiver::handler=debug".into()),
             ]
             .map(|(k, v)| (k.to_owned(), v)),
         );
@@ -252,8 +254,8 @@ impl Pipeline {
         }
         // Duplicates the ids absorbed: canonical records beyond one per event.
         let topic = self.topics().events;
-        let brokers = brokers.to_owned();
-        let records = tokio::task::spawn_blocking(move || read_topic(&brokers, &topic))
+        let reader = brokers.to_owned();
+        let records = tokio::task::spawn_blocking(move || read_topic(&reader, &topic))
             .await
             .unwrap();
         let ids: HashSet<String> = records
@@ -261,6 +263,11 @@ impl Pipeline {
             .filter_map(|r| serde_json::from_slice::<Value>(&r.value).ok())
             .filter_map(|v| v["id"].as_str().map(str::to_owned))
             .collect();
+        let missing = if stored < acked.len() {
+            self.where_missing(load, &records, brokers).await
+        } else {
+            Vec::new()
+        };
         let outcome = Outcome {
             scenario: scenario.to_owned(),
             stored_in: "business_events",
@@ -271,9 +278,129 @@ impl Pipeline {
             duplicate_rows: duplicate_rows as u64,
             duplicates_absorbed: (records.len() - ids.len()) as u64,
             answers: load.answers.lock().unwrap().clone(),
+            missing,
         };
         outcome.write();
         outcome
+    }
+
+    /// For acknowledged events that are not stored, which stage lost them: the raw record that
+    /// holds them and how many canonical records of them exist, one line per raw record.
+    async fn where_missing(
+        &self,
+        load: &Load,
+        canonical: &[gf_tests::ReadRecord],
+        brokers: &str,
+    ) -> Vec<String> {
+        let acked = load.acked.lock().unwrap().clone();
+        let client = self.db.client().await;
+        let prefixed: Vec<String> = acked.iter().map(|i| format!("amplitude:{i}")).collect();
+        let stored: HashSet<String> = client
+            .query(
+                "SELECT insert_id FROM business_events WHERE insert_id = ANY($1)",
+                &[&prefixed],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let missing: HashSet<&str> = acked
+            .iter()
+            .filter(|id| !stored.contains(&format!("amplitude:{id}")))
+            .map(String::as_str)
+            .collect();
+        let canonical_ids: Vec<String> = canonical
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<Value>(&r.value).ok())
+            .filter_map(|v| v["insertId"].as_str().map(str::to_owned))
+            .collect();
+        let topic = format!("{}.raw.v1", self.prefix);
+        let reader = brokers.to_owned();
+        let raw = tokio::task::spawn_blocking(move || read_topic(&reader, &topic))
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let mut in_raw: HashSet<String> = HashSet::new();
+        for record in &raw {
+            let Ok(batch) = serde_json::from_slice::<Value>(&record.value) else {
+                continue;
+            };
+            let ids: Vec<&str> = batch["events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["insert_id"].as_str())
+                .filter(|id| missing.contains(id))
+                .collect();
+            if let Some(first) = ids.first() {
+                in_raw.extend(ids.iter().map(|id| (*id).to_owned()));
+                let copies = canonical_ids
+                    .iter()
+                    .filter(|c| {
+                        ids.iter()
+                            .any(|id| c.as_str() == *id || c.ends_with(&format!(":{id}")))
+                    })
+                    .count();
+                out.push(format!(
+                    "raw partition {} offset {}: {} missing (e.g. {first}), {copies} canonical records of them",
+                    record.partition,
+                    record.offset,
+                    ids.len()
+                ));
+            }
+        }
+        let topic = self.topics().deadletter;
+        let brokers = brokers.to_owned();
+        let dead = tokio::task::spawn_blocking(move || read_topic(&brokers, &topic))
+            .await
+            .unwrap();
+        let dead_with_missing = dead
+            .iter()
+            .filter(|r| {
+                let text = String::from_utf8_lossy(&r.value);
+                missing.iter().any(|id| text.contains(id))
+            })
+            .count();
+        out.push(format!(
+            "{dead_with_missing} of {} dead letters hold missing events",
+            dead.len()
+        ));
+        let nowhere: Vec<&&str> = missing.iter().filter(|id| !in_raw.contains(**id)).collect();
+        if !nowhere.is_empty() {
+            out.push(format!(
+                "{} missing ones not in the raw topic at all",
+                nowhere.len()
+            ));
+        }
+        // Each missing batch's request, and what the receiver logged when it stored it.
+        let receiver_log =
+            std::fs::read_to_string(self.logs.join("receiver.log")).unwrap_or_default();
+        let request_ids = load.request_ids.lock().unwrap().clone();
+        let mut firsts: Vec<String> = nowhere
+            .iter()
+            .filter_map(|id| id.rsplit_once("-e").map(|(batch, _)| format!("{batch}-e0")))
+            .collect();
+        firsts.sort();
+        firsts.dedup();
+        for first in firsts {
+            let Some(request_id) = request_ids.get(&first) else {
+                out.push(format!("batch {first}: no request id answered"));
+                continue;
+            };
+            let stored = receiver_log
+                .lines()
+                .find(|l| l.contains(request_id.as_str()) && l.contains("ingest request stored"))
+                .map(|l| {
+                    l.rsplit_once("ingest request stored")
+                        .map_or(l, |(_, rest)| rest)
+                });
+            out.push(format!(
+                "batch {first}: request {request_id}, receiver logged: {}",
+                stored.unwrap_or("nothing stored")
+            ));
+        }
+        out
     }
 }
 
@@ -309,6 +436,7 @@ impl Pipeline {
                 .sum(),
             duplicates_absorbed: 0,
             answers: load.answers.lock().unwrap().clone(),
+            missing: Vec::new(),
         };
         outcome.write();
         outcome
@@ -337,6 +465,9 @@ pub struct Outcome {
     pub duplicates_absorbed: u64,
     /// HTTP answers by status ("error" when no answer came).
     pub answers: BTreeMap<String, u64>,
+    /// Where the acknowledged events that are not stored were last seen.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
 }
 
 impl Outcome {
@@ -374,6 +505,8 @@ pub struct Load {
     pub stop: AtomicBool,
     /// When each 200 came, to find the longest pause in intake.
     pub accepted_at: Mutex<Vec<Instant>>,
+    /// The receiver's request id of each acknowledged batch, by the batch's first insert id.
+    pub request_ids: Mutex<HashMap<String, String>>,
 }
 
 pub const SENDERS: usize = 3;
@@ -413,15 +546,27 @@ impl Load {
             })
             .collect();
         self.sent.fetch_add(ids.len() as u64, Ordering::SeqCst);
-        let answer = match http
+        let (answer, request_id) = match http
             .post(url)
             .json(&json!({ "events": events }))
             .send()
             .await
         {
-            Ok(r) => r.status().as_u16().to_string(),
-            Err(_) => "error".to_owned(),
+            Ok(r) => (
+                r.status().as_u16().to_string(),
+                r.headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+            ),
+            Err(_) => ("error".to_owned(), None),
         };
+        if let (true, Some(request_id)) = (answer == "200", request_id) {
+            self.request_ids
+                .lock()
+                .unwrap()
+                .insert(ids[0].clone(), request_id);
+        }
         if answer == "200" {
             self.acked.lock().unwrap().extend(ids);
             self.accepted_at.lock().unwrap().push(Instant::now());

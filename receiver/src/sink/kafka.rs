@@ -79,6 +79,13 @@ impl KafkaSink {
             return Err(SinkError::Unavailable(timed_out.to_string()));
         };
         match sent {
+            // Success without an offset is librdkafka's inference, not the broker's word: the
+            // sender is asked to send again (see `gf_runtime::producer::stored`).
+            Ok(delivery) if !gf_runtime::producer::stored(&delivery) => {
+                Err(SinkError::Unavailable(
+                    "the broker's acknowledgement named no offset; not confirmed".into(),
+                ))
+            }
             Ok(delivery) => Ok(Appended {
                 took: started.elapsed(),
                 partition: delivery.partition,

@@ -115,7 +115,12 @@ async fn settle(
     let mut refused = Vec::new();
     for (i, delivery) in deliveries.into_iter().enumerate() {
         match tokio::time::timeout_at(deadline, delivery).await {
-            Ok(Ok(Ok(_))) => {}
+            Ok(Ok(Ok(delivery))) if crate::producer::stored(&delivery) => {}
+            Ok(Ok(Ok(_))) => {
+                return Err(OutputError::Delivery(
+                    "acknowledged without an offset (inferred by librdkafka, not confirmed)".into(),
+                ));
+            }
             Ok(Ok(Err((e, _)))) if keep_refused && classify::kafka(&e) == Class::Refused => {
                 refused.push((i, e))
             }
