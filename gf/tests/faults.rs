@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use gf_tests::net::{PrivateBroker, PrivateCluster, TcpProxy, free_local_addr};
-use gf_tests::{infra, postgres_addr, read_topic};
+use gf_tests::{infra, postgres_addr};
 use support::{Load, Pipeline, one_at_a_time, pause};
 
 /// The broker becomes unreachable under load (every connection dropped, new ones closed at once)
@@ -260,12 +260,7 @@ async fn three_brokers_lose_one_under_load() {
     load.finish(handles).await;
 
     let outcome = pipeline.outcome("three_brokers", &load, &brokers).await;
-    let attributed = {
-        let (brokers, topic) = (brokers.clone(), topics.attributed.clone());
-        tokio::task::spawn_blocking(move || read_topic(&brokers, &topic))
-            .await
-            .unwrap()
-    };
+    let attributed = support::read_all(&brokers, &topics.attributed).await;
     let attributed_ids: HashSet<String> = attributed
         .iter()
         .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.value).ok())

@@ -253,11 +253,7 @@ impl Pipeline {
             (stored, duplicate_rows) = self.stored(&acked).await;
         }
         // Duplicates the ids absorbed: canonical records beyond one per event.
-        let topic = self.topics().events;
-        let reader = brokers.to_owned();
-        let records = tokio::task::spawn_blocking(move || read_topic(&reader, &topic))
-            .await
-            .unwrap();
+        let records = read_all(brokers, &self.topics().events).await;
         let ids: HashSet<String> = records
             .iter()
             .filter_map(|r| serde_json::from_slice::<Value>(&r.value).ok())
@@ -315,11 +311,7 @@ impl Pipeline {
             .filter_map(|r| serde_json::from_slice::<Value>(&r.value).ok())
             .filter_map(|v| v["insertId"].as_str().map(str::to_owned))
             .collect();
-        let topic = format!("{}.raw.v1", self.prefix);
-        let reader = brokers.to_owned();
-        let raw = tokio::task::spawn_blocking(move || read_topic(&reader, &topic))
-            .await
-            .unwrap();
+        let raw = read_all(brokers, &self.topics().raw).await;
         let mut out = Vec::new();
         let mut in_raw: HashSet<String> = HashSet::new();
         for record in &raw {
@@ -350,11 +342,7 @@ impl Pipeline {
                 ));
             }
         }
-        let topic = self.topics().deadletter;
-        let brokers = brokers.to_owned();
-        let dead = tokio::task::spawn_blocking(move || read_topic(&brokers, &topic))
-            .await
-            .unwrap();
+        let dead = read_all(brokers, &self.topics().deadletter).await;
         let dead_with_missing = dead
             .iter()
             .filter(|r| {
@@ -388,7 +376,7 @@ impl Pipeline {
                 out.push(format!("batch {first}: no request id answered"));
                 continue;
             };
-            let stored = receiver_log
+            let logged = receiver_log
                 .lines()
                 .find(|l| l.contains(request_id.as_str()) && l.contains("ingest request stored"))
                 .map(|l| {
@@ -397,7 +385,7 @@ impl Pipeline {
                 });
             out.push(format!(
                 "batch {first}: request {request_id}, receiver logged: {}",
-                stored.unwrap_or("nothing stored")
+                logged.unwrap_or("nothing stored")
             ));
         }
         out
@@ -409,11 +397,7 @@ impl Pipeline {
     /// receiver): acknowledged events found there, and how many of them are there twice.
     pub async fn raw_outcome(&self, scenario: &str, load: &Load, brokers: &str) -> Outcome {
         let acked = load.acked.lock().unwrap().clone();
-        let topic = format!("{}.raw.v1", self.prefix);
-        let brokers = brokers.to_owned();
-        let records = tokio::task::spawn_blocking(move || read_topic(&brokers, &topic))
-            .await
-            .unwrap();
+        let records = read_all(brokers, &self.topics().raw).await;
         let mut copies: HashMap<String, u64> = HashMap::new();
         for record in &records {
             let batch: Value = serde_json::from_slice(&record.value).expect("a raw batch");
@@ -555,19 +539,19 @@ impl Load {
             Ok(r) => (
                 r.status().as_u16().to_string(),
                 r.headers()
-                    .get("x-request-id")
+                    .get(gf_receiver::handler::REQUEST_ID_HEADER)
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned),
             ),
             Err(_) => ("error".to_owned(), None),
         };
-        if let (true, Some(request_id)) = (answer == "200", request_id) {
-            self.request_ids
-                .lock()
-                .unwrap()
-                .insert(ids[0].clone(), request_id);
-        }
         if answer == "200" {
+            if let Some(request_id) = request_id {
+                self.request_ids
+                    .lock()
+                    .unwrap()
+                    .insert(ids[0].clone(), request_id);
+            }
             self.acked.lock().unwrap().extend(ids);
             self.accepted_at.lock().unwrap().push(Instant::now());
         }
@@ -598,6 +582,14 @@ impl Load {
             handle.await.unwrap();
         }
     }
+}
+
+/// [`read_topic`] off the async runtime's threads.
+pub async fn read_all(brokers: &str, topic: &str) -> Vec<gf_tests::ReadRecord> {
+    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || read_topic(&brokers, &topic))
+        .await
+        .unwrap()
 }
 
 pub async fn pause(seconds: u64) {
