@@ -392,41 +392,6 @@ impl Pipeline {
     }
 }
 
-impl Pipeline {
-    /// Counts against the raw topic instead of PostgreSQL (for a scenario that runs only the
-    /// receiver): acknowledged events found there, and how many of them are there twice.
-    pub async fn raw_outcome(&self, scenario: &str, load: &Load, brokers: &str) -> Outcome {
-        let acked = load.acked.lock().unwrap().clone();
-        let records = read_all(brokers, &self.topics().raw).await;
-        let mut copies: HashMap<String, u64> = HashMap::new();
-        for record in &records {
-            let batch: Value = serde_json::from_slice(&record.value).expect("a raw batch");
-            for event in batch["events"].as_array().expect("events") {
-                let id = event["insert_id"].as_str().expect("insert_id");
-                *copies.entry(id.to_owned()).or_default() += 1;
-            }
-        }
-        let outcome = Outcome {
-            scenario: scenario.to_owned(),
-            stored_in: "raw topic",
-            sent: load.sent.load(Ordering::SeqCst),
-            acknowledged: acked.len() as u64,
-            stored_of_acknowledged: acked.iter().filter(|id| copies.contains_key(*id)).count()
-                as u64,
-            stored_rows: copies.values().sum(),
-            duplicate_rows: acked
-                .iter()
-                .map(|id| copies.get(id).map_or(0, |n| n.saturating_sub(1)))
-                .sum(),
-            duplicates_absorbed: 0,
-            answers: load.answers.lock().unwrap().clone(),
-            missing: Vec::new(),
-        };
-        outcome.write();
-        outcome
-    }
-}
-
 impl Drop for Pipeline {
     fn drop(&mut self) {
         for (_, mut child) in self.children.drain() {
