@@ -255,7 +255,7 @@ async fn attribute(
     lock_users(txn, &lock_keys(&identities, [])).await?;
     let known = lookup_users(txn, &identities).await?;
     let mut plan = plan(&identities, &known);
-    insert_users(txn, &mut plan.new_users).await?;
+    insert_users(txn, &plan.new_users).await?;
     insert_identities(txn, &mut plan.identities).await?;
     lock_users(
         txn,

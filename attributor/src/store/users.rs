@@ -1,4 +1,5 @@
-//! Users: found by external id, then by e-mail key, through one lookup; created in key order.
+//! Users: found by external id, then by e-mail key, through one lookup; created with their
+//! identities, which keep one user per external id and per e-mail key.
 
 use deadpool_postgres::Transaction;
 use serde_json::{Value, json};
@@ -83,27 +84,16 @@ pub(super) async fn insert_identities(
     Ok(())
 }
 
-/// Inserts the planned users; one that another writer created meanwhile makes the transaction
-/// run again, and the next lookup finds it.
+/// Inserts the planned users, each under a new id. A user another writer created meanwhile is
+/// found by [`insert_identities`], whose key names one user per external id and e-mail key: the
+/// transaction runs again, and the next lookup finds it.
 pub(super) async fn insert_users(
     txn: &Transaction<'_>,
-    users: &mut [crate::resolve::NewUser],
+    users: &[crate::resolve::NewUser],
 ) -> Result<(), StoreError> {
     if users.is_empty() {
         return Ok(());
     }
-    users.sort_by(|a, b| {
-        (
-            a.product_id,
-            &a.external_user_id,
-            a.email.as_deref().and_then(email_key),
-        )
-            .cmp(&(
-                b.product_id,
-                &b.external_user_id,
-                b.email.as_deref().and_then(email_key),
-            ))
-    });
     let rows: Vec<Value> = users
         .iter()
         .map(|u| {
@@ -112,21 +102,15 @@ pub(super) async fn insert_users(
                    "name": u.name, "properties": u.properties})
         })
         .collect();
-    let inserted = execute(
+    execute(
         txn,
         "INSERT INTO users (id, product_id, external_user_id, email, email_key, name, properties)
              SELECT id, product_id, external_user_id, email, email_key, name, properties
                FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, product_id uuid,
                     external_user_id text, email text, email_key text, name text,
-                    properties jsonb)
-             ON CONFLICT DO NOTHING",
+                    properties jsonb)",
         &[&Value::Array(rows)],
     )
     .await?;
-    if inserted as usize != users.len() {
-        return Err(StoreError::Conflict(
-            "a user of this batch was created by another writer".into(),
-        ));
-    }
     Ok(())
 }
