@@ -86,6 +86,20 @@ impl StoreError {
     pub fn is_refusal(&self) -> bool {
         matches!(self, StoreError::Db(e) if e.class() == Class::Refused)
     }
+
+    /// A unique violation of a statement that inserts only keys this transaction found free
+    /// (under its lock or by its own read): another writer took one since, so it is a
+    /// [`StoreError::Conflict`] and the transaction runs again, not data to set aside.
+    fn on_unique_violation(self, what: &str) -> Self {
+        match self {
+            StoreError::Db(DbError::Query(e))
+                if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
+            {
+                StoreError::Conflict(what.to_owned())
+            }
+            other => other,
+        }
+    }
 }
 
 impl From<StoreError> for StageError {

@@ -53,8 +53,9 @@ pub(super) async fn lookup_users(
         .collect())
 }
 
-/// Records identities in key order; one another writer recorded for someone else meanwhile makes
-/// the transaction run again (the next lookup sees it).
+/// Records identities in key order, by a plain insert: the batch's keys were looked up under
+/// their locks, so one another writer recorded meanwhile (for someone else, or before the locks)
+/// makes the transaction run again, and the next lookup sees it.
 pub(super) async fn insert_identities(
     txn: &Transaction<'_>,
     identities: &mut Vec<NewIdentity>,
@@ -68,19 +69,16 @@ pub(super) async fn insert_identities(
     let kinds: Vec<&str> = identities.iter().map(|i| i.kind.as_str()).collect();
     let values: Vec<&str> = identities.iter().map(|i| i.value.as_str()).collect();
     let users: Vec<Uuid> = identities.iter().map(|i| i.user_id).collect();
-    let inserted = execute(
+    execute(
         txn,
         "INSERT INTO user_identities (product_id, kind, value, user_id)
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[])
-             ON CONFLICT DO NOTHING",
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[])",
         &[&products, &kinds, &values, &users],
     )
-    .await?;
-    if inserted as usize != identities.len() {
-        return Err(StoreError::Conflict(
-            "an identity of this batch was recorded by another writer".into(),
-        ));
-    }
+    .await
+    .map_err(|e| {
+        e.on_unique_violation("an identity of this batch was recorded by another writer")
+    })?;
     Ok(())
 }
 

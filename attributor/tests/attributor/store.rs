@@ -387,6 +387,42 @@ async fn a_duplicate_changes_nothing() {
     assert_eq!(db.count("SELECT count(*) FROM business_events").await, 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_writers_of_the_same_events_store_each_once() {
+    let db = db().await;
+    let p = db.product;
+    // Anonymous events take no user lock, so the writers meet in the events' own insert: the
+    // one that finds an id taken after its read runs again, as the runner runs conflicts.
+    let events: Vec<CanonicalEvent> = (0..500)
+        .map(|i| event(p, &format!("race-{i}"), None, at(0, i % 60)))
+        .collect();
+    let writers: Vec<_> = (0..6)
+        .map(|_| {
+            let pool = db.pool.clone();
+            let batch = Batch {
+                conversations: Vec::new(),
+                events: events.clone(),
+            };
+            tokio::spawn(async move {
+                rerun_conflicts(&RetryPolicy::default(), || async {
+                    Ok(write(&pool, &batch, &NoPublish).await?)
+                })
+                .await
+            })
+        })
+        .collect();
+    let mut new = 0;
+    let mut unchanged = 0;
+    for writer in writers {
+        let written = writer.await.unwrap().expect("written");
+        new += written.attributed.len();
+        unchanged += written.unchanged;
+    }
+    assert_eq!(new, 500, "each event is new to exactly one writer");
+    assert_eq!(unchanged, 5 * 500);
+    assert_eq!(db.count("SELECT count(*) FROM business_events").await, 500);
+}
+
 #[tokio::test]
 async fn a_newer_mapper_version_replaces_the_row_and_the_outcomes() {
     let db = db().await;
