@@ -61,8 +61,9 @@ pub struct RetryPolicy {
     /// Waits through an outage (PostgreSQL or the broker away), however long it lasts.
     pub first_backoff: Duration,
     pub max_backoff: Duration,
-    /// Runs of a batch that conflicted (a deadlock, a creation race) before it is split and its
-    /// records refused, with short jittered waits between them so racing writers part ways.
+    /// Runs of a batch that conflicted (a deadlock, a race to create or insert a row) before it
+    /// is split and its records refused, with short jittered waits between them so racing
+    /// writers part ways.
     pub conflicts: u32,
     pub first_conflict_wait: Duration,
     pub max_conflict_wait: Duration,

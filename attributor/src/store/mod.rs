@@ -2,10 +2,11 @@
 //! conversation links, business events and the conversation outcomes, then publishing what changed
 //! before the commit (so an offset is only ever committed for published, committed work).
 //!
-//! Every statement works on the whole batch at once (`jsonb_to_recordset`), so a batch of a
-//! thousand events costs a dozen round trips. Rows are written in key order so concurrent
-//! attributors lock in the same order; a deadlock, or a new user another writer created first,
-//! rolls the transaction back and runs it again.
+//! Every statement works on the whole batch at once (typed arrays through `unnest`, or
+//! `jsonb_to_recordset`), so a batch of a thousand events costs a dozen round trips. Rows are
+//! written in key order so concurrent attributors lock in the same order; a deadlock, or an
+//! identity or event another writer recorded first (a unique violation), rolls the transaction
+//! back and runs it again.
 
 use gf_runtime::db::DbError;
 use std::collections::{HashMap, HashSet};
@@ -73,8 +74,9 @@ pub enum StoreError {
     Db(#[from] DbError),
     #[error("attributed events were not published: {0}")]
     Publish(#[from] OutputError),
-    /// A concurrent creation of the same user or organization, found by our own checks: the
-    /// transaction can simply run again.
+    /// A concurrent creation of the same identity, event or organization, found by our own
+    /// checks or by a unique violation of a key this transaction had found free: the transaction
+    /// can simply run again.
     #[error("conflict with a concurrent writer: {0}")]
     Conflict(String),
 }

@@ -53,9 +53,9 @@ pub(super) async fn lookup_users(
         .collect())
 }
 
-/// Records identities in key order, by a plain insert: the batch's keys were looked up under
-/// their locks, so one another writer recorded meanwhile (for someone else, or before the locks)
-/// makes the transaction run again, and the next lookup sees it.
+/// Records identities in key order, by a plain insert. The batch's keys were looked up under
+/// their advisory locks, so a unique violation here means a writer that did not take them (or a
+/// collision of two keys' lock numbers): the transaction runs again, and the next lookup sees it.
 pub(super) async fn insert_identities(
     txn: &Transaction<'_>,
     identities: &mut Vec<NewIdentity>,
