@@ -2,7 +2,7 @@
 //! identities, which keep one user per external id and per e-mail key.
 
 use deadpool_postgres::Transaction;
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::resolve::{Identity, IdentityKind, KnownUser, NewIdentity, email_key, lookup_keys};
@@ -92,22 +92,37 @@ pub(super) async fn insert_users(
     if users.is_empty() {
         return Ok(());
     }
-    let rows: Vec<Value> = users
+    // Typed arrays in PostgreSQL's binary format: cheaper to decode than JSON rows.
+    let ids: Vec<Uuid> = users.iter().map(|u| u.id).collect();
+    let products: Vec<Uuid> = users.iter().map(|u| u.product_id).collect();
+    let external: Vec<Option<&str>> = users
         .iter()
-        .map(|u| {
-            json!({"id": u.id, "product_id": u.product_id, "external_user_id": u.external_user_id,
-                   "email": u.email, "email_key": u.email.as_deref().and_then(email_key),
-                   "name": u.name, "properties": u.properties})
-        })
+        .map(|u| u.external_user_id.as_deref())
+        .collect();
+    let emails: Vec<Option<&str>> = users.iter().map(|u| u.email.as_deref()).collect();
+    let keys: Vec<Option<String>> = users
+        .iter()
+        .map(|u| u.email.as_deref().and_then(email_key))
+        .collect();
+    let names: Vec<Option<&str>> = users.iter().map(|u| u.name.as_deref()).collect();
+    let properties: Vec<Value> = users
+        .iter()
+        .map(|u| Value::Object(u.properties.clone()))
         .collect();
     execute(
         txn,
         "INSERT INTO users (id, product_id, external_user_id, email, email_key, name, properties)
-             SELECT id, product_id, external_user_id, email, email_key, name, properties
-               FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, product_id uuid,
-                    external_user_id text, email text, email_key text, name text,
-                    properties jsonb)",
-        &[&Value::Array(rows)],
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+                                  $6::text[], $7::jsonb[])",
+        &[
+            &ids,
+            &products,
+            &external,
+            &emails,
+            &keys,
+            &names,
+            &properties,
+        ],
     )
     .await?;
     Ok(())
