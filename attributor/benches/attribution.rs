@@ -29,6 +29,10 @@ use serde_json::json;
 use support::{at, event, message, product, with_email, with_org};
 use uuid::Uuid;
 
+/// The binaries' allocator, so the figures are theirs.
+#[global_allocator]
+static ALLOCATOR: gf_runtime::alloc::Split = gf_runtime::alloc::Split;
+
 const BATCH: usize = 1_000;
 const EVENTS: usize = 20_000;
 const KNOWN_USERS: usize = 5_000;

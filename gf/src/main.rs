@@ -12,6 +12,9 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 use crate::output::Output;
 
+#[global_allocator]
+static ALLOCATOR: gf_runtime::alloc::Split = gf_runtime::alloc::Split;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_log = if matches!(cli.command, Command::Run(_)) {

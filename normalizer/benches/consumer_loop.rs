@@ -23,6 +23,10 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+/// The binaries' allocator, so the figures are theirs.
+#[global_allocator]
+static ALLOCATOR: gf_runtime::alloc::Split = gf_runtime::alloc::Split;
+
 const EVENTS_PER_RECORD: usize = 250;
 const PARTITIONS: i32 = 3;
 /// Distinct bodies, sent again and again.

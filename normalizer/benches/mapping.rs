@@ -8,6 +8,10 @@ use gf_schemas::Provider;
 use gf_schemas::raw::RawRecordMeta;
 use uuid::Uuid;
 
+/// The binaries' allocator, so the figures are theirs.
+#[global_allocator]
+static ALLOCATOR: gf_runtime::alloc::Split = gf_runtime::alloc::Split;
+
 fn mapping(c: &mut Criterion) {
     let meta = RawRecordMeta {
         connection_id: Uuid::from_u128(1),

@@ -1,5 +1,8 @@
 //! `gf-normalizer`: the normalizer alone, for scaling it out as consumer-group members.
 
+#[global_allocator]
+static ALLOCATOR: gf_runtime::alloc::Split = gf_runtime::alloc::Split;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _telemetry = gf_runtime::telemetry::init("gf-normalizer", "info");

@@ -16,6 +16,10 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+/// The binaries' allocator, so the figures are theirs.
+#[global_allocator]
+static ALLOCATOR: gf_runtime::alloc::Split = gf_runtime::alloc::Split;
+
 const PER_ENDPOINT: usize = 2_000;
 const ENDPOINTS: usize = 4;
 

@@ -1,5 +1,8 @@
 //! `gf-notifier`: the notifier alone (consumer and delivery workers), for scaling it out.
 
+#[global_allocator]
+static ALLOCATOR: gf_runtime::alloc::Split = gf_runtime::alloc::Split;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _telemetry = gf_runtime::telemetry::init("gf-notifier", "info");

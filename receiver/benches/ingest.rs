@@ -32,6 +32,10 @@ use gf_tests::Stack;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+/// The binaries' allocator, so the figures are theirs.
+#[global_allocator]
+static ALLOCATOR: gf_runtime::alloc::Split = gf_runtime::alloc::Split;
+
 const CONNECTIONS: usize = 64;
 const WARM_UP: Duration = Duration::from_secs(1);
 const MEASURE: Duration = Duration::from_secs(6);

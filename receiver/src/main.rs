@@ -1,5 +1,8 @@
 //! `gf-receiver`: the receiver alone, for scaling it out behind a load balancer.
 
+#[global_allocator]
+static ALLOCATOR: gf_runtime::alloc::Split = gf_runtime::alloc::Split;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _telemetry = gf_runtime::telemetry::init("gf-receiver", "info");

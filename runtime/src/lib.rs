@@ -11,6 +11,7 @@
 //! - [`telemetry`]: logs and OpenTelemetry traces; [`metrics`]: Prometheus, Kafka statistics;
 //! - [`shutdown`]: SIGINT/SIGTERM as a cancellation token.
 
+pub mod alloc;
 pub mod backoff;
 pub mod classify;
 pub mod config;
