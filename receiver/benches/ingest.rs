@@ -126,7 +126,13 @@ async fn append_directly(
     template: Arc<Template>,
 ) -> Tally {
     drive(None, move |_, seq| {
-        let (sink, meta, template) = (sink.clone(), meta.clone(), template.clone());
+        let (sink, template) = (sink.clone(), template.clone());
+        // A request id of its own, as the receiver gives each request: it is the record's key,
+        // so the records spread over the partitions as the receiver's do.
+        let meta = RawRecordMeta {
+            request_id: uuid::Uuid::now_v7().to_string(),
+            ..(*meta).clone()
+        };
         async move { sink.append(&meta, &template.body(seq)).await.is_ok() }
     })
     .await
@@ -202,7 +208,8 @@ async fn main() {
     tokio::spawn(receiver.serve(listener).unwrap());
     let noop = noop_server();
     let sink = Arc::new(KafkaSink::new(settings, &topics.raw, produce_timeout).unwrap());
-    // What the receiver writes for this connection: the same key (one partition) and headers.
+    // What the receiver writes for this connection: its headers (each append gets its own
+    // request id, the key, below).
     let meta = Arc::new(RawRecordMeta {
         connection_id: issued.connection.id,
         product_id: stack.product,
