@@ -7,7 +7,8 @@
 //! serves small blocks faster, but keeps the pages of freed blocks in the heap of the thread
 //! that made them: request bodies and decoded gzip, made on one thread and freed on another,
 //! stayed resident and broke the receiver's body budget. Blocks of [`SPLIT`] bytes and more
-//! therefore go to the system allocator, which maps large blocks on their own and returns them
+//! therefore go to the system allocator, whose freed blocks any thread can reuse, and which
+//! maps the largest on their own (from its `mmap` threshold, 128 KiB at first) and unmaps them
 //! when they are freed.
 //!
 //! A block always returns to the allocator that made it: `GlobalAlloc` is given the same size
@@ -30,9 +31,10 @@ fn small(size: usize) -> bool {
     size < SPLIT
 }
 
-// SAFETY: every method hands the caller's layout to exactly one of two sound allocators, chosen
-// by the size, and `dealloc`/`realloc` receive the size the block was made with (the
-// `GlobalAlloc` contract), so a block is always freed or resized by the allocator that made it.
+// SAFETY: every block is made by one of two sound allocators, chosen by its size, and
+// `dealloc`/`realloc` receive the size the block was made with (the `GlobalAlloc` contract), so
+// a block is always freed or resized by the allocator that made it; a `realloc` across the split
+// makes the new block with one and frees the old with the other.
 unsafe impl GlobalAlloc for Split {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller's guarantees for `layout` are passed on unchanged.
@@ -95,10 +97,16 @@ unsafe impl GlobalAlloc for Split {
 mod tests {
     use super::*;
 
-    /// Blocks grown and shrunk across the split keep their contents, whichever allocator holds
-    /// them, and are freed by the one that made them (a mismatch would crash or corrupt).
+    /// Whether mimalloc made the block at `ptr`.
+    fn mimalloc_owns(ptr: *mut u8) -> bool {
+        // SAFETY: only reads mimalloc's own bookkeeping for the address.
+        unsafe { libmimalloc_sys::mi_is_in_heap_region(ptr.cast()) }
+    }
+
+    /// Each block is made by the allocator its size names, keeps its contents when it grows or
+    /// shrinks across the split, and moves to the other allocator when it does.
     #[test]
-    fn blocks_keep_their_bytes_across_the_split() {
+    fn blocks_are_made_and_moved_by_their_size() {
         for align in [1, 8, 64] {
             for (from, to) in [
                 (100, SPLIT + 100),
@@ -115,17 +123,21 @@ mod tests {
                     let ptr = Split.alloc(layout);
                     assert!(!ptr.is_null());
                     assert_eq!(ptr as usize % align, 0);
+                    assert_eq!(mimalloc_owns(ptr), from < SPLIT, "{from} bytes");
                     for i in 0..from {
                         *ptr.add(i) = (i % 251) as u8;
                     }
-                    let grown = Split.realloc(ptr, layout, to);
-                    assert!(!grown.is_null());
-                    assert_eq!(grown as usize % align, 0);
+                    let moved = Split.realloc(ptr, layout, to);
+                    assert!(!moved.is_null());
+                    assert_eq!(moved as usize % align, 0);
+                    assert_eq!(mimalloc_owns(moved), to < SPLIT, "{from} -> {to} bytes");
                     for i in 0..from.min(to) {
-                        assert_eq!(*grown.add(i), (i % 251) as u8, "{from} -> {to} at {i}");
+                        assert_eq!(*moved.add(i), (i % 251) as u8, "{from} -> {to} at {i}");
                     }
-                    Split.dealloc(grown, Layout::from_size_align(to, align).unwrap());
+                    Split.dealloc(moved, Layout::from_size_align(to, align).unwrap());
                     let zeroed = Split.alloc_zeroed(layout);
+                    assert!(!zeroed.is_null());
+                    assert_eq!(mimalloc_owns(zeroed), from < SPLIT);
                     assert!((0..from).all(|i| *zeroed.add(i) == 0));
                     Split.dealloc(zeroed, layout);
                 }
