@@ -54,6 +54,8 @@ pub struct NewUser {
     pub product_id: Uuid,
     pub external_user_id: Option<String>,
     pub email: Option<String>,
+    /// `email`'s [`email_key`], computed once where the user is planned.
+    pub email_key: Option<String>,
     pub name: Option<String>,
     pub properties: Map<String, Value>,
 }
@@ -249,6 +251,7 @@ pub fn plan(identities: &[Identity<'_>], known: &[KnownUser]) -> Plan {
             email: key
                 .is_some()
                 .then(|| identity.email.unwrap_or_default().trim().to_owned()),
+            email_key: key,
             name: identity
                 .name
                 .map(str::trim)
@@ -428,6 +431,7 @@ mod tests {
         assert_eq!(plan.new_users.len(), 1);
         let user = &plan.new_users[0];
         assert_eq!(user.email.as_deref(), Some("Nine@x.io"));
+        assert_eq!(user.email_key.as_deref(), Some("nine@x.io"));
         assert_eq!(user.external_user_id.as_deref(), Some("u9"));
         assert_eq!(user.properties["created_from"], "analytics");
         assert_eq!(user.properties["source"], "amplitude");

@@ -5,7 +5,7 @@ use deadpool_postgres::Transaction;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::resolve::{Identity, IdentityKind, KnownUser, NewIdentity, email_key, lookup_keys};
+use crate::resolve::{Identity, IdentityKind, KnownUser, NewIdentity, lookup_keys};
 
 use super::{StoreError, execute, query};
 
@@ -100,10 +100,7 @@ pub(super) async fn insert_users(
         .map(|u| u.external_user_id.as_deref())
         .collect();
     let emails: Vec<Option<&str>> = users.iter().map(|u| u.email.as_deref()).collect();
-    let keys: Vec<Option<String>> = users
-        .iter()
-        .map(|u| u.email.as_deref().and_then(email_key))
-        .collect();
+    let keys: Vec<Option<&str>> = users.iter().map(|u| u.email_key.as_deref()).collect();
     let names: Vec<Option<&str>> = users.iter().map(|u| u.name.as_deref()).collect();
     let properties: Vec<Value> = users
         .iter()
